@@ -1,0 +1,1 @@
+"""The artifact: safetensors + JSON manifest, packed encodings, ONNX export."""

@@ -1,0 +1,1 @@
+"""Measuring: size on disk, params, non-zeros, MACs, latency, peak memory, the task metric."""

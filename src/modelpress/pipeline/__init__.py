@@ -1,0 +1,1 @@
+"""Recipes of steps, applied to a Task and measured after each step."""

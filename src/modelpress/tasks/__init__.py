@@ -1,0 +1,1 @@
+"""Tasks: data, reference models, metrics and the training loop."""
