@@ -32,7 +32,7 @@ test: setup apt
 	HF_HUB_OFFLINE=1 $(PY) -m pytest
 
 bench: setup apt
-	HF_HUB_OFFLINE=1 $(PY) -m benchmarks.run
+	HF_HUB_OFFLINE=1 $(PY) -m benchmarks.run $(BENCH)
 
 lint: setup
 	$(VENV)/bin/ruff check src tests benchmarks

@@ -1,2 +1,61 @@
-"""modelpress: compress PyTorch models for small devices, measured honestly."""
+"""modelpress: compress PyTorch models for small devices — measured honestly, composed freely.
+
+>>> import modelpress as mp
+>>> task = mp.tasks.get("mnist-5k")
+>>> model = task.model()                                   # the trained baseline (cached)
+>>> log = mp.compress_(model, mp.Prune(sparsity=0.9), select=mp.select.by_type(nn.Linear))
+>>> stats = mp.measure(model, task)                        # Stats: size_bytes, latency_ms, metric, ...
+>>> mp.save(model, "out/model"); model = mp.load("out/model")
+
+Names are imported on first use, so ``import modelpress`` stays fast and light.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
 __version__ = "0.1.0"
+
+# public name → module that defines it
+_LAZY = {
+    "select": "modelpress.select",
+    "tasks": "modelpress.tasks",
+    "save": "modelpress.artifact",
+    "load": "modelpress.artifact",
+    "StepLog": "modelpress.context",
+    "BadInputError": "modelpress.errors",
+    "CompressionError": "modelpress.errors",
+    "ModelpressError": "modelpress.errors",
+    "FineTune": "modelpress.finetune",
+    "Prune": "modelpress.pruning",
+    "Quantize": "modelpress.quantization",
+    "measure": "modelpress.measure",
+    "measure_onnx": "modelpress.measure",
+    "compare": "modelpress.measure",
+    "compare_models": "modelpress.measure",
+    "Stats": "modelpress.measure.stats",
+    "MeasureSettings": "modelpress.pipeline",
+    "Recipe": "modelpress.pipeline",
+    "RunResult": "modelpress.pipeline",
+    "compress_": "modelpress.pipeline",
+    "run": "modelpress.pipeline",
+    "Metric": "modelpress.tasks.task",
+    "Split": "modelpress.tasks.task",
+    "Task": "modelpress.tasks.task",
+}
+
+__all__ = ["__version__", *_LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module 'modelpress' has no attribute {name!r}")
+    module = importlib.import_module(_LAZY[name])
+    value = module if module.__name__.endswith("." + name) else getattr(module, name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -1,0 +1,30 @@
+"""`bake`: a copy of a model whose state holds its effective weights (no parametrizations)."""
+
+from __future__ import annotations
+
+import copy
+
+from torch import nn
+from torch.nn.utils import parametrize
+
+from modelpress.source import attach_source, get_source
+
+__all__ = ["bake"]
+
+
+def bake(model: nn.Module) -> nn.Module:
+    """A deep copy of ``model`` with every ``torch.nn.utils.parametrize`` parametrization removed.
+
+    Pruning keeps masks as parametrizations (so fine-tuning cannot revive pruned weights); removing them
+    with ``leave_parametrized=True`` writes the masked weights into plain parameters, which is what the
+    artifact stores and ONNX exports. The caller's model is never changed; its source stays attached.
+    """
+    baked = copy.deepcopy(model)
+    for module in baked.modules():
+        if parametrize.is_parametrized(module):
+            for name in list(module.parametrizations.keys()):
+                parametrize.remove_parametrizations(module, name, leave_parametrized=True)
+    source = get_source(model)
+    if source is not None and get_source(baked) is None:
+        attach_source(baked, source)
+    return baked

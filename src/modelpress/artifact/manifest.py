@@ -1,0 +1,86 @@
+"""The artifact's `manifest.json`: what it holds, how to check it, how to read it back.
+
+Layout (JSON object)::
+
+    {"format": "modelpress-artifact", "format_version": 1, "modelpress_version": "0.1.0",
+     "source": {...modelpress.source...}, "steps": [...step configs...],
+     "files": {"weights.safetensors.zst": {"sha256": "...", "bytes": 123, "compression": "zstd"}},
+     "tensors": {"fc1.weight": {"encoding": "bitmask", "shape": [300, 784], "dtype": "float32"}, ...},
+     "aliases": {"tied.weight": "other.weight"},
+     "shapes": {"fc1": {"tensors": {"weight": {"kind": "param", "shape": [..], "dtype": ".."}},
+                        "attrs": {"out_features": 150}}},
+     "swaps": [{"path": "fc2", "class": "modelpress.quantization.modules:QuantLinear", "meta": {...},
+                "tensors": ["scale", "q"]}]}
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+from modelpress.errors import BadInputError
+
+__all__ = ["FORMAT", "FORMAT_VERSION", "MANIFEST", "sha256_bytes", "read_manifest", "write_manifest",
+           "is_artifact"]
+
+FORMAT = "modelpress-artifact"
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+_REQUIRED = ("source", "files", "tensors", "shapes", "swaps")
+
+
+def sha256_bytes(data: bytes) -> str:
+    """Hex SHA-256 of ``data``."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def is_artifact(folder: Path) -> bool:
+    """Whether ``folder`` holds a manifest.json that says it is a modelpress artifact."""
+    try:
+        return json.loads((folder / MANIFEST).read_text()).get("format") == FORMAT
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def write_manifest(folder: Path, manifest: dict[str, Any]) -> None:
+    """Write ``manifest`` as indented, key-sorted JSON (stable diffs, readable by hand)."""
+    (folder / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+
+
+def read_manifest(folder: Path) -> dict[str, Any]:
+    """Read and check the manifest of an artifact folder.
+
+    Raises BadInputError for a missing folder or manifest, invalid JSON, another format, a format
+    version newer than this modelpress understands, or missing fields.
+    """
+    if not folder.is_dir():
+        raise BadInputError(f"artifact folder {str(folder)!r} does not exist. "
+                            "Fix: pass the folder written by modelpress.save (it holds manifest.json).")
+    path = folder / MANIFEST
+    if not path.is_file():
+        raise BadInputError(f"{str(folder)!r} has no {MANIFEST}, so it is not a modelpress artifact. "
+                            "Fix: pass the folder written by modelpress.save.")
+    try:
+        manifest = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as e:
+        raise BadInputError(f"{str(path)!r} is not valid JSON ({e}); the artifact is damaged. "
+                            "Fix: save the model again.") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        got = manifest.get("format") if isinstance(manifest, dict) else type(manifest).__name__
+        raise BadInputError(f"{str(path)!r} is not a modelpress artifact manifest "
+                            f"(format {got!r}, expected {FORMAT!r}).")
+    version = manifest.get("format_version")
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise BadInputError(f"{str(path)!r} has an invalid format_version {version!r}; the artifact is damaged.")
+    if version > FORMAT_VERSION:
+        raise BadInputError(
+            f"{str(folder)!r} was written by a newer modelpress (artifact format {version}, written by "
+            f"modelpress {manifest.get('modelpress_version', '?')}); this one reads format {FORMAT_VERSION}. "
+            "Fix: upgrade modelpress (pip install -U modelpress).")
+    missing = [k for k in _REQUIRED if k not in manifest]
+    if missing:
+        raise BadInputError(f"{str(path)!r} lacks the fields {missing}; the artifact is damaged. "
+                            "Fix: save the model again.")
+    return manifest

@@ -1,0 +1,67 @@
+"""Reading a bare weights file (a state dict) without ever unpickling arbitrary objects."""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from modelpress.errors import BadInputError
+
+__all__ = ["read_weights"]
+
+_FIX = ("Fix: save the weights as a state dict (`torch.save(model.state_dict(), 'model.pt')`) "
+        "or as safetensors (`safetensors.torch.save_file(model.state_dict(), 'model.safetensors')`).")
+# Checkpoints often wrap the state dict one level down under one of these keys.
+_WRAPPERS = ("state_dict", "model_state_dict", "model")
+
+
+def _is_tensor_dict(obj: object) -> bool:
+    return isinstance(obj, dict) and bool(obj) and all(
+        isinstance(k, str) and isinstance(v, Tensor) for k, v in obj.items())
+
+
+def read_weights(path: str | Path) -> dict[str, Tensor]:
+    """Read a state dict ``{name: tensor}`` from ``.safetensors`` or ``.pt`` / ``.pth``.
+
+    ``.pt`` / ``.pth`` files are read only with ``torch.load(weights_only=True)``: its restricted
+    unpickler builds tensors and plain containers and refuses every other object, so a malicious file
+    cannot run code. A checkpoint holding the state dict under ``state_dict``, ``model_state_dict`` or
+    ``model`` is unwrapped. Raises BadInputError for a missing file, another suffix, a pickle that
+    ``weights_only`` refuses, or content that is not a ``{str: Tensor}`` dict (naming what was found).
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise BadInputError(f"weights file {str(p)!r} does not exist.")
+    suffix = p.suffix.lower()
+    if suffix == ".safetensors":
+        # safetensors: a JSON header plus raw buffers — nothing to execute, by design.
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        try:
+            return load_file(str(p))
+        except (SafetensorError, OSError, ValueError) as e:
+            raise BadInputError(f"{str(p)!r} is not a valid safetensors file ({e}).") from None
+    if suffix not in (".pt", ".pth"):
+        raise BadInputError(f"{str(p)!r}: weights must be .safetensors, .pt or .pth; got {suffix or 'no suffix'!r}. "
+                            + _FIX)
+    try:
+        obj = torch.load(str(p), map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, AttributeError, TypeError, ValueError, EOFError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise BadInputError(f"{str(p)!r} could not be read safely with torch.load(weights_only=True): "
+                            f"{first}. modelpress never unpickles arbitrary objects. " + _FIX) from None
+    if _is_tensor_dict(obj):
+        return dict(obj)
+    if isinstance(obj, dict):
+        for key in _WRAPPERS:
+            if _is_tensor_dict(obj.get(key)):
+                return dict(obj[key])
+        kinds = sorted({type(v).__name__ for v in obj.values()})
+        found = f"a dict with keys {sorted(map(str, obj))[:8]} and values of type {kinds}"
+    else:
+        found = f"a {type(obj).__name__}"
+    raise BadInputError(f"{str(p)!r} holds {found}, not a state dict of tensors. " + _FIX)

@@ -1,0 +1,206 @@
+"""The command-line subcommands (part of the CLI layer): call the library, format its results."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+from pathlib import Path
+
+from modelpress.errors import BadInputError
+
+__all__ = ["cmd_demo", "cmd_compress", "cmd_evaluate", "cmd_sensitivity", "cmd_tasks", "cmd_recipes"]
+
+DEMO_TASK, DEMO_MODEL = "mnist-5k", "lenet-300-100"
+DEMO_RECIPES = ("prune-weight", "int8-static", "int4-weight", "prune-channel")
+
+
+def _settings(args: argparse.Namespace):
+    from modelpress.pipeline import MeasureSettings
+
+    return MeasureSettings(threads=args.threads, batch_size=args.batch_size, runs=args.runs)
+
+
+def cmd_tasks(args: argparse.Namespace) -> int:
+    from modelpress import tasks
+
+    rows = tasks.describe()
+    cols = list(rows[0]) if rows else []
+    print(_table([[str(r[c]) for c in cols] for r in rows], cols))
+    return 0
+
+
+def cmd_recipes(args: argparse.Namespace) -> int:
+    from modelpress.pipeline import Recipe, builtin_recipes
+
+    rows = []
+    for name, path in sorted(builtin_recipes().items()):
+        first = next((ln.lstrip("# ").strip() for ln in path.read_text().splitlines() if ln.startswith("#")), "")
+        try:
+            steps = " → ".join(s.key for s in Recipe.from_yaml(path).steps)
+        except BadInputError as e:
+            steps = f"(invalid: {e})"
+        rows.append([name, steps, first])
+    print(_table(rows, ["recipe", "steps", "what it does"]))
+    print("\nUse one with: modelpress compress --task TASK --recipe NAME --out DIR")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from modelpress.measure import format_stats, measure, measure_onnx
+    from modelpress.pipeline.resolve import resolve_model, resolve_task
+
+    task = resolve_task(args.task)
+    kw = dict(threads=args.threads, batch_size=args.batch_size, runs=args.runs)
+    if args.model and args.model.endswith(".onnx"):
+        if not Path(args.model).is_file():
+            raise BadInputError(f"ONNX file `{args.model}` does not exist. Fix: check the path.")
+        stats = measure_onnx(args.model, task, **kw)
+    else:
+        model = resolve_model(args.model, task)
+        if args.runtime == "torch":
+            stats = measure(model, task, **kw)
+        else:
+            stats = _measure_deployed(model, args.model, task, kw)
+    print(f"task {task.name}, model {args.model or task.default_model}, runtime {stats.runtime}")
+    print(format_stats(stats))
+    if args.json:
+        Path(args.json).write_text(json.dumps(stats.to_dict(), indent=2))
+        print(f"wrote {args.json}")
+    return 0
+
+
+def _measure_deployed(model, spec, task, kw):
+    """Export to ONNX, re-apply the deploy hooks of the artifact's recorded steps, measure in onnxruntime."""
+    from modelpress.artifact.onnx import export_onnx
+    from modelpress.context import StepContext
+    from modelpress.measure import count_macs, measure_onnx
+    from modelpress.pipeline import Recipe
+    from modelpress.pipeline.steps import kind_of
+
+    steps = []
+    manifest = Path(spec or "") / "manifest.json"
+    if spec and manifest.is_file():
+        recorded = json.loads(manifest.read_text()).get("steps") or []
+        steps = list(Recipe.from_list(recorded).steps) if recorded else []
+    with tempfile.TemporaryDirectory() as tmp:
+        path = export_onnx(model, task.example_inputs, Path(tmp) / "model.onnx")
+        ctx = StepContext(task=task, progress=False)
+        for step in steps:
+            hook = kind_of(step.config).deploy
+            if hook is not None:
+                hook(path, model, step.config, ctx)
+        return measure_onnx(path, task, macs=count_macs(model, task.example_inputs), **kw)
+
+
+def cmd_compress(args: argparse.Namespace) -> int:
+    from modelpress.pipeline import Recipe, run
+    from modelpress.pipeline.resolve import resolve_model, resolve_task
+
+    task = resolve_task(args.task)
+    recipe = Recipe.resolve(args.recipe)
+    model = resolve_model(args.model, task)
+    result = run(recipe, task, model=model, out=args.out, settings=_settings(args), seed=args.seed,
+                 deploy=not args.no_deploy)
+    print()
+    print(summarize(result.report))
+    print(f"\nwrote {args.out}/model/ , {args.out}/model.onnx , {args.out}/report.json , {args.out}/report.html")
+    return 0
+
+
+def cmd_sensitivity(args: argparse.Namespace) -> int:
+    from modelpress.pipeline.resolve import resolve_model, resolve_task
+    from modelpress.pruning.sensitivity import sensitivity
+
+    task = resolve_task(args.task)
+    model = resolve_model(args.model, task)
+    result = sensitivity(model, task, structure=args.structure, ratios=tuple(args.ratios))
+    print(result.table())
+    if args.out:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "sensitivity.json").write_text(json.dumps(result.to_dict(), indent=2))
+        result.plot(out / "sensitivity.png")
+        print(f"wrote {out}/sensitivity.json and {out}/sensitivity.png")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from modelpress import tasks
+    from modelpress.measure import format_stats, measure
+    from modelpress.pipeline import Recipe, builtin_recipes, run
+
+    task = tasks.get(DEMO_TASK)
+    print(f"modelpress demo — task {DEMO_TASK} ({task.description}), model {DEMO_MODEL}")
+    model = task.model(DEMO_MODEL)
+    print("\nbaseline, measured:")
+    print(format_stats(measure(model, task)))
+    available = builtin_recipes()
+    names = args.recipes if args.recipes is not None else [r for r in DEMO_RECIPES if r in available]
+    rows = []
+    for name in names:
+        print(f"\n=== recipe {name} ===")
+        result = run(Recipe.resolve(name), task, model=model, out=Path(args.out) / name)
+        rows.append(_summary_row(name, result.report))
+    if rows:
+        header = ["recipe", "size", "× smaller", task.metric.name, "Δ", "deployed", "deployed ×smaller",
+                  "latency (deployed/baseline)"]
+        print("\nsummary (baseline vs each recipe; latency timed interleaved, batch 1, 1 thread):")
+        print(_table(rows, header))
+        Path(args.out).mkdir(parents=True, exist_ok=True)
+        (Path(args.out) / "summary.md").write_text(_markdown(rows, header))
+        print(f"\nreports: {args.out}/<recipe>/report.html ; summary: {args.out}/summary.md")
+    return 0
+
+
+def _summary_row(name: str, report: dict) -> list[str]:
+    base, comp, dep = report["baseline"], report["compressed"], report.get("deployed")
+    lat = report["latency_interleaved"]["ratio_vs_baseline"]
+    return [
+        name,
+        f"{comp['size_bytes'] / 1024:.1f} KB",
+        f"{base['size_bytes'] / comp['size_bytes']:.1f}×",
+        f"{comp['metric']:.4f}",
+        f"{comp['metric'] - base['metric']:+.4f}",
+        f"{dep['metric']:.4f}" if dep else "—",
+        f"{base['size_bytes'] / dep['size_bytes']:.1f}×" if dep else "—",
+        f"{lat.get('deployed', lat.get('compressed')):.2f}",
+    ]
+
+
+def summarize(report: dict) -> str:
+    """A plain-text summary of a run: one row per stage, then the ratios."""
+    rows = [["baseline", report["baseline"]]] + [
+        [f"{i + 1}. {s['name']}", s["stats"]] for i, s in enumerate(report["steps"])
+    ]
+    if report.get("deployed"):
+        rows.append(["deployed (onnxruntime)", report["deployed"]])
+    table = [
+        [label, f"{s['size_bytes']:,}", f"{s['nonzero_params']:,}", f"{s['macs']:,}", f"{s['latency_ms']:.3f}",
+         f"{s['metric']:.4f}"]
+        for label, s in rows
+    ]
+    text = _table(table, ["stage", "bytes", "non-zero", "MACs", "latency ms", report["metric_name"]])
+    lat = report["latency_interleaved"]
+    text += f"\nlatency vs baseline (interleaved, batch {lat['batch_size']}, {lat['threads']} thread): "
+    text += ", ".join(f"{k} {v:.2f}×" for k, v in lat["ratio_vs_baseline"].items())
+    skipped = [f"{s['name']}: {k['module']} ({k['why']})" for s in report["steps"] for k in s.get("skipped", [])]
+    if skipped:
+        text += "\nskipped: " + "; ".join(skipped)
+    errors = [f"{s['name']}: {s['error']}" for s in report["steps"] if s.get("error")]
+    if errors:
+        text += "\n" + "\n".join(errors)
+    if report.get("deploy", {}).get("error"):
+        text += f"\ndeployment failed: {report['deploy']['error']}"
+    return text
+
+
+def _table(rows: list[list[str]], header: list[str]) -> str:
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
+    line = lambda r: "  ".join(str(x).ljust(w) for x, w in zip(r, widths))  # noqa: E731
+    return "\n".join([line(header), line(["-" * w for w in widths])] + [line(r) for r in rows])
+
+
+def _markdown(rows: list[list[str]], header: list[str]) -> str:
+    out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return "\n".join(out + ["| " + " | ".join(r) + " |" for r in rows]) + "\n"

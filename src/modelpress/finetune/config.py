@@ -1,0 +1,43 @@
+"""The `FineTune` step's configuration."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from modelpress.errors import bad_value
+
+__all__ = ["FineTune"]
+
+_OPTIMIZERS = ("adam", "sgd")
+
+
+@dataclass(frozen=True)
+class FineTune:
+    """Train the (compressed) model on the task's training split with the task's loss.
+
+    - ``epochs``: full passes over the training split (≥ 1).
+    - ``lr``: learning rate (> 0).
+    - ``batch_size``: examples per step; None takes the task's default.
+    - ``optimizer``: ``"adam"`` or ``"sgd"`` (momentum 0.9).
+    - ``weight_decay``: L2 penalty (≥ 0).
+
+    Pruning masks and quantization constraints that earlier steps left on the model hold during training.
+    """
+
+    epochs: int = 1
+    lr: float = 1e-3
+    batch_size: int | None = None
+    optimizer: str = "adam"
+    weight_decay: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.epochs, int) or isinstance(self.epochs, bool) or self.epochs < 1:
+            raise bad_value("epochs", "FineTune", "an int ≥ 1", self.epochs)
+        if not isinstance(self.lr, (int, float)) or not 0 < self.lr < 10:
+            raise bad_value("lr", "FineTune", "a float in (0, 10)", self.lr, "a typical value is 1e-3.")
+        if self.batch_size is not None and (not isinstance(self.batch_size, int) or self.batch_size < 1):
+            raise bad_value("batch_size", "FineTune", "an int ≥ 1 or null", self.batch_size)
+        if self.optimizer not in _OPTIMIZERS:
+            raise bad_value("optimizer", "FineTune", f"one of {list(_OPTIMIZERS)}", self.optimizer)
+        if not isinstance(self.weight_decay, (int, float)) or self.weight_decay < 0:
+            raise bad_value("weight_decay", "FineTune", "a float ≥ 0", self.weight_decay)

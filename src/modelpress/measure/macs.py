@@ -1,0 +1,37 @@
+"""Multiply-accumulates of one forward pass, counted by ``torch.utils.flop_counter``.
+
+The counter sees the aten operators a forward pass dispatches (matmul, addmm, convolution, bmm,
+scaled-dot-product attention, ...), so it counts what the model really computes, including module swaps
+written in plain torch ops. It does NOT see work done outside aten: custom C++/Triton kernels,
+``torch.sparse`` kernels it has no formula for, or calls into other runtimes. Those count as 0 MACs.
+Element-wise ops (activations, additions, normalization) are not counted either, as usual for MACs.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+# FlopCounterMode is PyTorch's own counter with per-operator formulas (conv, matmul, attention), kept in
+# step with aten; a hand-written per-module table would miss functional calls and module swaps.
+from torch.utils.flop_counter import FlopCounterMode
+
+from modelpress.measure._model import baked_eval_copy, check_inputs, first_rows
+
+__all__ = ["count_macs"]
+
+
+def count_macs(model: nn.Module, example_inputs: tuple[Tensor, ...]) -> int:
+    """MACs of one forward pass for ONE example (batch 1).
+
+    ``example_inputs``: the model's positional inputs, each of shape ``(n, ...)`` with ``n >= 1``; only
+    the first row is used. The count is taken on the baked model (parametrizations removed) in eval mode
+    under ``no_grad``, on a copy, so ``model`` is not changed. MACs = FLOPs / 2 as the counter counts a
+    multiply-add as 2 FLOPs. Raises `BadInputError` if the inputs are not a tuple of batched tensors.
+    """
+    inputs = first_rows(check_inputs(example_inputs, "count_macs"), 1)
+    copy = baked_eval_copy(model)
+    counter = FlopCounterMode(display=False)
+    with torch.no_grad(), counter:
+        copy(*inputs)
+    return int(counter.get_total_flops()) // 2

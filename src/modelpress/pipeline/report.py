@@ -1,0 +1,152 @@
+"""report.json (DESIGN §3 schema; fields are added, never renamed) and report.html with its plots."""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+from modelpress import __version__
+from modelpress.measure.stats import Stats
+from modelpress.pipeline.recipe import Recipe
+from modelpress.tasks.task import Task
+
+__all__ = ["build_report", "write_report", "REPORT_FIELDS", "STATS_FIELDS"]
+
+REPORT_FIELDS = ("task", "metric_name", "recipe", "baseline", "steps", "compressed", "deployed")
+STATS_FIELDS = ("size_bytes", "params", "nonzero_params", "macs", "latency_ms", "latency_p90_ms",
+                "peak_mem_bytes", "metric", "runtime", "threads")
+
+
+def build_report(
+    task: Task,
+    recipe: Recipe,
+    baseline: Stats,
+    steps: list[dict[str, Any]],
+    compressed: Stats,
+    deployed: Stats | None,
+    deploy_info: dict[str, Any],
+    interleaved: dict[str, Any],
+) -> dict[str, Any]:
+    """The report as a JSON-able dict."""
+    report: dict[str, Any] = {
+        "task": task.name,
+        "metric_name": task.metric.name,
+        "recipe": recipe.to_list(),
+        "baseline": baseline.to_dict(),
+        "steps": steps,
+        "compressed": compressed.to_dict(),
+        "deployed": deployed.to_dict() if deployed else None,
+        "deploy": deploy_info,
+        "latency_interleaved": interleaved,
+        "ratios": {
+            "size": _ratio(compressed.size_bytes, baseline.size_bytes),
+            "deployed_size": _ratio(deployed.size_bytes, baseline.size_bytes) if deployed else None,
+            "macs": _ratio(compressed.macs, baseline.macs),
+            "metric_delta": round(compressed.metric - baseline.metric, 6),
+            "deployed_metric_gap": round(deployed.metric - compressed.metric, 6) if deployed else None,
+        },
+        "modelpress_version": __version__,
+    }
+    return report
+
+
+def _ratio(a: float, b: float) -> float | None:
+    return round(a / b, 6) if b else None
+
+
+def write_report(report: dict[str, Any], out_dir: Path) -> None:
+    """Write ``report.json`` and ``report.html`` into ``out_dir``."""
+    (out_dir / "report.json").write_text(json.dumps(report, indent=2))
+    (out_dir / "report.html").write_text(render_html(report))
+
+
+def _fmt_bytes(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if abs(n) < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)
+
+
+def _rows(report: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    rows = [("baseline", report["baseline"])]
+    rows += [(f"{i + 1}. {s['name']}", s["stats"]) for i, s in enumerate(report["steps"])]
+    if report.get("deployed"):
+        rows.append(("deployed (onnxruntime)", report["deployed"]))
+    return rows
+
+
+def _plot_png(report: dict[str, Any]) -> str:
+    """Size vs metric after each step, as a base64 PNG (matplotlib, Agg)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = _rows(report)
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.8))
+    for label, s in rows:
+        ax1.scatter(s["size_bytes"] / 1024, s["metric"], s=40)
+        ax1.annotate(label, (s["size_bytes"] / 1024, s["metric"]), fontsize=8, xytext=(4, 4),
+                     textcoords="offset points")
+    ax1.set_xlabel("size on disk (KB)")
+    ax1.set_ylabel(report["metric_name"])
+    ax1.set_title("size vs metric")
+    ax1.grid(alpha=0.3)
+    lat = report.get("latency_interleaved", {}).get("ratio_vs_baseline", {})
+    ax2.bar(list(lat), list(lat.values()), color=["#888", "#2a7", "#27a"][: len(lat)])
+    ax2.axhline(1.0, color="k", lw=0.8)
+    ax2.set_ylabel("latency / baseline latency")
+    ax2.set_title("latency, timed interleaved")
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    plt.close(fig)
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+def render_html(report: dict[str, Any]) -> str:
+    """A self-contained HTML page: the stats table, the plots, skipped modules, the recipe."""
+    e = html.escape
+    head = "".join(f"<th>{h}</th>" for h in ("", "size", "params", "non-zero", "MACs", "latency ms",
+                                             "p90 ms", "peak mem", report["metric_name"], "runtime"))
+    body = ""
+    for label, s in _rows(report):
+        body += (
+            f"<tr><td>{e(label)}</td><td>{_fmt_bytes(s['size_bytes'])}</td><td>{s['params']:,}</td>"
+            f"<td>{s['nonzero_params']:,}</td><td>{s['macs']:,}</td><td>{s['latency_ms']:.3f}</td>"
+            f"<td>{s['latency_p90_ms']:.3f}</td><td>{_fmt_bytes(s['peak_mem_bytes'])}</td>"
+            f"<td>{s['metric']:.4f}</td><td>{e(s['runtime'])}</td></tr>"
+        )
+    skipped = "".join(
+        f"<li>{e(st['name'])}: <code>{e(k['module'])}</code> — {e(k['why'])}</li>"
+        for st in report["steps"] for k in st.get("skipped", [])
+    ) or "<li>none</li>"
+    details = "".join(
+        f"<h3>{e(st['name'])}</h3><pre>{e(json.dumps(st.get('details', {}), indent=1)[:4000])}</pre>"
+        for st in report["steps"]
+    )
+    extra_imgs = "".join(
+        f"<h3>{e(name)}</h3><img src='data:image/png;base64,{png}'/>"
+        for name, png in report.get("plots", {}).items()
+    )
+    lat = report.get("latency_interleaved", {})
+    return f"""<!doctype html><html><head><meta charset="utf-8"><title>modelpress report: {e(report['task'])}</title>
+<style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto}}table{{border-collapse:collapse}}
+td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}td:first-child{{text-align:left}}</style></head><body>
+<h1>modelpress report — task <code>{e(report['task'])}</code></h1>
+<p>Size is bytes on disk; latency is the median of timed runs at batch {lat.get('batch_size', '?')} with
+{lat.get('threads', '?')} thread(s); the metric is measured on the held-out test split.</p>
+<table><tr>{head}</tr>{body}</table>
+<p>Latency ratios to the baseline, timed interleaved in one process: {e(json.dumps(lat.get('ratio_vs_baseline', {})))}</p>
+<img src="data:image/png;base64,{_plot_png(report)}"/>
+{extra_imgs}
+<h2>Skipped modules</h2><ul>{skipped}</ul>
+<h2>Step details</h2>{details}
+<h2>Deployment</h2><pre>{e(json.dumps(report.get('deploy', {}), indent=1))}</pre>
+<h2>Recipe</h2><pre>{e(json.dumps(report['recipe'], indent=1))}</pre>
+</body></html>"""

@@ -1,0 +1,195 @@
+"""Apply a recipe to a model on a task, measuring after every step; export, deploy and re-measure.
+
+`compress_` is the one-step, in-place call; `run` is the measured many-step pipeline that writes the
+artifact, the ONNX model, report.json and report.html.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from modelpress.artifact import save
+from modelpress.artifact.onnx import export_onnx
+from modelpress.context import StepContext, StepLog
+from modelpress.errors import BadInputError, CompressionError
+from modelpress.measure import measure, measure_onnx
+from modelpress.measure.latency import time_interleaved
+from modelpress.measure.runtime import ort_predict
+from modelpress.measure.stats import Stats
+from modelpress.pipeline.recipe import Recipe, RecipeStep
+from modelpress.pipeline.steps import StepConfig, kind_of
+from modelpress.select import Selector
+from modelpress.tasks.task import Task
+from modelpress.tasks.train import torch_predict
+
+__all__ = ["compress_", "run", "RunResult", "MeasureSettings"]
+
+
+@dataclass(frozen=True)
+class MeasureSettings:
+    """How latency is measured: intra-op ``threads``, examples per forward (``batch_size``), timed ``runs``."""
+
+    threads: int = 1
+    batch_size: int = 1
+    warmup: int = 5
+    runs: int = 30
+
+    def __post_init__(self) -> None:
+        for name in ("threads", "batch_size", "runs"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise BadInputError(f"`{name}` of `MeasureSettings` must be an int ≥ 1; got {value!r}.")
+
+
+def compress_(
+    model: nn.Module,
+    step: StepConfig | RecipeStep,
+    *,
+    select: Selector | None = None,
+    task: Task | None = None,
+    progress: bool = True,
+    seed: int = 0,
+) -> StepLog:
+    """Apply one step to ``model`` in place and return its log (what it did, what it skipped)."""
+    if isinstance(step, RecipeStep):
+        select = select if select is not None else step.selector
+        step = step.config
+    kind = kind_of(step)
+    return kind.apply(model, step, StepContext(task=task, select=select, progress=progress, seed=seed))
+
+
+@dataclass
+class RunResult:
+    """What `run` produced: the compressed model, the stats before/after each step, and the report."""
+
+    model: nn.Module
+    baseline: Stats
+    steps: list[dict[str, Any]]
+    compressed: Stats
+    deployed: Stats | None
+    report: dict[str, Any] = field(default_factory=dict)
+    out: Path | None = None
+
+
+def run(
+    recipe: Recipe,
+    task: Task,
+    *,
+    model: nn.Module | None = None,
+    out: str | Path | None = None,
+    settings: MeasureSettings = MeasureSettings(),
+    progress: bool = True,
+    seed: int = 0,
+    deploy: bool = True,
+) -> RunResult:
+    """Apply ``recipe`` to a copy of ``model`` (default: the task's trained baseline), measuring after each step.
+
+    The caller's model is never modified. With ``out``, writes ``out/model/`` (the artifact),
+    ``out/model.onnx`` (the deployed model, when exportable), ``out/report.json`` and ``out/report.html``.
+    A step that fails at run time (`CompressionError`) is rolled back and reported; bad input raises.
+    """
+    from modelpress.pipeline.report import build_report, write_report
+
+    original = model if model is not None else task.model()
+    reference, work = copy.deepcopy(original), copy.deepcopy(original)  # the caller's model stays untouched
+    out_dir = _prepare_out(out)
+    kw = dict(threads=settings.threads, batch_size=settings.batch_size, warmup=settings.warmup, runs=settings.runs)
+    _say(progress, f"measuring the baseline on `{task.name}` ...")
+    baseline = measure(work, task, **kw)
+    step_rows: list[dict[str, Any]] = []
+    for i, step in enumerate(recipe.steps):
+        _say(progress, f"step {i + 1}/{len(recipe.steps)}: {step.key} ...")
+        backup = copy.deepcopy(work)
+        t0 = time.perf_counter()
+        try:
+            log = compress_(work, step, task=task, progress=progress, seed=seed)
+            error = None
+        except CompressionError as e:
+            work, log, error = backup, StepLog(step.key, step.to_dict()[step.key]), str(e)
+        seconds = time.perf_counter() - t0
+        stats = measure(work, task, **kw)
+        row = log.to_dict() | {"stats": stats.to_dict(), "seconds": round(seconds, 2)}
+        if error:
+            row["error"] = f"rolled back: {error}"
+        step_rows.append(row)
+        _say(progress, f"  {step.key}: metric {stats.metric:.4f}, {stats.size_bytes:,} bytes")
+    compressed = step_rows[-1]["stats"] if step_rows else baseline.to_dict()
+    compressed = Stats.from_dict(compressed)
+    deployed, deploy_info, onnx_path = None, {}, None
+    if out_dir is not None:
+        save(work, out_dir / "model", steps=recipe.to_list(), overwrite=True)
+    if deploy:
+        onnx_path, deployed, deploy_info = _deploy(work, recipe, task, out_dir, settings, compressed, seed)
+    interleaved = _time_side_by_side(reference, work, onnx_path, task, settings)
+    report = build_report(task, recipe, baseline, step_rows, compressed, deployed, deploy_info, interleaved)
+    if out_dir is not None:
+        write_report(report, out_dir)
+    return RunResult(work, baseline, step_rows, compressed, deployed, report, out_dir)
+
+
+def _prepare_out(out: str | Path | None) -> Path | None:
+    if out is None:
+        return None
+    out_dir = Path(out)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise BadInputError(f"`--out` must be a folder; `{out_dir}` is a file. Fix: choose another path.")
+    if out_dir.is_dir() and any(out_dir.iterdir()) and not (out_dir / "report.json").exists():
+        raise BadInputError(
+            f"`--out` folder `{out_dir}` is not empty and holds no earlier modelpress report; "
+            "refusing to write into it. Fix: choose a new or empty folder."
+        )
+    out_dir.mkdir(parents=True, exist_ok=True)
+    return out_dir
+
+
+def _deploy(work, recipe, task, out_dir, settings, compressed, seed):
+    """Export to ONNX, let steps rewrite it (e.g. int8), measure it in onnxruntime."""
+    import tempfile
+
+    folder = out_dir if out_dir is not None else Path(tempfile.mkdtemp(prefix="modelpress-"))
+    path = folder / "model.onnx"
+    info: dict[str, Any] = {}
+    try:
+        export_onnx(work, task.example_inputs, path)
+        ctx = StepContext(task=task, progress=False, seed=seed)
+        for step in recipe.steps:
+            hook = kind_of(step.config).deploy
+            if hook is not None:
+                info[step.key] = hook(path, work, step.config, ctx)
+        deployed = measure_onnx(
+            path, task, macs=compressed.macs, threads=settings.threads, batch_size=settings.batch_size,
+            warmup=settings.warmup, runs=settings.runs,
+        )
+    except CompressionError as e:
+        return None, {"error": str(e)}, None
+    return path, deployed, info
+
+
+def _time_side_by_side(reference, work, onnx_path, task, settings) -> dict[str, Any]:
+    """Baseline, compressed (torch) and deployed (onnxruntime) timed interleaved in one process."""
+    n = settings.batch_size
+    inputs = tuple(t[:n] for t in task.test.inputs)
+    predicts = [torch_predict(reference.eval()), torch_predict(work.eval())]
+    names = ["baseline", "compressed"]
+    if onnx_path is not None:
+        predicts.append(ort_predict(onnx_path, threads=settings.threads))
+        names.append("deployed")
+    lat = time_interleaved(predicts, inputs, threads=settings.threads, warmup=settings.warmup, runs=settings.runs)
+    base = lat[0].median_ms
+    return {
+        "threads": settings.threads,
+        "batch_size": n,
+        "median_ms": {k: round(v.median_ms, 4) for k, v in zip(names, lat)},
+        "ratio_vs_baseline": {k: round(v.median_ms / base, 4) for k, v in zip(names, lat)},
+    }
+
+
+def _say(progress: bool, msg: str) -> None:
+    if progress:
+        print(msg, flush=True)

@@ -1,0 +1,153 @@
+"""The `Prune` step's configuration (recipe key ``prune``)."""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from modelpress.errors import bad_value
+
+__all__ = ["Prune", "STRUCTURES", "SCOPES", "CRITERIA", "SCHEDULES"]
+
+STRUCTURES = ("weight", "neuron", "channel", "head")
+SCOPES = ("layer", "global")
+CRITERIA = ("l1", "l2", "bn_scale", "taylor")
+SCHEDULES = ("oneshot", "iterative", "gradual")
+
+
+def _is_fraction(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) and 0 <= x < 1
+
+
+def _is_int(x: Any, low: int) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool) and x >= low
+
+
+@dataclass(frozen=True)
+class Prune:
+    """Remove weights (masked, stored packed) or whole neurons / channels / heads (physically removed).
+
+    - ``structure``: ``"weight"`` — unstructured magnitude pruning; the zeros are kept by a mask
+      parametrization through later fine-tuning and stored packed by the artifact.
+      ``"neuron"`` — output neurons of ``nn.Linear`` layers; ``"channel"`` — output channels of
+      ``nn.Conv2d`` layers (BatchNorm, residual additions and concatenations kept consistent);
+      ``"head"`` — attention heads of BERT-style self-attention, plus FFN neurons (see ``ffn``).
+      The structured kinds give a smaller dense model. The model's outputs (classifier) are never pruned.
+    - ``sparsity``: the fraction removed, in [0, 1): of the weights (``weight``) or of the
+      neurons / channels / heads (structured). Never a count.
+    - ``scope``: ``"layer"`` — every layer (group of coupled channels) loses the same fraction;
+      ``"global"`` — one threshold over all selected layers (scores normalised per layer for structured).
+    - ``criterion``: ``"l1"`` / ``"l2"`` norm (for ``weight`` both mean |w|), ``"bn_scale"`` (|γ| of the
+      BatchNorm in the group; L1 where a group has none), ``"taylor"`` (first order |w·∂L/∂w|, from a few
+      training batches of the task). ``bn_scale`` and ``taylor`` are for structured pruning only.
+    - ``schedule``: ``"oneshot"``; ``"iterative"`` — ``steps`` rounds of prune → fine-tune ``epochs``
+      with ``lr``; ``"gradual"`` (weight only) — train ``epochs`` while ``steps`` pruning events raise the
+      sparsity by Zhu & Gupta's cubic schedule ``s_t = s_f (1 − (1 − t/(nΔt))³)`` over the first
+      ``ramp`` fraction of the training steps. iterative / gradual need a task (its train split and loss).
+    - ``per_layer``: ``{name_regex: sparsity}`` (or pairs) overriding ``sparsity`` for the layers whose
+      qualified name fully matches (first match wins); stored as a tuple of pairs.
+    - ``round_to``: keep a multiple of this many channels / neurons per layer (1 or 8; structured only).
+    - ``ffn``: for ``head``: prune the FFN neurons too — ``True`` at ``sparsity``, a float at that
+      fraction, ``False`` not at all.
+
+    Raises BadInputError (via ``bad_value``) for any value outside these ranges.
+    """
+
+    structure: str = "weight"
+    sparsity: float = 0.5
+    scope: str = "layer"
+    criterion: str = "l1"
+    schedule: str = "oneshot"
+    steps: int = 5
+    epochs: int = 1
+    lr: float = 1e-3
+    ramp: float = 0.75
+    per_layer: Any = None
+    round_to: int = 1
+    ffn: bool | float = True
+
+    def __post_init__(self) -> None:
+        own = "Prune"
+        if self.structure not in STRUCTURES:
+            raise bad_value("structure", own, f"one of {list(STRUCTURES)}", self.structure)
+        if not _is_fraction(self.sparsity):
+            raise bad_value(
+                "sparsity", own, "a fraction in [0, 1) (the share removed)", self.sparsity,
+                "e.g. 0.9 removes 90% of the weights; it is never a count.",
+            )  # fmt: skip
+        if self.scope not in SCOPES:
+            raise bad_value("scope", own, f"one of {list(SCOPES)}", self.scope)
+        if self.criterion not in CRITERIA:
+            raise bad_value("criterion", own, f"one of {list(CRITERIA)}", self.criterion)
+        if self.structure == "weight" and self.criterion not in ("l1", "l2"):
+            raise bad_value(
+                "criterion", own, "'l1' or 'l2' (magnitude) for structure 'weight'", self.criterion,
+                "bn_scale and taylor rank whole channels: use structure 'channel' / 'neuron' / 'head'.",
+            )  # fmt: skip
+        if self.schedule not in SCHEDULES:
+            raise bad_value("schedule", own, f"one of {list(SCHEDULES)}", self.schedule)
+        if self.schedule == "gradual" and self.structure != "weight":
+            raise bad_value(
+                "schedule", own, "'oneshot' or 'iterative' for structured pruning", self.schedule,
+                "gradual pruning changes masks during training; removing channels mid-training would "
+                "reset the optimizer. Use schedule: iterative.",
+            )  # fmt: skip
+        if not _is_int(self.steps, 1):
+            raise bad_value("steps", own, "an int >= 1", self.steps)
+        if not _is_int(self.epochs, 1):
+            raise bad_value("epochs", own, "an int >= 1", self.epochs)
+        if not isinstance(self.lr, (int, float)) or isinstance(self.lr, bool) or not 0 < self.lr < 10:
+            raise bad_value("lr", own, "a float in (0, 10)", self.lr, "a typical value is 1e-3.")
+        if not isinstance(self.ramp, (int, float)) or isinstance(self.ramp, bool) or not 0 < self.ramp <= 1:
+            raise bad_value("ramp", own, "a fraction in (0, 1]", self.ramp)
+        if self.round_to not in (1, 8) or isinstance(self.round_to, bool):
+            raise bad_value("round_to", own, "1 or 8", self.round_to)
+        if isinstance(self.ffn, bool):
+            pass
+        elif not _is_fraction(self.ffn):
+            raise bad_value("ffn", own, "true, false or a fraction in [0, 1)", self.ffn)
+        object.__setattr__(self, "per_layer", self._pairs(self.per_layer))
+
+    @staticmethod
+    def _pairs(per_layer: Any) -> tuple[tuple[str, float], ...] | None:
+        if per_layer is None:
+            return None
+        if isinstance(per_layer, Mapping):
+            items = list(per_layer.items())
+        elif isinstance(per_layer, (list, tuple)) and all(
+            isinstance(p, (list, tuple)) and len(p) == 2 for p in per_layer
+        ):
+            items = [tuple(p) for p in per_layer]
+        else:
+            raise bad_value("per_layer", "Prune", "a mapping {name_regex: sparsity} or a list of pairs", per_layer)
+        out = []
+        for pattern, s in items:
+            if not isinstance(pattern, str):
+                raise bad_value("per_layer", "Prune", "keys that are regular expressions", pattern)
+            try:
+                re.compile(pattern)
+            except re.error as e:
+                raise bad_value("per_layer", "Prune", f"valid regular expressions ({e})", pattern) from e
+            if not _is_fraction(s):
+                raise bad_value(f"per_layer[{pattern!r}]", "Prune", "a fraction in [0, 1)", s)
+            out.append((pattern, float(s)))
+        return tuple(out)
+
+    def sparsity_for(self, name: str) -> float:
+        """The sparsity for the layer called ``name``: the first matching ``per_layer`` entry, else ``sparsity``."""
+        for pattern, s in self.per_layer or ():
+            if re.fullmatch(pattern, name):
+                return s
+        return float(self.sparsity)
+
+    @property
+    def ffn_sparsity(self) -> float:
+        """The FFN-neuron fraction removed with ``structure="head"`` (0 when ``ffn`` is False)."""
+        if self.ffn is True:
+            return float(self.sparsity)
+        if self.ffn is False:
+            return 0.0
+        return float(self.ffn)
