@@ -17,10 +17,9 @@ from typing import Any
 
 __version__ = "0.1.0"
 
+_SUBMODULES = {"select": "modelpress.select", "tasks": "modelpress.tasks"}
 # public name → module that defines it
 _LAZY = {
-    "select": "modelpress.select",
-    "tasks": "modelpress.tasks",
     "save": "modelpress.artifact",
     "load": "modelpress.artifact",
     "StepLog": "modelpress.context",
@@ -45,14 +44,16 @@ _LAZY = {
     "Task": "modelpress.tasks.task",
 }
 
-__all__ = ["__version__", *_LAZY]
+__all__ = ["__version__", *_SUBMODULES, *_LAZY]
 
 
 def __getattr__(name: str) -> Any:
-    if name not in _LAZY:
+    if name in _SUBMODULES:
+        value = importlib.import_module(_SUBMODULES[name])
+    elif name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+    else:
         raise AttributeError(f"module 'modelpress' has no attribute {name!r}")
-    module = importlib.import_module(_LAZY[name])
-    value = module if module.__name__.endswith("." + name) else getattr(module, name)
     globals()[name] = value
     return value
 

@@ -94,8 +94,7 @@ def peak_forward_bytes(model: nn.Module, inputs: tuple[Tensor, ...]) -> int:
     events = sorted(
         (e.start_ns(), e.nbytes())
         for e in prof.profiler.kineto_results.events()
-        if e.name() == "[memory]" and e.device_type() == torch.device("cpu").type
-        or e.name() == "[memory]"
+        if e.name() == "[memory]"
     )
     running = 0
     peak = 0
@@ -124,16 +123,13 @@ def peak_onnx_bytes(path: str | Path, inputs: tuple[Tensor, ...]) -> int:
     init_bytes = sum(numpy_helper.to_array(t).nbytes for t in graph.initializer)
     input_bytes = sum(t.numel() * t.element_size() for t in inputs)
 
-    produced = [o for node in graph.node for o in node.output if o]
-    known = {o.name for o in graph.output}
-    for name in produced:
-        if name not in known:
-            graph.output.append(onnx.ValueInfoProto(name=name))
-            known.add(name)
+    final = {o.name for o in graph.output}
+    produced = {o for node in graph.node for o in node.output if o}
+    for name in sorted(produced - final):
+        graph.output.append(onnx.ValueInfoProto(name=name))  # expose every intermediate to read its size
     session = make_session(model.SerializeToString(), threads=1, optimize=False)
-    feed = onnx_feed(session, inputs)
     names = [o.name for o in session.get_outputs()]
-    values = session.run(names, feed)
+    values = session.run(names, onnx_feed(session, inputs))
     size = {n: int(np.asarray(v).nbytes) for n, v in zip(names, values, strict=True)}
     del values
 
@@ -141,20 +137,13 @@ def peak_onnx_bytes(path: str | Path, inputs: tuple[Tensor, ...]) -> int:
     for i, node in enumerate(graph.node):
         for name in node.input:
             last_use[name] = i
-    keep = {o.name for o in model.graph.output[: len(model.graph.output)]} & set(size)
-    final_outputs = {o.name for o in onnx.load_model_from_string(b"").graph.output} if False else set()
-    del keep, final_outputs
-    live = 0
-    peak = 0
+    live = peak = 0
     for i, node in enumerate(graph.node):
-        for name in node.output:
-            live += size.get(name, 0)
+        outs = [o for o in node.output if o]
+        live += sum(size.get(o, 0) for o in outs)
         peak = max(peak, live)
-        for name in set(node.input) | set(node.output):
-            if name in size and last_use.get(name, -1) <= i and name in produced_set(graph):
-                live -= size[name]
+        # Free what this node was the last to read, and outputs nobody reads; graph outputs stay.
+        done = {n for n in node.input if n in produced and last_use[n] == i}
+        done |= {o for o in outs if o not in last_use}
+        live -= sum(size.get(n, 0) for n in done - final)
     return init_bytes + input_bytes + peak
-
-
-def produced_set(graph: object) -> set[str]:
-    return set()

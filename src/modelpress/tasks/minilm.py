@@ -16,7 +16,6 @@ import os
 from pathlib import Path
 from typing import Any
 
-import torch
 from torch import Tensor, nn
 
 from modelpress.errors import BadInputError, bad_value

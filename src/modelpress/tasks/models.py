@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Sequence
 from typing import Any
 
@@ -22,7 +23,7 @@ from torch import Tensor, nn
 from modelpress.errors import BadInputError, bad_value
 from modelpress.source import attach_source
 
-__all__ = ["MODEL_NAMES", "build", "rebuild", "LeNet300100", "LeNet5", "ResNetS", "BasicBlock"]
+__all__ = ["MODEL_NAMES", "BasicBlock", "LeNet5", "LeNet300100", "ResNetS", "build", "rebuild"]
 
 MODEL_NAMES: tuple[str, ...] = ("lenet-300-100", "lenet-5", "resnet-s", "minilm-l6")
 
@@ -157,7 +158,7 @@ class ResNetS(nn.Module):
 
 
 def _jsonable(kwargs: dict[str, Any]) -> dict[str, Any]:
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in kwargs.items()}
+    return {k: [int(x) for x in v] if isinstance(v, (tuple, list)) else v for k, v in kwargs.items()}
 
 
 def build(name: str, **kwargs: Any) -> nn.Module:
@@ -176,10 +177,13 @@ def build(name: str, **kwargs: Any) -> nn.Module:
         return build_minilm(**kwargs)
     cls = {"lenet-300-100": LeNet300100, "lenet-5": LeNet5, "resnet-s": ResNetS}[name]
     try:
-        model = cls(**kwargs)
+        # Record every argument, defaults included, so a rebuild never depends on today's defaults.
+        bound = inspect.signature(cls).bind(**kwargs)
     except TypeError as e:
         raise BadInputError(f"bad keyword arguments for model `{name}`: {e}") from e
-    return attach_source(model, {"kind": "builtin", "name": name, "kwargs": _jsonable(kwargs)})
+    bound.apply_defaults()
+    model = cls(*bound.args, **bound.kwargs)
+    return attach_source(model, {"kind": "builtin", "name": name, "kwargs": _jsonable(dict(bound.arguments))})
 
 
 def rebuild(source: dict[str, Any]) -> nn.Module:

@@ -15,7 +15,7 @@ from torch import Tensor, nn
 from modelpress.errors import bad_value
 from modelpress.tasks.task import Predict, Split, Task
 
-__all__ = ["train", "torch_predict", "evaluate", "OPTIMIZERS", "SCHEDULES"]
+__all__ = ["OPTIMIZERS", "SCHEDULES", "evaluate", "torch_predict", "train"]
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("constant", "cosine")

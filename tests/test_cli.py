@@ -1,0 +1,81 @@
+"""The command line: help with examples, exit code 2 with one clear message on bad input."""
+
+import pickle
+import subprocess
+import sys
+
+import pytest
+
+from modelpress.cli import build_parser, main
+
+SUBCOMMANDS = ["demo", "compress", "evaluate", "sensitivity", "tasks", "recipes"]
+
+
+def test_every_help_ends_with_examples():
+    parser = build_parser()
+    assert "examples:" in parser.format_help()
+    sub = next(a for a in parser._actions if a.dest == "command")
+    for name in SUBCOMMANDS:
+        text = sub.choices[name].format_help()
+        assert "examples:" in text and f"modelpress {name}" in text.split("examples:")[1]
+
+
+def test_console_script_runs():
+    out = subprocess.run([sys.executable, "-m", "modelpress.cli", "--help"], capture_output=True, text=True)
+    assert out.returncode == 0 and "compress" in out.stdout
+
+
+@pytest.mark.parametrize(
+    "argv, needle",
+    [
+        (["evaluate", "--task", "no-such-task"], "no-such-task"),
+        (["evaluate", "--task", "digits", "--model", "missing.pt"], "does not exist"),
+        (["evaluate", "--task", "digits", "--model", "nope.onnx"], "does not exist"),
+        (["evaluate", "--task", "digits", "--model", "no-such-model"], "no-such-model"),
+        (["evaluate", "--task", "nomodule_xyz:make"], "cannot import"),
+        (["compress", "--task", "digits", "--recipe", "no-such-recipe", "--out", "x"], "recipe"),
+    ],
+)
+def test_bad_input_exits_2_without_traceback(argv, needle, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("modelpress: error:") and needle in err
+    assert "Traceback" not in err
+
+
+def test_bad_recipe_file_lists_errors(tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("- finetune: {epochs: -1}\n- shrink: {}\n")
+    assert main(["compress", "--task", "digits", "--recipe", str(bad), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "2 error(s)" in err and "line 1" in err and "line 2" in err
+    assert not (tmp_path / "o").exists()
+
+
+class _Evil:
+    """Unpickling this would create a marker file."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def test_pickle_model_is_refused_and_never_executed(tmp_path, capsys):
+    marker = tmp_path / "PWNED"
+    evil = tmp_path / "model.pt"
+    evil.write_bytes(pickle.dumps(_Evil(str(marker))))
+    assert main(["evaluate", "--task", "digits", "--model", str(evil)]) == 2
+    assert not marker.exists()
+    assert "model.pt" in capsys.readouterr().err
+
+
+def test_out_folder_with_user_files_is_refused(tmp_path, capsys):
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "thesis.txt").write_text("precious")
+    assert main(["compress", "--task", "digits", "--recipe", "finetune", "--out", str(out)]) == 2
+    assert (out / "thesis.txt").read_text() == "precious"
+    assert sorted(p.name for p in out.iterdir()) == ["thesis.txt"]
