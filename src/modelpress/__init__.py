@@ -29,7 +29,6 @@ _LAZY = {
     "FineTune": "modelpress.finetune",
     "Prune": "modelpress.pruning",
     "Quantize": "modelpress.quantization",
-    "measure": "modelpress.measure",
     "measure_onnx": "modelpress.measure",
     "compare": "modelpress.measure",
     "compare_models": "modelpress.measure",
@@ -44,7 +43,11 @@ _LAZY = {
     "Task": "modelpress.tasks.task",
 }
 
-__all__ = ["__version__", *_SUBMODULES, *_LAZY]
+__all__ = ["__version__", "measure", *_SUBMODULES, *_LAZY]
+
+# `measure` is both a subpackage and its main function. Importing the subpackage sets the package
+# attribute to the module, so bind the function now, after that import, once and for all.
+from modelpress.measure import measure  # noqa: E402
 
 
 def __getattr__(name: str) -> Any:

@@ -1,1 +1,14 @@
-"""The artifact: safetensors + JSON manifest, packed encodings, ONNX export."""
+"""The artifact: safetensors + JSON manifest, packed encodings, ONNX export.
+
+``save(model, path)`` / ``load(path)`` round-trip a model bit-exactly without pickle; ``bake(model)``
+returns a copy whose parametrizations (pruning masks) are folded into plain weights;
+``folder_bytes(path)`` is the size on disk. Submodules: ``packing`` (pure encodings), ``weights``
+(``read_weights`` of .safetensors / .pt), ``onnx`` (``export_onnx``).
+"""
+
+from modelpress.artifact import onnx, packing, weights
+from modelpress.artifact.bake import bake
+from modelpress.artifact.load import load
+from modelpress.artifact.save import folder_bytes, save
+
+__all__ = ["save", "load", "bake", "folder_bytes", "onnx", "packing", "weights"]

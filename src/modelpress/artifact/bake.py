@@ -22,6 +22,12 @@ def bake(model: nn.Module) -> nn.Module:
     baked = copy.deepcopy(model)
     for module in baked.modules():
         if parametrize.is_parametrized(module):
+            # deepcopy shares the dynamically made `Parametrized<Cls>` class with the original, and
+            # removal deletes the weight property from that class: give the copy its own class first,
+            # or the caller's model would lose its `weight`.
+            cls = type(module)
+            body = {k: v for k, v in vars(cls).items() if k not in ("__dict__", "__weakref__")}
+            module.__class__ = type(cls.__name__, cls.__bases__, body)
             for name in list(module.parametrizations.keys()):
                 parametrize.remove_parametrizations(module, name, leave_parametrized=True)
     source = get_source(model)

@@ -71,13 +71,7 @@ def _callable(ref: str, kwargs: dict[str, Any]) -> nn.Module:
 def _hf(source: dict[str, Any]) -> nn.Module:
     from modelpress.tasks import models
 
-    for fn_name in ("from_hf_source", "from_hf_config"):
-        fn = getattr(models, fn_name, None)
-        if fn is not None:
-            return fn(source) if fn_name == "from_hf_source" else fn(source["config"],
-                                                                    wrapper=source.get("wrapper"))
-    raise BadInputError("this modelpress cannot rebuild Hugging Face sources (tasks.models has no "
-                        "from_hf_config).")
+    return models.rebuild(source)
 
 
 def build_from_source(source: dict[str, Any], *, meta: bool = False) -> nn.Module:

@@ -8,7 +8,7 @@ from torch import Tensor, nn
 from modelpress.errors import BadInputError, bad_value
 from modelpress.tasks.task import Split
 
-__all__ = ["baked_eval_copy", "batch_of", "first_rows", "check_positive_int"]
+__all__ = ["baked_eval_copy", "batch_of", "check_positive_int", "first_rows"]
 
 
 def baked_eval_copy(model: nn.Module) -> nn.Module:

@@ -18,7 +18,7 @@ from modelpress.errors import BadInputError
 from modelpress.measure._model import check_inputs, check_positive_int
 from modelpress.tasks.task import Predict
 
-__all__ = ["ort_predict", "make_session", "load_onnx", "onnx_feed"]
+__all__ = ["load_onnx", "make_session", "onnx_feed", "ort_predict"]
 
 # Rows per onnxruntime call when the model accepts any batch: bounds the memory of one call.
 _CHUNK = 256

@@ -80,7 +80,11 @@ def zhu_gupta_sparsity(step: int, final: float, *, initial: float = 0.0, start: 
     """
     if n < 1 or every < 1:
         raise bad_value("n / every", "zhu_gupta_sparsity", "ints >= 1", (n, every))
-    progress = min(max((step - start) / (n * every), 0.0), 1.0)
+    progress = (step - start) / (n * every)
+    if progress <= 0:
+        return float(initial)
+    if progress >= 1:
+        return float(final)
     return final + (initial - final) * (1.0 - progress) ** 3
 
 

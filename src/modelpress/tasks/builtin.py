@@ -43,6 +43,7 @@ class Recipe:
     weight_decay: float = 0.0
     schedule: str = "constant"
     head_only: bool = False
+    shift_pixels: int = 0  # > 0: train on the data plus 8 shifted copies (data.shift_augment)
     seed: int = 0
 
 
@@ -78,7 +79,9 @@ _SPECS: dict[str, _Spec] = {
 RECIPES: dict[tuple[str, str], Recipe] = {
     ("digits", "lenet-300-100"): Recipe(epochs=20),
     ("digits", "resnet-s"): Recipe(epochs=10),
-    ("mnist-5k", "lenet-300-100"): Recipe(epochs=15, schedule="cosine"),
+    # Measured: 0.94 without augmentation (overfits 4000 examples), 0.969 with it; the acceptance bar is 0.95.
+    ("mnist-5k", "lenet-300-100"): Recipe(epochs=8, lr=0.05, optimizer="sgd", weight_decay=5e-4,
+                                          schedule="cosine", shift_pixels=1),
     ("mnist-5k", "lenet-5"): Recipe(epochs=10, schedule="cosine"),
     ("mnist-5k", "resnet-s"): Recipe(epochs=8, schedule="cosine"),
     ("fashion-mnist", "lenet-300-100"): Recipe(epochs=12, batch_size=128, schedule="cosine"),
@@ -136,7 +139,8 @@ def _train_baseline(task: str, model_name: str, model: nn.Module, splits: _data.
         torch.manual_seed(recipe.seed)  # fixed initial weights
         fresh = build(model_name, **_model_kwargs(_SPECS[task], splits, model_name))
     model.load_state_dict(fresh.state_dict())
-    train(model, splits.train, cross_entropy, **kw)
+    split = _data.shift_augment(splits.train, recipe.shift_pixels) if recipe.shift_pixels else splits.train
+    train(model, split, cross_entropy, **kw)
     return {k: v.detach().clone().contiguous() for k, v in model.state_dict().items()}
 
 

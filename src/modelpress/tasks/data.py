@@ -40,6 +40,7 @@ __all__ = [
     "fashion_mnist",
     "minilm_path",
     "mnist_5k",
+    "shift_augment",
     "stratified_split",
     "tokenizer",
 ]
@@ -177,6 +178,33 @@ def fashion_mnist(seed: int = 0) -> Splits:
     classes = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
                "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")  # fmt: skip
     return _make(x, y, np.arange(n_tr), np.arange(n_tr, len(y)), 1000, seed, 10, classes)
+
+
+def shift_augment(split: Split, pixels: int = 1) -> Split:
+    """``split`` plus 8 copies shifted by ``pixels`` in every direction (9× the examples).
+
+    For image inputs ``(n, C, H, W)``; the uncovered border gets the image's minimum (the background
+    after normalization). A classic, cheap augmentation that lifts a small MLP on 4000 MNIST digits from
+    about 0.94 to about 0.97 test accuracy.
+    """
+    x = split.inputs[0]
+    if len(split.inputs) != 1 or x.dim() != 4:
+        raise BadInputError(f"shift_augment needs one image input (n, C, H, W); got {[tuple(t.shape) for t in split.inputs]}.")
+    bg = x.amin(dim=(1, 2, 3), keepdim=True)
+    h, w = x.shape[-2:]
+    xs, ys = [x], [split.targets]
+    for dy in (-pixels, 0, pixels):
+        for dx in (-pixels, 0, pixels):
+            if dy == 0 and dx == 0:
+                continue
+            y = bg.expand_as(x).clone()
+            # Copy the overlapping window: y[.., i+dy, j+dx] = x[.., i, j].
+            y[..., max(dy, 0) : h + min(dy, 0), max(dx, 0) : w + min(dx, 0)] = x[
+                ..., max(-dy, 0) : h + min(-dy, 0), max(-dx, 0) : w + min(-dx, 0)
+            ]
+            xs.append(y)
+            ys.append(split.targets)
+    return Split((torch.cat(xs),), torch.cat(ys), f"{split.name}-shifted")
 
 
 def minilm_path() -> Path:

@@ -1,0 +1,150 @@
+"""`measure` and `measure_onnx`: every figure of `Stats` for one model on one task (DESIGN §5)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from torch import nn
+
+from modelpress.errors import bad_value
+from modelpress.measure._model import baked_eval_copy, batch_of, check_positive_int
+from modelpress.measure.latency import time_one
+from modelpress.measure.macs import count_macs
+from modelpress.measure.memory import peak_forward_bytes, peak_onnx_bytes
+from modelpress.measure.onnx_size import onnx_bytes, onnx_params
+from modelpress.measure.runtime import ort_predict
+from modelpress.measure.size import artifact_bytes, count_params
+from modelpress.measure.stats import Stats
+from modelpress.tasks.task import Task
+
+__all__ = ["measure", "measure_onnx"]
+
+
+def _check_common(task: object, threads: int, batch_size: int, warmup: int, runs: int, owner: str) -> None:
+    if not isinstance(task, Task):
+        raise bad_value("task", owner, "a modelpress Task", type(task).__name__, "use modelpress.tasks.get(name).")
+    check_positive_int(threads, "threads", owner)
+    check_positive_int(batch_size, "batch_size", owner)
+    check_positive_int(warmup, "warmup", owner, minimum=0)
+    check_positive_int(runs, "runs", owner)
+
+
+def _progress(enabled: bool, total: int, desc: str):
+    from tqdm.auto import tqdm  # tqdm: the progress bar every other modelpress loop uses
+
+    return tqdm(total=total, desc=desc, disable=not enabled, leave=False)
+
+
+def measure(
+    model: nn.Module,
+    task: Task,
+    *,
+    threads: int = 1,
+    batch_size: int = 1,
+    warmup: int = 5,
+    runs: int = 30,
+    progress: bool = False,
+) -> Stats:
+    """Measure ``model`` on ``task`` in torch.
+
+    - size: bytes of the artifact ``modelpress.artifact.save`` writes for it, on disk;
+    - params / nonzero params of the baked model (see `modelpress.measure.size`);
+    - MACs per example (`count_macs`);
+    - latency: median / p90 of ``runs`` forward passes on ``batch_size`` test examples (repeated if the
+      test split is smaller), ``threads`` intra-op threads, after ``warmup`` passes;
+    - peak memory of one such forward pass, weights included (`peak_forward_bytes`);
+    - the task's metric on ``task.test`` and every ``task.extra_metrics`` entry.
+
+    Everything but the size runs on a baked eval-mode copy, so ``model`` (its weights, parametrizations
+    and train/eval mode) is left as it was. Raises `BadInputError` for bad arguments.
+    """
+    from modelpress.tasks.train import torch_predict
+
+    if not isinstance(model, nn.Module):
+        raise bad_value("model", "measure", "a torch.nn.Module", type(model).__name__)
+    _check_common(task, threads, batch_size, warmup, runs, "measure")
+    modes = {m: m.training for m in model.modules()}
+    bar = _progress(progress, 6, f"measure {task.name}")
+    try:
+        bar.set_postfix_str("size")
+        size = artifact_bytes(model)
+        bar.update()
+        baked = baked_eval_copy(model)
+        n_params, n_nonzero = count_params(baked)
+        macs = count_macs(baked, task.example_inputs)
+        bar.update()
+        bar.set_postfix_str("latency")
+        inputs = batch_of(task.test, batch_size)
+        lat = time_one(lambda x: baked(*x), inputs, threads=threads, warmup=warmup, runs=runs)
+        bar.update()
+        bar.set_postfix_str("memory")
+        peak = peak_forward_bytes(baked, inputs)
+        bar.update()
+        bar.set_postfix_str("metric")
+        metric = task.metric(torch_predict(baked), task.test)
+        bar.update()
+        extra = {name: float(fn(baked_eval_copy(model))) for name, fn in task.extra_metrics.items()}
+        bar.update()
+    finally:
+        bar.close()
+        for m, training in modes.items():  # torch_predict or a metric may have switched modes
+            m.train(training)
+    return Stats(
+        size_bytes=size,
+        params=n_params,
+        nonzero_params=n_nonzero,
+        macs=macs,
+        latency_ms=lat.median_ms,
+        latency_p90_ms=lat.p90_ms,
+        peak_mem_bytes=peak,
+        metric=float(metric),
+        runtime="torch",
+        threads=threads,
+        batch_size=batch_size,
+        extra=extra,
+    )
+
+
+def measure_onnx(
+    path: str | Path,
+    task: Task,
+    *,
+    macs: int = 0,
+    threads: int = 1,
+    batch_size: int = 1,
+    warmup: int = 5,
+    runs: int = 30,
+) -> Stats:
+    """Measure the ONNX model at ``path`` on ``task`` in onnxruntime (runtime ``"onnxruntime"``).
+
+    - size: bytes of the ``.onnx`` file plus any external-data files it references;
+    - params / nonzero params: from the ONNX initializers (see `modelpress.measure.onnx_size`);
+    - MACs: ``macs`` as given (count them on the torch model with `count_macs`; ONNX has no counter);
+    - latency and metric as in `measure`, through `ort_predict`; ``extra`` stays empty (extra metrics
+      take a torch model);
+    - peak memory: the estimate of `peak_onnx_bytes`.
+
+    Raises `BadInputError` when the file is missing or not ONNX, or for bad arguments.
+    """
+    _check_common(task, threads, batch_size, warmup, runs, "measure_onnx")
+    check_positive_int(macs, "macs", "measure_onnx", minimum=0)
+    predict = ort_predict(path, threads=threads)
+    size = onnx_bytes(path)
+    n_params, n_nonzero = onnx_params(path)
+    inputs = batch_of(task.test, batch_size)
+    lat = time_one(predict, inputs, threads=threads, warmup=warmup, runs=runs)
+    peak = peak_onnx_bytes(path, inputs)
+    metric = task.metric(predict, task.test)
+    return Stats(
+        size_bytes=size,
+        params=n_params,
+        nonzero_params=n_nonzero,
+        macs=macs,
+        latency_ms=lat.median_ms,
+        latency_p90_ms=lat.p90_ms,
+        peak_mem_bytes=peak,
+        metric=float(metric),
+        runtime="onnxruntime",
+        threads=threads,
+        batch_size=batch_size,
+    )

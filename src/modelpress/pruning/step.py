@@ -1,0 +1,213 @@
+"""The `Prune` step handler: weight (masked) or structured (removed) pruning, one-shot or scheduled."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+
+import torch
+from torch import Tensor, nn
+from torch.nn.utils import parametrize
+
+from modelpress.context import Skipped, StepContext, StepLog
+from modelpress.errors import BadInputError
+from modelpress.pruning.config import Prune
+from modelpress.pruning.masks import (
+    WeightMask,
+    get_mask,
+    global_magnitude_masks,
+    magnitude_mask,
+    set_mask,
+    zhu_gupta_sparsity,
+)
+from modelpress.pruning.structured import apply_plan, plan_structured
+from modelpress.source import get_source
+
+__all__ = ["apply_prune", "weight_targets", "prune_weights", "example_inputs_for"]
+
+_WEIGHT_TYPES = (nn.Linear, nn.modules.conv._ConvNd)
+
+
+def _is_custom(m: nn.Module) -> bool:
+    return bool(list(m.parameters(recurse=False))) and not type(m).__module__.startswith("torch.nn")
+
+
+def weight_targets(model: nn.Module, ctx: StepContext) -> tuple[list[tuple[str, nn.Module]], list[Skipped]]:
+    """Modules whose ``weight`` the weight pruner masks: Linear and Conv layers (also Embedding when
+    ``ctx.select`` picks one) that ``ctx.select`` accepts; and the modules it had to skip."""
+    targets, skipped = [], []
+    for name, m in model.named_modules():
+        chosen = ctx.select is None or ctx.select(name, m)
+        if not chosen:
+            continue
+        ok_type = isinstance(m, _WEIGHT_TYPES) or (ctx.select is not None and isinstance(m, nn.Embedding))
+        if ok_type:
+            if parametrize.is_parametrized(m, "weight") and get_mask(m) is None:
+                skipped.append(Skipped(name, "its weight has another parametrization (e.g. quantization)"))
+            else:
+                targets.append((name, m))
+        elif _is_custom(m):
+            skipped.append(Skipped(name, f"custom module type {type(m).__name__}: weight pruning handles "
+                                         "Linear, Conv and Embedding layers"))  # fmt: skip
+    return targets, skipped
+
+
+@torch.no_grad()
+def prune_weights(targets: list[tuple[str, nn.Module]], config: Prune,
+                  schedule: Callable[[float], float] = lambda s: s) -> dict[str, float]:  # fmt: skip
+    """Mask the smallest-magnitude weights of ``targets`` (in place) to ``schedule(s)`` of each layer's
+    final sparsity ``s`` (``config.sparsity_for(name)``); scope "global" ranks all layers without a
+    ``per_layer`` override together. Returns the sparsity reached per layer."""
+    own = {n: m for n, m in targets if config.per_layer and any(_match(p, n) for p, _ in config.per_layer)}
+    shared = [(n, m) for n, m in targets if n not in own]
+    masks: dict[str, Tensor] = {}
+    if config.scope == "global" and shared:
+        masks.update(global_magnitude_masks({n: m.weight for n, m in shared}, schedule(config.sparsity)))
+    else:
+        own.update(dict(shared))
+    for n, m in own.items():
+        masks[n] = magnitude_mask(m.weight, schedule(config.sparsity_for(n)))
+    reached = {}
+    for n, m in targets:
+        set_mask(m, masks[n])
+        reached[n] = 1.0 - float(masks[n].sum()) / masks[n].numel()
+    return reached
+
+
+def _match(pattern: str, name: str) -> bool:
+    import re
+
+    return re.fullmatch(pattern, name) is not None
+
+
+def _geometric(fraction: float) -> Callable[[float], float]:
+    # Iterative rounds remove the same share of the remaining weights each time (Han et al. 2015).
+    return lambda s: 1.0 - (1.0 - s) ** fraction
+
+
+def _train(model: nn.Module, config: Prune, ctx: StepContext, on_step=None) -> list[float]:
+    from modelpress.tasks.train import train
+
+    task = ctx.require_task(f"prune (schedule {config.schedule})")
+    return train(model, task.train, task.loss, epochs=config.epochs, lr=config.lr, batch_size=task.batch_size,
+                 seed=ctx.seed, progress=ctx.progress, on_step=on_step)  # fmt: skip
+
+
+def _weight(model: nn.Module, config: Prune, ctx: StepContext, log: StepLog) -> None:
+    targets, skipped = weight_targets(model, ctx)
+    log.skipped.extend(skipped)
+    if not targets:
+        log.details["note"] = "no Linear / Conv layer selected; nothing pruned"
+        return
+    events: list[list[float]] = []
+    if config.schedule == "oneshot":
+        reached = prune_weights(targets, config)
+    elif config.schedule == "iterative":
+        for k in range(1, config.steps + 1):
+            reached = prune_weights(targets, config, _geometric(k / config.steps))
+            events.append([k, round(sum(reached.values()) / len(reached), 6)])
+            log.details.setdefault("round_losses", []).append(_train(model, config, ctx)[-1])
+    else:  # gradual: Zhu & Gupta over the first `ramp` of the training steps
+        state = {"every": 1}
+
+        def on_step(step: int, total: int) -> None:
+            every = max(1, int(config.ramp * total) // config.steps)
+            state["every"] = every
+            if step % every == 0 and step // every <= config.steps:
+                frac = zhu_gupta_sparsity(step, 1.0, n=config.steps, every=every)
+                prune_weights(targets, config, lambda s: s * frac)
+                events.append([step, round(config.sparsity * frac, 6)])
+
+        _train(model, config, ctx, on_step)
+        reached = prune_weights(targets, config)  # no-op when the schedule reached s_f; else completes it
+        log.details["every_steps"] = state["every"]
+    log.details["pruning_events"] = events
+    total = sum(m.weight.numel() for _, m in targets)
+    zeros = sum(int((~get_mask(m).mask).sum()) for _, m in targets)
+    log.details["sparsity"] = round(zeros / total, 6)
+    log.details["layers"] = {
+        n: {"params": m.weight.numel(), "kept": round(1.0 - reached[n], 6)} for n, m in targets
+    }
+
+
+def example_inputs_for(model: nn.Module, ctx: StepContext) -> tuple[Tensor, ...]:
+    """A batch to trace ``model`` with: the task's example inputs, else one built from the model's
+    recorded source (built-in image models: zeros of ``input_shape``; text models: 16 token ids)."""
+    if ctx.task is not None:
+        return ctx.task.example_inputs
+    src = get_source(model) or {}
+    kwargs = src.get("kwargs", {})
+    if src.get("name") == "minilm-l6" or src.get("kind") == "hf":
+        return torch.ones(1, 16, dtype=torch.long), torch.ones(1, 16, dtype=torch.long)
+    if src.get("kind") == "builtin":
+        return (torch.zeros(1, *kwargs.get("input_shape", (1, 28, 28))),)
+    raise BadInputError("structured pruning traces the model and needs example inputs: pass `task=` "
+                        "(e.g. mp.tasks.get('mnist-5k')) to compress_/run.")  # fmt: skip
+
+
+def _fold_masks(model: nn.Module) -> int:
+    """Fold weight masks of earlier weight pruning into plain weights (tp slices plain parameters)."""
+    n = 0
+    for m in model.modules():
+        if parametrize.is_parametrized(m, "weight") and all(
+            isinstance(p, WeightMask) for p in m.parametrizations["weight"]
+        ):
+            parametrize.remove_parametrizations(m, "weight", leave_parametrized=True)
+            n += 1
+    return n
+
+
+def _structured(model: nn.Module, config: Prune, ctx: StepContext, log: StepLog) -> None:
+    folded = _fold_masks(model)
+    if folded:
+        log.details["folded_weight_masks"] = folded
+    inputs = example_inputs_for(model, ctx)
+    params_before = sum(p.numel() for p in model.parameters())
+    rounds = config.steps if config.schedule == "iterative" else 1
+    original: dict[str, int] = {}
+    kept: dict[str, dict] = {}
+    for k in range(1, rounds + 1):
+        # Round k removes what takes every layer from the previous round's share to 1-(1-s)^(k/rounds).
+        prev, now = _geometric((k - 1) / rounds), _geometric(k / rounds)
+        step_cfg = dataclasses.replace(
+            config,
+            sparsity=1 - (1 - now(config.sparsity)) / (1 - prev(config.sparsity)),
+            per_layer=tuple((p, 1 - (1 - now(s)) / (1 - prev(s))) for p, s in config.per_layer or ()) or None,
+            ffn=config.ffn if isinstance(config.ffn, bool) else 1 - (1 - now(config.ffn)) / (1 - prev(config.ffn)),
+        )  # fmt: skip
+        plan = plan_structured(model, step_cfg, inputs, select=ctx.select, task=ctx.task)
+        apply_plan(plan)
+        for name, row in plan.kept().items():
+            original.setdefault(name, row["before"])
+            kept[name] = {"kind": row["kind"], "before": original[name], "after": row["after"]}
+        log.skipped.extend(s for s in plan.skipped if s not in log.skipped)
+        if plan.notes:
+            log.details.setdefault("notes", []).extend(plan.notes)
+        if config.schedule == "iterative":
+            log.details.setdefault("round_losses", []).append(_train(model, config, ctx)[-1])
+    model.eval()
+    with torch.no_grad():
+        model(*inputs)  # fail here, with the step named, rather than later in measuring
+    log.details["units"] = kept
+    log.details["params_before"] = params_before
+    log.details["params_after"] = sum(p.numel() for p in model.parameters())
+
+
+def apply_prune(model: nn.Module, config: Prune, ctx: StepContext) -> StepLog:
+    """Prune ``model`` in place as ``config`` says; return what was done.
+
+    ``details``: for ``weight`` — overall ``sparsity`` reached, ``layers`` {name: {params, kept}},
+    ``pruning_events``; for structured — ``units`` {root name: {kind, before, after}} and
+    ``params_before`` / ``params_after``. ``skipped`` lists modules left alone and why.
+    Raises BadInputError when a schedule or criterion needs a task and ``ctx.task`` is None.
+    """
+    if not isinstance(config, Prune):
+        raise BadInputError(f"`config` of `apply_prune` must be a Prune; got {type(config).__name__}.")
+    log = StepLog("prune", dataclasses.asdict(config))
+    was_training = model.training
+    if config.structure == "weight":
+        _weight(model, config, ctx, log)
+    else:
+        _structured(model, config, ctx, log)
+    model.train(was_training)
+    return log

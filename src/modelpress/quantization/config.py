@@ -1,0 +1,146 @@
+"""The `Quantize` step's configuration (YAML key ``quantize``)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from modelpress.errors import bad_value
+
+__all__ = ["DEPLOY_FORMATS", "MODES", "Quantize"]
+
+MODES = ("fp16", "bf16", "int8-dynamic", "int8-static", "int8-weight", "int4-weight", "qat")
+_GRANULARITIES = ("channel", "tensor", "group")
+_OBSERVERS = ("minmax", "percentile", "mse")
+_GROUP_SIZES = (32, 64, 128)
+# "auto" measures the candidates on the task and keeps the best (DESIGN §5); the others force one format.
+DEPLOY_FORMATS = ("auto", "float", "fp16", "dynamic", "static", "static-reduce-range", "nbits")
+
+
+def _is_int(x: object) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def _is_num(x: object) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
+@dataclass(frozen=True)
+class Quantize:
+    """Quantize Linear / Conv2d (and optionally Embedding) layers, after training (PTQ) or during it (QAT).
+
+    - ``mode``: ``fp16`` / ``bf16`` (16-bit *storage*; compute stays fp32, which is faster on this CPU),
+      ``int8-dynamic`` (int8 weights, activations quantized per call), ``int8-static`` (int8 weights and
+      activations calibrated on the task's calibration split), ``int8-weight`` / ``int4-weight``
+      (weight-only), ``qat`` (fake quantization with a straight-through estimator during fine-tuning).
+    - ``bits``: weight bits, 8 or 4. Implied by the mode for PTQ (None = implied); for ``qat`` 8 means
+      int8 weights and activations, 4 means 4-bit weights only (the same artifact as ``int4-weight``).
+    - ``granularity``: weight scales per ``channel`` (output channel), per ``tensor``, or per ``group`` of
+      ``group_size`` consecutive input weights (32 / 64 / 128). None = ``group`` for 4 bits, else ``channel``.
+    - ``symmetric``: weights symmetric (zero point 0, the form onnxruntime's int8 kernels expect) or not.
+      Activations are always asymmetric uint8 (ReLU / GELU outputs are mostly positive).
+    - ``observer``: how ranges are chosen: ``minmax``, ``percentile`` (clip at ``percentile`` / its
+      mirror), ``mse`` (the clipping that minimizes the quantization error). Activations use it in
+      ``int8-static`` and ``qat``; weights use ``mse`` when asked, otherwise min-max.
+    - ``max_drop``: mixed precision by measured sensitivity: keep the most sensitive layers in float until
+      the metric drop on the calibration split is ≤ ``max_drop`` (a fraction, 0.005 = 0.5 points); None
+      quantizes every selected layer.
+    - ``epochs`` / ``lr`` / ``learn_ranges``: QAT fine-tuning; ranges observed (moving min-max) or learned
+      (LSQ step sizes) when ``learn_ranges``.
+    - ``quantize_embeddings``: also quantize ``nn.Embedding`` tables (row-wise / group-wise weights).
+      For MiniLM the table is half the parameters, so the 4× / 7× size drops need it.
+    - ``calibration_size``: calibration examples used for ranges, sensitivity and deployment choices.
+    - ``deploy``: ONNX format for onnxruntime, ``auto`` = measure the candidates and keep the best.
+    - ``deploy_tolerance``: how much metric a faster deployed format may lose against the PyTorch
+      simulation on the calibration split and still be chosen (fraction).
+
+    Raises `BadInputError` (``bad_value``) for any value outside these sets.
+    """
+
+    mode: str = "int8-static"
+    bits: int | None = None
+    granularity: str | None = None
+    group_size: int = 32
+    symmetric: bool = True
+    observer: str = "minmax"
+    percentile: float = 99.99
+    max_drop: float | None = None
+    epochs: int = 1
+    lr: float = 1e-4
+    learn_ranges: bool = False
+    quantize_embeddings: bool = True
+    calibration_size: int = 256
+    deploy: str = "auto"
+    deploy_tolerance: float = 0.003
+
+    def __post_init__(self) -> None:
+        own = "Quantize"
+        if self.mode not in MODES:
+            raise bad_value("mode", own, f"one of {list(MODES)}", self.mode)
+        if self.bits is not None:
+            if not _is_int(self.bits) or self.bits not in (4, 8):
+                raise bad_value("bits", own, "8 or 4 (integer weight bits)", self.bits,
+                                "use mode fp16/bf16 for 16-bit; 3-bit and 2-bit are not supported.")
+            implied = {"int8-dynamic": 8, "int8-static": 8, "int8-weight": 8, "int4-weight": 4}
+            if self.mode in implied and self.bits != implied[self.mode]:
+                raise bad_value("bits", own, f"{implied[self.mode]} for mode {self.mode} (or left out)",
+                                self.bits, "use mode int4-weight for 4 bits, int8-* for 8 bits.")
+            if self.mode in ("fp16", "bf16"):
+                raise bad_value("bits", own, f"left out for mode {self.mode}", self.bits)
+        if self.granularity is not None and self.granularity not in _GRANULARITIES:
+            raise bad_value("granularity", own, f"one of {list(_GRANULARITIES)} or null", self.granularity)
+        if not _is_int(self.group_size) or self.group_size not in _GROUP_SIZES:
+            raise bad_value("group_size", own, f"one of {list(_GROUP_SIZES)}", self.group_size)
+        if not isinstance(self.symmetric, bool):
+            raise bad_value("symmetric", own, "true or false", self.symmetric)
+        if self.observer not in _OBSERVERS:
+            raise bad_value("observer", own, f"one of {list(_OBSERVERS)}", self.observer)
+        if not _is_num(self.percentile) or not 90.0 < self.percentile <= 100.0:
+            raise bad_value("percentile", own, "a number in (90, 100]", self.percentile, "e.g. 99.99.")
+        if self.max_drop is not None and (not _is_num(self.max_drop) or not 0 <= self.max_drop < 1):
+            raise bad_value("max_drop", own, "a fraction in [0, 1) or null", self.max_drop,
+                            "0.005 means half a point of accuracy.")
+        if not _is_int(self.epochs) or self.epochs < 1:
+            raise bad_value("epochs", own, "an int ≥ 1", self.epochs)
+        if not _is_num(self.lr) or not 0 < self.lr < 10:
+            raise bad_value("lr", own, "a number in (0, 10)", self.lr, "QAT usually takes 1e-4 to 1e-3.")
+        if not isinstance(self.learn_ranges, bool):
+            raise bad_value("learn_ranges", own, "true or false", self.learn_ranges)
+        if not isinstance(self.quantize_embeddings, bool):
+            raise bad_value("quantize_embeddings", own, "true or false", self.quantize_embeddings)
+        if not _is_int(self.calibration_size) or self.calibration_size < 1:
+            raise bad_value("calibration_size", own, "an int ≥ 1", self.calibration_size)
+        if self.deploy not in DEPLOY_FORMATS:
+            raise bad_value("deploy", own, f"one of {list(DEPLOY_FORMATS)}", self.deploy)
+        if not _is_num(self.deploy_tolerance) or not 0 <= self.deploy_tolerance < 1:
+            raise bad_value("deploy_tolerance", own, "a fraction in [0, 1)", self.deploy_tolerance)
+
+    # ---- derived settings (properties, so that the config stays flat data) ----------------------------
+
+    @property
+    def weight_bits(self) -> int | None:
+        """Integer weight bits, or None for the 16-bit float modes."""
+        if self.mode in ("fp16", "bf16"):
+            return None
+        if self.mode == "int4-weight":
+            return 4
+        if self.mode == "qat":
+            return self.bits or 8
+        return 8
+
+    @property
+    def weight_granularity(self) -> str:
+        if self.granularity is not None:
+            return self.granularity
+        return "group" if self.weight_bits == 4 else "channel"
+
+    @property
+    def activations(self) -> str:
+        """How activations are quantized: ``none``, ``dynamic`` (per call) or ``static`` (calibrated)."""
+        if self.mode == "int8-dynamic":
+            return "dynamic"
+        if self.mode == "int8-static" or (self.mode == "qat" and self.weight_bits == 8):
+            return "static"
+        return "none"
+
+    def to_dict(self) -> dict:
+        return asdict(self)

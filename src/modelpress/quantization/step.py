@@ -1,0 +1,150 @@
+"""The `Quantize` step: ``apply_quantize`` (PTQ / QAT, in place) and ``deploy_quantize`` (the ONNX form)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from modelpress.context import StepContext, StepLog
+from modelpress.quantization.config import Quantize
+from modelpress.quantization.deploy import deploy
+from modelpress.quantization.fold import fold_batchnorm
+from modelpress.quantization.modules import _Half, _Quantized
+from modelpress.quantization.ptq import (
+    Plan,
+    calibrate_inputs,
+    calibration_split,
+    plan_layers,
+    quantized_module,
+    swap,
+)
+from modelpress.quantization.qat import FakeQuantLayer
+from modelpress.quantization.sensitivity import keep_float_until, layer_sensitivity
+from modelpress.tasks.task import Split, Task
+
+__all__ = ["apply_quantize", "deploy_quantize"]
+
+_SIXTEEN_BIT = ("16-bit compute in PyTorch is 5-8x slower than fp32 on this CPU (no fast fp16/bf16 matmul "
+                "in its build), so 16 bits is a storage format here: weights are stored in 16 bits and "
+                "computed in fp32.")
+
+
+def _needs_data(config: Quantize) -> bool:
+    return config.activations == "static" or config.max_drop is not None or config.mode == "qat"
+
+
+def _place(model: nn.Module, floats: dict[str, nn.Module], quantized: dict[str, nn.Module],
+           config: Quantize, task: Task | None, calib: Split | None, log: StepLog) -> None:
+    """Swap the quantized modules in; with ``max_drop``, keep the most sensitive in float (measured)."""
+    if config.max_drop is None or task is None or calib is None or not quantized:
+        for name, q in quantized.items():
+            swap(model, name, q)
+        return
+    base, _, ranked = layer_sensitivity(model, quantized, task, calib)
+    for name, q in quantized.items():
+        swap(model, name, q)
+    drop, kept = keep_float_until(model, floats, ranked, task, calib, base, config.max_drop)
+    log.details["sensitivity"] = [{"module": s.module, "drop": round(s.drop, 6), "output_mse": s.output_mse}
+                                  for s in ranked]
+    log.details["kept_float"] = kept
+    log.details["calibration_metric_float"] = base
+    log.details["calibration_drop"] = round(drop, 6)
+
+
+def _summary(model: nn.Module, config: Quantize, log: StepLog, plans: list[Plan]) -> None:
+    quantized = [n for n, m in model.named_modules() if isinstance(m, (_Quantized, _Half))]
+    d = log.details
+    d["mode"] = config.mode
+    d["weight_bits"] = config.weight_bits
+    d["activations"] = config.activations
+    d["layers_quantized"] = len(quantized)
+    d["layers"] = quantized
+    d["granularity"] = config.weight_granularity
+    d["granularity_fallback"] = [p.name for p in plans if p.spec.granularity != config.weight_granularity
+                                 and config.weight_bits is not None]
+    d["embeddings_quantized"] = [n for n, m in model.named_modules()
+                                 if isinstance(m, (_Quantized, _Half)) and m.meta["kind"] == "embedding"]
+    if config.weight_bits is None:
+        d["note"] = _SIXTEEN_BIT
+
+
+def apply_quantize(model: nn.Module, config: Quantize, ctx: StepContext) -> StepLog:
+    """Quantize ``model`` in place: swap Linear / Conv2d (/ Embedding) for quantized modules.
+
+    PTQ modes need the task's calibration split for static activations and for ``max_drop``; ``qat``
+    also trains on the task's training split (``modelpress.tasks.train.train``). Convs are quantized
+    after folding BatchNorm into them. Returns a `StepLog` whose details list the quantized layers, the
+    layers kept float (and why), and the sensitivities when measured.
+    Raises BadInputError when data is needed but missing or the calibration split is empty.
+    """
+    log = StepLog("quantize", config.to_dict())
+    task = ctx.require_task(f"quantize ({config.mode})") if _needs_data(config) else ctx.task
+    calib = calibration_split(task.calibration, config.calibration_size) if task is not None else None
+    if config.weight_bits is not None:
+        log.details["batchnorm_folded"] = [f"{c} <- {b}" for c, b in fold_batchnorm(model)]
+    plans, skipped = plan_layers(model, config, ctx.select)
+    log.skipped.extend(skipped)
+    static = [p.name for p in plans if p.act == "static"]
+    act_qparams: dict[str, tuple[float, int]] = {}
+    if static:
+        act_qparams = calibrate_inputs(model, static, calib, method=config.observer, percentile=config.percentile)
+    floats = {p.name: model.get_submodule(p.name) for p in plans}
+    if config.mode == "qat":
+        _train_qat(model, plans, act_qparams, config, ctx, task, log)
+        wrappers = {p.name: model.get_submodule(p.name) for p in plans}
+        quantized = {n: w.convert() for n, w in wrappers.items()}
+        floats = {n: w.inner for n, w in wrappers.items()}
+        for n, f in floats.items():
+            swap(model, n, f)
+    else:
+        quantized = {p.name: quantized_module(floats[p.name], p, config, act_qparams) for p in plans}
+    _place(model, floats, quantized, config, task, calib, log)
+    model.eval()
+    _summary(model, config, log, plans)
+    if act_qparams:
+        log.details["observer"] = config.observer
+    return log
+
+
+def _train_qat(model: nn.Module, plans: list[Plan], act_qparams: dict[str, tuple[float, int]],
+               config: Quantize, ctx: StepContext, task: Task, log: StepLog) -> None:
+    """Wrap each planned layer in a `FakeQuantLayer` and fine-tune (straight-through estimator)."""
+    from modelpress.tasks.train import train
+
+    for p in plans:
+        inner = model.get_submodule(p.name)
+        swap(model, p.name, FakeQuantLayer(inner, p.spec, act=p.act, act_init=act_qparams.get(p.name),
+                                           learn=config.learn_ranges))
+    losses = train(model, task.train, task.loss, epochs=config.epochs, lr=config.lr,
+                   batch_size=task.batch_size, seed=ctx.seed, progress=ctx.progress)
+    log.details["qat_losses"] = [round(x, 6) for x in losses]
+    log.details["qat_ranges"] = "learned (LSQ)" if config.learn_ranges else "observed (moving min-max)"
+
+
+def deploy_quantize(onnx_path: Path, model: nn.Module, config: Quantize, ctx: StepContext) -> dict[str, Any]:
+    """Rewrite the exported fp32 ONNX file at ``onnx_path`` (in place) into the fastest accurate form.
+
+    Candidates (see `modelpress.quantization.deploy`) are built with onnxruntime's quantizers or
+    MatMulNBits from our codes, run on the task's calibration split and timed at batch 1; the fastest
+    within ``deploy_tolerance`` of the PyTorch simulation wins. Returns details for report.json:
+    ``format``, ``why``, ``candidates`` (metric, latency_ms, bytes per candidate), ``float_nodes``.
+    """
+    task = ctx.task
+    split = calibration_split(task.calibration, config.calibration_size) if task is not None else None
+    sim_out = None
+    if split is not None:
+        from modelpress.tasks.train import torch_predict
+
+        with torch.no_grad():
+            sim_out = torch_predict(model, batch_size=64)(split.inputs)
+    details = deploy(Path(onnx_path), model, config, task, split, sim_out)
+    if config.weight_bits is None:
+        details["note"] = _SIXTEEN_BIT + " The ONNX file keeps fp32 compute (onnxruntime folds the Casts)."
+    emb = [n for n, m in model.named_modules() if isinstance(m, _Quantized) and m.meta["kind"] == "embedding"]
+    if emb:
+        details["embeddings"] = ("quantized in the artifact; kept fp32 in the ONNX file (a dequantized "
+                                 "gather would cost a full-table dequantization per call)")
+    return details
