@@ -49,7 +49,7 @@ def test_measure_leaves_the_model_alone(digits_model, digits_task):
 
 def test_batch_larger_than_the_split_repeats_examples(digits_model, digits_task):
     small = type(digits_task)(**{**digits_task.__dict__, "test": digits_task.test.head(3)})
-    s = measure(digits_model, small, batch_size=8, warmup=0, runs=2)
+    s = measure(digits_model, small, batch_size=8, warmup=0, runs=2, progress=True)
     assert s.batch_size == 8 and s.peak_mem_bytes > 0
 
 

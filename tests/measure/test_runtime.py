@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from modelpress.artifact.onnx import export_onnx
-from modelpress.errors import BadInputError
+from modelpress.errors import BadInputError, CompressionError
 from modelpress.measure.runtime import ort_predict
 
 
@@ -40,8 +40,28 @@ def test_missing_file(tmp_path):
 def test_not_onnx(tmp_path):
     bad = tmp_path / "bad.onnx"
     bad.write_bytes(b"this is not a protobuf")
-    with pytest.raises(BadInputError, match="onnxruntime cannot load"):
+    with pytest.raises(BadInputError, match="ONNX model"):
         ort_predict(bad)
+
+
+def test_valid_onnx_that_onnxruntime_cannot_run(tmp_path):
+    import onnx
+    from onnx import TensorProto, helper
+
+    node = helper.make_node("Bar", ["x"], ["y"], domain="no.such.domain")
+    graph = helper.make_graph(
+        [node],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])],
+    )
+    model = helper.make_model(
+        graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("no.such.domain", 1)]
+    )
+    path = tmp_path / "custom.onnx"
+    onnx.save(model, str(path))
+    with pytest.raises(CompressionError, match="onnxruntime cannot load"):
+        ort_predict(path)
 
 
 def test_wrong_number_of_inputs(exported):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -54,12 +56,12 @@ def test_global_masks_hit_the_total_exactly_with_one_threshold(sizes, s, seed):
 
 def test_zhu_gupta_schedule_values():
     # s_t = s_f + (s_i - s_f)(1 - (t - t0)/(n dt))^3 with s_i=0, s_f=0.9, t0=0, n=4, dt=10
-    f = lambda t: zhu_gupta_sparsity(t, 0.9, n=4, every=10)  # noqa: E731
+    f = lambda t: zhu_gupta_sparsity(t, 0.9, n=4, every=10)
     assert f(0) == 0.0
     assert abs(f(20) - 0.9 * (1 - 0.5**3)) < 1e-12  # 0.7875
     assert f(40) == 0.9 and f(1000) == 0.9
-    vals = [f(t) for t in range(0, 41)]
-    assert all(a <= b for a, b in zip(vals, vals[1:], strict=False))
+    vals = [f(t) for t in range(41)]
+    assert all(a <= b for a, b in itertools.pairwise(vals))
     assert zhu_gupta_sparsity(5, 0.8, initial=0.2, start=10, n=2, every=5) == 0.2
 
 

@@ -56,6 +56,18 @@ def test_baseline_is_trained_once_then_read_from_cache(tmp_path, monkeypatch):
     assert not torch.equal(task.model().fc1.weight, second.fc1.weight)  # the cached state is not shared
 
 
+def test_cache_of_another_recipe_is_retrained(tmp_path, monkeypatch):
+    monkeypatch.setenv("MODELPRESS_CACHE", str(tmp_path))
+    key = ("digits", "lenet-300-100")
+    monkeypatch.setitem(builtin.RECIPES, key, builtin.Recipe(epochs=1))
+    one_epoch = get("digits").model()
+    monkeypatch.setitem(builtin.RECIPES, key, builtin.Recipe(epochs=2))
+    two_epochs = get("digits").model()
+    assert not torch.equal(one_epoch.fc1.weight, two_epochs.fc1.weight)
+    monkeypatch.setattr(builtin, "_train_baseline", None)  # would fail if called: the cache now matches
+    assert torch.equal(get("digits").model().fc1.weight, two_epochs.fc1.weight)
+
+
 @pytest.fixture(scope="module")
 def mnist_baseline(tmp_path_factory):
     # Train from scratch in a private cache, so the acceptance bar is checked against today's recipe.

@@ -37,11 +37,11 @@ def test_split_sizes_and_calibration_is_part_of_train(loader, sizes, shape):
 
 
 def test_loaders_are_seeded_and_cached():
-    a, b = data.mnist_5k(0), data.mnist_5k(0)
+    a, b = data.digits(0), data.digits(0)
     assert a is b  # lru_cache: the second call is free
-    other = data.mnist_5k.__wrapped__(1)
+    other = data.digits.__wrapped__(1)
     assert not torch.equal(a.test.targets, other.test.targets)
-    again = data.mnist_5k.__wrapped__(0)
+    again = data.digits.__wrapped__(0)
     assert torch.equal(a.test.inputs[0], again.test.inputs[0])
 
 

@@ -11,4 +11,4 @@ from modelpress.artifact.bake import bake
 from modelpress.artifact.load import load
 from modelpress.artifact.save import folder_bytes, save
 
-__all__ = ["save", "load", "bake", "folder_bytes", "onnx", "packing", "weights"]
+__all__ = ["bake", "folder_bytes", "load", "onnx", "packing", "save", "weights"]

@@ -55,6 +55,8 @@ def load(path: str | Path) -> nn.Module:
     or extra tensors, or a swap class outside modelpress.
     """
     folder = Path(path)
+    if folder.name == "manifest.json" and folder.is_file():  # the manifest's own path is accepted too
+        folder = folder.parent
     manifest = read_manifest(folder)
     stored = read_stored(folder, manifest)
     tensors = {key: decode_lossless(key, entry, stored) for key, entry in manifest["tensors"].items()}
@@ -63,7 +65,7 @@ def load(path: str | Path) -> nn.Module:
         model = build_from_source(manifest["source"])
     except BadInputError:
         raise
-    except Exception as e:  # noqa: BLE001 - a user's factory may raise anything; say where it came from
+    except Exception as e:
         raise BadInputError(f"rebuilding the model from its source {manifest['source']!r} failed: {e}") from e
     try:
         apply_shapes(model, manifest["shapes"])
@@ -90,7 +92,20 @@ def load(path: str | Path) -> nn.Module:
         swapped.add(path_)
         packed_keys.update(keys.values())
 
-    state = {k: v for k, v in tensors.items() if k not in packed_keys}
+    extra = set(manifest.get("nonpersistent", []))
+    for key in extra:
+        path_, _, name = key.rpartition(".")
+        if key not in tensors:
+            raise BadInputError(f"the weights lack the buffer `{key}`.")
+        try:
+            module = model.get_submodule(path_)
+        except AttributeError:
+            raise BadInputError(f"the manifest names buffer `{key}`, which the rebuilt model lacks.") from None
+        if name not in module._non_persistent_buffers_set:
+            raise BadInputError(f"`{key}` is not a non-persistent buffer of the rebuilt model.")
+        module._buffers[name] = tensors[key]
+
+    state = {k: v for k, v in tensors.items() if k not in packed_keys and k not in extra}
     for alias, target in manifest.get("aliases", {}).items():
         if target not in state:
             raise BadInputError(f"tied tensor `{alias}` points at `{target}`, which the weights lack.")

@@ -10,20 +10,35 @@ Layout (JSON object)::
      "shapes": {"fc1": {"tensors": {"weight": {"kind": "param", "shape": [..], "dtype": ".."}},
                         "attrs": {"out_features": 150}}},
      "swaps": [{"path": "fc2", "class": "modelpress.quantization.modules:QuantLinear", "meta": {...},
-                "tensors": ["scale", "q"]}]}
+                "tensors": ["scale", "q"]}],
+     "nonpersistent": ["block.table"]}
+
+Tensor keys are state-dict names; a swapped module's packed tensors are ``"<path>.<name>"``; a bitmask
+tensor is stored as ``"<key>#mask"`` + ``"<key>#values"``. ``nonpersistent`` lists non-persistent buffers
+whose shape changed (their values are stored, since the state dict lacks them).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 from typing import Any
 
 from modelpress.errors import BadInputError
 
-__all__ = ["FORMAT", "FORMAT_VERSION", "MANIFEST", "sha256_bytes", "read_manifest", "write_manifest",
-           "is_artifact"]
+__all__ = [
+    "FORMAT",
+    "FORMAT_VERSION",
+    "MANIFEST",
+    "is_artifact",
+    "read_manifest",
+    "sha256_bytes",
+    "temp_name",
+    "write_atomic",
+    "write_manifest",
+]
 
 FORMAT = "modelpress-artifact"
 FORMAT_VERSION = 1
@@ -45,8 +60,21 @@ def is_artifact(folder: Path) -> bool:
 
 
 def write_manifest(folder: Path, manifest: dict[str, Any]) -> None:
-    """Write ``manifest`` as indented, key-sorted JSON (stable diffs, readable by hand)."""
-    (folder / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+    """Write ``manifest`` as indented, key-sorted JSON (stable diffs, readable by hand), atomically."""
+    write_atomic(folder / MANIFEST, (json.dumps(manifest, indent=1, sort_keys=True) + "\n").encode())
+
+
+def temp_name(name: str) -> str:
+    """The temporary file a write of ``name`` goes through (a leftover of a crashed save)."""
+    return f".{name}.tmp"
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file and a rename, so that a crash never leaves a
+    half-written file under the real name."""
+    tmp = path.with_name(temp_name(path.name))
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
 
 
 def read_manifest(folder: Path) -> dict[str, Any]:

@@ -29,20 +29,20 @@ from torch import Tensor
 from modelpress.errors import BadInputError, bad_value
 
 __all__ = [
-    "bitmask_pack",
-    "bitmask_unpack",
-    "int4_pack",
-    "int4_unpack",
-    "nbit_pack",
-    "nbit_unpack",
-    "bitmask_nbytes",
-    "encode_lossless",
-    "decode_lossless",
-    "maybe_zstd",
-    "zstd_decompress",
     "ENTRY_OVERHEAD_BYTES",
     "ZSTD_LEVEL",
     "ZSTD_MIN_SAVING",
+    "bitmask_nbytes",
+    "bitmask_pack",
+    "bitmask_unpack",
+    "decode_lossless",
+    "encode_lossless",
+    "int4_pack",
+    "int4_unpack",
+    "maybe_zstd",
+    "nbit_pack",
+    "nbit_unpack",
+    "zstd_decompress",
 ]
 
 # Bytes a safetensors header entry costs, roughly ("name": {"dtype", "shape", "data_offsets"}): a second

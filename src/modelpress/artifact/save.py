@@ -11,15 +11,23 @@ from safetensors.torch import save as safetensors_save
 from torch import Tensor, nn
 
 from modelpress.artifact.bake import bake
-from modelpress.artifact.manifest import (FORMAT, FORMAT_VERSION, MANIFEST, is_artifact, sha256_bytes,
-                                          write_manifest)
+from modelpress.artifact.manifest import (
+    FORMAT,
+    FORMAT_VERSION,
+    MANIFEST,
+    is_artifact,
+    sha256_bytes,
+    temp_name,
+    write_atomic,
+    write_manifest,
+)
 from modelpress.artifact.packed import PackedModule
 from modelpress.artifact.packing import encode_lossless, maybe_zstd
 from modelpress.artifact.rebuild import build_from_source, record_structure, under
 from modelpress.errors import BadInputError
 from modelpress.source import get_source
 
-__all__ = ["save", "folder_bytes", "WEIGHTS"]
+__all__ = ["WEIGHTS", "folder_bytes", "save"]
 
 WEIGHTS = "weights.safetensors"
 _META_ABOVE_BYTES = 256 << 20
@@ -45,7 +53,12 @@ def _check_target(folder: Path, overwrite: bool) -> dict[str, Any] | None:
     """Refuse to write over user files; return the old manifest of an artifact being replaced."""
     if folder.exists() and not folder.is_dir():
         raise BadInputError(f"{str(folder)!r} is a file; an artifact is a folder. Fix: choose another path.")
-    if not folder.exists() or not any(folder.iterdir()):
+    if not folder.exists():
+        return None
+    # Temporary files of a crashed save are ours: remove them before judging the folder.
+    for name in (MANIFEST, WEIGHTS, WEIGHTS + ".zst"):
+        (folder / temp_name(name)).unlink(missing_ok=True)
+    if not any(folder.iterdir()):
         return None
     if not is_artifact(folder):
         raise BadInputError(f"{str(folder)!r} is a non-empty folder that is not a modelpress artifact; refusing "
@@ -121,6 +134,17 @@ def save(model: nn.Module, path: str | Path, *, steps: list[dict] | None = None,
     big = sum(t.numel() * t.element_size() for t in baked.state_dict().values()) > _META_ABOVE_BYTES
     shapes = record_structure(baked, build_from_source(source, meta=big), set(swapped))
 
+    # Non-persistent buffers are not in the state dict; one whose shape changed would come back as
+    # uninitialized memory, so its values are stored too.
+    extra: list[str] = []
+    for path_, change in shapes.items():
+        module = baked.get_submodule(path_)
+        for name, spec in change["tensors"].items():
+            if spec["kind"] == "buffer" and spec["shape"] is not None and name in module._non_persistent_buffers_set:
+                key = f"{path_}.{name}" if path_ else name
+                put(key, module._buffers[name])
+                extra.append(key)
+
     aliases: dict[str, str] = {}
     seen: dict[tuple, str] = {}
     for key, t in baked.state_dict().items():
@@ -151,15 +175,15 @@ def save(model: nn.Module, path: str | Path, *, steps: list[dict] | None = None,
         "aliases": aliases,
         "shapes": shapes,
         "swaps": swaps,
+        "nonpersistent": extra,
     }
 
     folder.mkdir(parents=True, exist_ok=True)
+    write_atomic(folder / file_name, blob)
+    write_manifest(folder, manifest)  # after the data: a manifest names only complete files
     if old is not None:
         # Replace only what the old artifact wrote; other files in the folder are the user's.
-        (folder / MANIFEST).unlink(missing_ok=True)
         for name in old.get("files", {}):
-            if Path(name).name == name:
+            if name != file_name and name in (WEIGHTS, WEIGHTS + ".zst"):
                 (folder / name).unlink(missing_ok=True)
-    (folder / file_name).write_bytes(blob)
-    write_manifest(folder, manifest)  # last: a folder with a manifest is complete
     return folder

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+import re
 from pathlib import Path
 
 import torch
@@ -21,6 +22,19 @@ _WRAPPERS = ("state_dict", "model_state_dict", "model")
 def _is_tensor_dict(obj: object) -> bool:
     return isinstance(obj, dict) and bool(obj) and all(
         isinstance(k, str) and isinstance(v, Tensor) for k, v in obj.items())
+
+
+def _reason(e: Exception) -> str:
+    """The informative line of torch's weights-only refusal (it names the refused global), not its advice
+    to retry with weights_only=False."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(e))
+    found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
+    if found:
+        return f"it contains the Python object `{found.group(1)}`, which is not plain tensor data"
+    # Drop torch's boilerplate (the advice to retry unsafely, the docs link); keep the actual cause.
+    noise = ("Weights only load failed", "Check the documentation", "Please file an issue", "(1)", "(2)")
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.strip().startswith(noise)]
+    return lines[0].split(". ")[0][:300].rstrip(".") if lines else "the file is not a torch.save file or is damaged"
 
 
 def read_weights(path: str | Path) -> dict[str, Tensor]:
@@ -51,9 +65,8 @@ def read_weights(path: str | Path) -> dict[str, Tensor]:
     try:
         obj = torch.load(str(p), map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, AttributeError, TypeError, ValueError, EOFError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise BadInputError(f"{str(p)!r} could not be read safely with torch.load(weights_only=True): "
-                            f"{first}. modelpress never unpickles arbitrary objects. " + _FIX) from None
+                            f"{_reason(e)}. modelpress never unpickles arbitrary objects. " + _FIX) from None
     if _is_tensor_dict(obj):
         return dict(obj)
     if isinstance(obj, dict):

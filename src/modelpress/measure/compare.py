@@ -85,10 +85,17 @@ class Comparison:
     def _rows(self) -> list[tuple[str, str, str, str]]:
         rows = []
         for f, label, kind in _ROWS:
-            rows.append((label, _human(getattr(self.a, f), kind), _human(getattr(self.b, f), kind),
-                         _fmt_ratio(self.ratios[f])))
-        rows.append((self.metric_name, f"{self.a.metric:.4f}", f"{self.b.metric:.4f}",
-                     f"{self.metric_delta:+.4f}"))
+            rows.append(
+                (
+                    label,
+                    _human(getattr(self.a, f), kind),
+                    _human(getattr(self.b, f), kind),
+                    _fmt_ratio(self.ratios[f]),
+                )
+            )
+        rows.append(
+            (self.metric_name, f"{self.a.metric:.4f}", f"{self.b.metric:.4f}", f"{self.metric_delta:+.4f}")
+        )
         return rows
 
     def table(self) -> str:

@@ -76,7 +76,8 @@ def time_interleaved(
         torch.set_num_threads(previous)
     ms = samples / 1e6
     return [
-        Latency(median_ms=float(np.median(row)), p90_ms=float(np.percentile(row, 90)), runs=runs) for row in ms
+        Latency(median_ms=float(np.median(row)), p90_ms=float(np.percentile(row, 90)), runs=runs)
+        for row in ms
     ]
 
 

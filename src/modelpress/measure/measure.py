@@ -22,7 +22,9 @@ __all__ = ["measure", "measure_onnx"]
 
 def _check_common(task: object, threads: int, batch_size: int, warmup: int, runs: int, owner: str) -> None:
     if not isinstance(task, Task):
-        raise bad_value("task", owner, "a modelpress Task", type(task).__name__, "use modelpress.tasks.get(name).")
+        raise bad_value(
+            "task", owner, "a modelpress Task", type(task).__name__, "use modelpress.tasks.get(name)."
+        )
     check_positive_int(threads, "threads", owner)
     check_positive_int(batch_size, "batch_size", owner)
     check_positive_int(warmup, "warmup", owner, minimum=0)

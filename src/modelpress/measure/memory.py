@@ -7,20 +7,24 @@ tensor memory from torch's allocator only: not the Python objects, not the inter
 that a custom kernel allocates by itself.
 
 onnxruntime exposes no peak. :func:`peak_onnx_bytes` gives an estimate of the same quantity: the bytes
-of the initializers and inputs plus the peak of the intermediate tensors alive at once when the graph's
-nodes run in order and each tensor is freed after its last use, with each tensor's real size taken from
-one run at that batch. onnxruntime's arena rounds allocations up and its graph optimizations fuse nodes,
-so its resident memory differs; the figure is for comparing models, not for sizing a device exactly.
+of the initializers and inputs plus the peak of the intermediate tensors alive at once when the nodes
+of the graph onnxruntime runs (after its optimizations) run in order and each tensor is freed after its
+last use, with each tensor's real size taken from one run at that batch. onnxruntime's arena rounds
+allocations up, prepacks weights and reuses buffers, so its resident memory differs; the figure is for
+comparing models, not for sizing a device exactly.
 """
 
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import sys
 import tempfile
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -63,15 +67,16 @@ def _is_noise(line: bytes) -> bool:
 
 
 def _tensor_bytes(tensors: Iterator[Tensor]) -> int:
-    seen: set[int] = set()
+    """Bytes of the elements of ``tensors``; tied tensors (same data, same shape) count once. Elements,
+    not storages: an input that is a view of a whole data set holds only its own rows."""
+    seen: set[tuple[int, tuple[int, ...], torch.dtype]] = set()
     total = 0
     for t in tensors:
-        storage = t.untyped_storage()
-        key = storage.data_ptr()
-        if key in seen and key != 0:  # shared or tied tensors count once
+        key = (t.data_ptr(), tuple(t.shape), t.dtype)
+        if t.data_ptr() != 0 and key in seen:
             continue
         seen.add(key)
-        total += storage.nbytes()
+        total += t.numel() * t.element_size()
     return total
 
 
@@ -85,6 +90,8 @@ def peak_forward_bytes(model: nn.Module, inputs: tuple[Tensor, ...]) -> int:
     """
     inputs = check_inputs(inputs, "peak_forward_bytes")
     resident = _tensor_bytes(iter([*model.parameters(), *model.buffers(), *inputs]))
+    # A free of a tensor made before the window would lower the running total: collect garbage first.
+    gc.collect()
     # The profiler records every allocation and free with a timestamp; a memory hook of our own would
     # need a custom allocator, which CPU torch does not offer.
     with _quiet_kineto(), torch.no_grad():
@@ -92,9 +99,7 @@ def peak_forward_bytes(model: nn.Module, inputs: tuple[Tensor, ...]) -> int:
             out = model(*inputs)
         del out
     events = sorted(
-        (e.start_ns(), e.nbytes())
-        for e in prof.profiler.kineto_results.events()
-        if e.name() == "[memory]"
+        (e.start_ns(), e.nbytes()) for e in prof.profiler.kineto_results.events() if e.name() == "[memory]"
     )
     running = 0
     peak = 0
@@ -108,25 +113,62 @@ def peak_onnx_bytes(path: str | Path, inputs: tuple[Tensor, ...]) -> int:
     """Estimated peak bytes of one onnxruntime run of the model at ``path`` on ``inputs``.
 
     Bytes of the initializers (weights) + the inputs + the peak of the intermediate tensors alive at
-    once, nodes taken in the graph's order and each tensor freed after its last consumer (module
-    docstring). Sizes come from one run with graph optimizations off. Raises `BadInputError` when the
-    file is missing or not ONNX, or when the inputs do not fit the model.
+    once, nodes taken in order and each tensor freed after its last consumer, on the graph onnxruntime
+    runs after its optimizations (so a fused int8 QDQ graph counts int8 weights, not the fp32 ones its
+    unfused form would dequantize). Tensor sizes come from one run at this batch. When the optimized
+    graph cannot be run that way, the exported graph is used; when neither can, the figure falls back to
+    initializers + inputs + outputs (a lower bound) with a warning. Raises `BadInputError` when the file
+    is missing or not ONNX or the inputs do not fit the model, `CompressionError` when onnxruntime
+    cannot load it.
     """
     import onnx  # imported here: only ONNX measurement needs it
-    from onnx import numpy_helper
 
     from modelpress.measure.runtime import load_onnx, make_session, onnx_feed
 
     inputs = check_inputs(inputs, "peak_onnx_bytes")
-    model = load_onnx(path)
-    graph = model.graph
-    init_bytes = sum(numpy_helper.to_array(t).nbytes for t in graph.initializer)
+    original = load_onnx(path)
     input_bytes = sum(t.numel() * t.element_size() for t in inputs)
+    graphs = []
+    with tempfile.TemporaryDirectory(prefix="modelpress-ort-") as tmp:
+        optimized = Path(tmp) / "optimized.onnx"
+        # A graph over 2 GB cannot be written back: then only the exported one is measured.
+        with contextlib.suppress(Exception):
+            make_session(path, threads=1, save_optimized=optimized)
+            graphs.append(onnx.load(str(optimized)))
+    graphs.append(original)
+    for model in graphs:
+        try:
+            return _initializer_bytes(model) + input_bytes + _peak_intermediates(model, inputs)
+        except Exception:  # noqa: BLE001, S112 - an op that refuses extra outputs: try the next graph
+            continue
+    session = make_session(path, threads=1)
+    outputs = session.run(None, onnx_feed(session, inputs))
+    warnings.warn(
+        f"peak memory of `{path}` could not be estimated from its intermediates; reporting weights + "
+        "inputs + outputs (a lower bound).",
+        stacklevel=2,
+    )
+    return _initializer_bytes(original) + input_bytes + sum(int(np.asarray(o).nbytes) for o in outputs)
 
+
+def _initializer_bytes(model: Any) -> int:
+    from onnx import numpy_helper
+
+    return sum(numpy_helper.to_array(t).nbytes for t in model.graph.initializer)
+
+
+def _peak_intermediates(model: Any, inputs: tuple[Tensor, ...]) -> int:
+    """Peak bytes of intermediates alive at once in ``model`` (a ModelProto, changed in place)."""
+    import onnx
+
+    from modelpress.measure.runtime import make_session, onnx_feed
+
+    graph = model.graph
     final = {o.name for o in graph.output}
     produced = {o for node in graph.node for o in node.output if o}
     for name in sorted(produced - final):
         graph.output.append(onnx.ValueInfoProto(name=name))  # expose every intermediate to read its size
+    # Optimizations off: the graph is already the one to measure, and extra outputs must survive.
     session = make_session(model.SerializeToString(), threads=1, optimize=False)
     names = [o.name for o in session.get_outputs()]
     values = session.run(names, onnx_feed(session, inputs))
@@ -146,4 +188,4 @@ def peak_onnx_bytes(path: str | Path, inputs: tuple[Tensor, ...]) -> int:
         done = {n for n in node.input if n in produced and last_use[n] == i}
         done |= {o for o in outs if o not in last_use}
         live -= sum(size.get(n, 0) for n in done - final)
-    return init_bytes + input_bytes + peak
+    return peak

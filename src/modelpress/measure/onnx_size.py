@@ -9,6 +9,8 @@ QLinearConv, ...) and by the ``_scale`` / ``_zero_point`` names that ``onnxrunti
 them (dynamic int8 multiplies a weight's scale in a plain ``Mul``). So an fp32 export counts the same
 params as the torch model, and its int8 form counts each weight once.
 For a quantized weight, "nonzero" means not equal to its zero point (the value that stands for 0.0).
+The count is of what the file holds: an exporter may fold constants (a position-embedding table sliced
+to the traced length) or drop unused tensors, so it can be lower than the torch model's.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from modelpress.measure.runtime import _check_file, load_onnx
+from modelpress.measure.runtime import check_onnx_file, load_onnx
 
 __all__ = ["onnx_bytes", "onnx_params"]
 
@@ -45,7 +47,7 @@ def onnx_bytes(path: str | Path) -> int:
     Raises `BadInputError` if the file is missing or not ONNX."""
     import onnx
 
-    p = _check_file(path)
+    p = check_onnx_file(path)
     try:
         model = onnx.load(str(p), load_external_data=False)
     except Exception:

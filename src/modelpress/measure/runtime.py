@@ -14,11 +14,11 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from modelpress.errors import BadInputError
+from modelpress.errors import BadInputError, CompressionError
 from modelpress.measure._model import check_inputs, check_positive_int
 from modelpress.tasks.task import Predict
 
-__all__ = ["load_onnx", "make_session", "onnx_feed", "ort_predict"]
+__all__ = ["check_onnx_file", "load_onnx", "make_session", "onnx_feed", "ort_predict"]
 
 # Rows per onnxruntime call when the model accepts any batch: bounds the memory of one call.
 _CHUNK = 256
@@ -36,7 +36,8 @@ _NP_TYPES = {
 }
 
 
-def _check_file(path: str | Path) -> Path:
+def check_onnx_file(path: str | Path) -> Path:
+    """``path`` as a Path if it is an existing file; else `BadInputError`."""
     p = Path(path)
     if not p.is_file():
         raise BadInputError(f"ONNX file `{p}` does not exist. Fix: export the model first (export_onnx).")
@@ -48,7 +49,7 @@ def load_onnx(path: str | Path) -> Any:
     missing or not an ONNX model."""
     import onnx  # imported here: only ONNX measurement needs it
 
-    p = _check_file(path)
+    p = check_onnx_file(path)
     try:
         model = onnx.load(str(p))
     except Exception as exc:  # onnx raises DecodeError, OSError, ... for a file that is not ONNX
@@ -58,10 +59,13 @@ def load_onnx(path: str | Path) -> Any:
     return model
 
 
-def make_session(model: str | Path | bytes, *, threads: int = 1, optimize: bool = True) -> Any:
+def make_session(
+    model: str | Path | bytes, *, threads: int = 1, optimize: bool = True, save_optimized: Path | None = None
+) -> Any:
     """An onnxruntime CPU session: ``threads`` intra-op threads, 1 inter-op thread, all graph
-    optimizations (or none with ``optimize=False``). Raises `BadInputError` if onnxruntime cannot
-    load the model."""
+    optimizations (or none with ``optimize=False``). Raises `BadInputError` if the file is missing or
+    not ONNX, `CompressionError` if it is ONNX that onnxruntime cannot load. ``save_optimized``: a file
+    to write the graph onnxruntime runs after its optimizations (fused, re-laid-out nodes)."""
     import onnxruntime as ort
 
     check_positive_int(threads, "threads", "ort_predict")
@@ -73,14 +77,18 @@ def make_session(model: str | Path | bytes, *, threads: int = 1, optimize: bool 
         ort.GraphOptimizationLevel.ORT_ENABLE_ALL if optimize else ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     )
     opts.log_severity_level = 3  # errors only: its warnings about unused initializers are noise
-    source = model if isinstance(model, bytes) else str(_check_file(model))
+    if save_optimized is not None:
+        opts.optimized_model_filepath = str(save_optimized)
+    source = model if isinstance(model, bytes) else str(check_onnx_file(model))
     try:
         return ort.InferenceSession(source, sess_options=opts, providers=["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime raises its own Fail / InvalidGraph / InvalidProtobuf types
+        if not isinstance(model, bytes):
+            load_onnx(model)  # not ONNX at all: the user's input is wrong (BadInputError)
         where = "the model" if isinstance(model, bytes) else f"`{model}`"
-        raise BadInputError(
-            f"onnxruntime cannot load {where}: {exc}. Fix: pass a valid .onnx file (export_onnx writes one)."
-        ) from exc
+        # A valid ONNX graph that onnxruntime cannot run (an operator or type it lacks) is a failure of
+        # what produced the graph; the pipeline reports CompressionError and goes on.
+        raise CompressionError(f"onnxruntime cannot load {where}: {str(exc).strip()[:500]}") from exc
 
 
 def _input_order(session: Any) -> list[Any]:
@@ -119,10 +127,11 @@ def ort_predict(path: str | Path, *, threads: int = 1) -> Predict:
 
     The predict takes the model's positional inputs (a tuple of tensors, each ``(n, ...)``, any ``n``),
     feeds them as ``input_0, input_1, ...`` in chunks (of the exported batch when the batch dimension is
-    fixed, padding the last chunk; else of 256 rows), and returns the first output as a float torch
+    fixed, padding the last chunk; else of 256 rows), and returns the first output as a torch
     tensor of shape ``(n, ...)``. The session uses ``threads`` intra-op threads, one inter-op thread and
     all graph optimizations. Raises `BadInputError` when the file is missing or not ONNX (here), or when
-    the inputs do not match the model's (at call time).
+    the inputs do not match the model's (at call time); `CompressionError` when the file is ONNX that
+    onnxruntime cannot load.
     """
     session = make_session(path, threads=threads)
     fixed = _fixed_batch(session)

@@ -10,7 +10,7 @@ from typing import Any
 
 from modelpress.errors import bad_value
 
-__all__ = ["Prune", "STRUCTURES", "SCOPES", "CRITERIA", "SCHEDULES"]
+__all__ = ["CRITERIA", "SCHEDULES", "SCOPES", "STRUCTURES", "Prune"]
 
 STRUCTURES = ("weight", "neuron", "channel", "head")
 SCOPES = ("layer", "global")

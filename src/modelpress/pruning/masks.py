@@ -2,7 +2,7 @@
 
 Pure tensor functions (`magnitude_mask`, `global_magnitude_masks`, `zhu_gupta_sparsity`) and the module
 layer (`WeightMask`, `set_mask`, `get_mask`). A mask is kept as a ``torch.nn.utils.parametrize``
-parametrization, so ``module.weight`` is ``original * mask`` in every forward: pruned weights stay exactly
+parametrization, so ``module.weight`` is ``where(mask, original, +0.0)`` in every forward: pruned weights stay exactly
 zero through any later training (their gradient is zero, and even if an optimizer moved ``original``
 the product stays zero). ``modelpress.artifact.bake`` folds the mask into a plain weight.
 """
@@ -19,13 +19,13 @@ from torch.nn.utils import parametrize
 from modelpress.errors import bad_value
 
 __all__ = [
-    "magnitude_mask",
-    "global_magnitude_masks",
-    "zhu_gupta_sparsity",
     "WeightMask",
-    "set_mask",
     "get_mask",
+    "global_magnitude_masks",
+    "magnitude_mask",
     "n_pruned",
+    "set_mask",
+    "zhu_gupta_sparsity",
 ]
 
 
@@ -33,7 +33,7 @@ def n_pruned(numel: int, sparsity: float) -> int:
     """How many of ``numel`` elements a ``sparsity`` fraction removes: ``round(sparsity · numel)``."""
     if not 0 <= sparsity < 1:
         raise bad_value("sparsity", "n_pruned", "a fraction in [0, 1)", sparsity)
-    return min(numel, int(math.floor(sparsity * numel + 0.5)))
+    return min(numel, math.floor(sparsity * numel + 0.5))
 
 
 def _lowest(scores: Tensor, k: int) -> Tensor:
@@ -89,14 +89,16 @@ def zhu_gupta_sparsity(step: int, final: float, *, initial: float = 0.0, start: 
 
 
 class WeightMask(nn.Module):
-    """Parametrization ``weight = original * mask`` with a bool ``mask`` buffer of the weight's shape."""
+    """Parametrization ``weight = where(mask, original, 0)`` (``original * mask``, zeros positive) with a bool ``mask`` buffer of the weight's shape."""
 
     def __init__(self, mask: Tensor) -> None:
         super().__init__()
         self.register_buffer("mask", mask.to(torch.bool).clone())
 
     def forward(self, original: Tensor) -> Tensor:
-        return original * self.mask
+        # where(), not original * mask: a negative weight times 0 is -0.0, whose sign bit the artifact's
+        # bit-exact packing must keep as a stored value; +0.0 packs away.
+        return torch.where(self.mask, original, torch.zeros((), dtype=original.dtype, device=original.device))
 
 
 def get_mask(module: nn.Module, name: str = "weight") -> WeightMask | None:

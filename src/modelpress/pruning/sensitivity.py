@@ -22,7 +22,7 @@ from modelpress.pruning.structured import plan_structured
 from modelpress.select import Selector, by_name
 from modelpress.tasks.task import Task
 
-__all__ = ["SensitivityResult", "sensitivity", "layers_for"]
+__all__ = ["SensitivityResult", "layers_for", "sensitivity"]
 
 
 @dataclass(frozen=True)
@@ -48,8 +48,9 @@ class SensitivityResult:
         """A plain-text table: one row per layer, one column per ratio, the baseline in the header."""
         w = max([len("layer")] + [len(n) for n in self.values])
         head = f"{'layer':<{w}}  " + "  ".join(f"{r:>7.2f}" for r in self.ratios)
-        lines = [f"{self.metric_name} after pruning one layer ({self.structure}); "
-                 f"baseline {self.baseline:.4f} on {self.split_size} test examples", head, "-" * len(head)]  # fmt: skip
+        title = (f"{self.metric_name} after pruning one layer ({self.structure}); "
+                 f"baseline {self.baseline:.4f} on {self.split_size} test examples")
+        lines = [title, head, "-" * len(head)]
         for name, vals in self.values.items():
             lines.append(f"{name:<{w}}  " + "  ".join(f"{v:>7.4f}" for v in vals))
         return "\n".join(lines)

@@ -23,7 +23,7 @@ from modelpress.pruning.masks import (
 from modelpress.pruning.structured import apply_plan, plan_structured
 from modelpress.source import get_source
 
-__all__ = ["apply_prune", "weight_targets", "prune_weights", "example_inputs_for"]
+__all__ = ["apply_prune", "example_inputs_for", "prune_weights", "weight_targets"]
 
 _WEIGHT_TYPES = (nn.Linear, nn.modules.conv._ConvNd)
 

@@ -31,7 +31,7 @@ from modelpress.pruning.config import Prune
 from modelpress.pruning.masks import WeightMask, n_pruned
 from modelpress.select import Selector
 
-__all__ = ["Unit", "StructuredPlan", "plan_structured", "apply_plan", "zero_plan", "find_attention"]
+__all__ = ["StructuredPlan", "Unit", "apply_plan", "find_attention", "plan_structured", "zero_plan"]
 
 # Module types torch-pruning has pruning functions for (parameters living in any other module type
 # make us skip every group that touches them).
@@ -125,7 +125,7 @@ def _blocked(model: nn.Module) -> tuple[dict[int, str], dict[int, str]]:
     return mods, params
 
 
-def _group_problem(group, blocked: dict[int, str], param_owner: dict[int, str],
+def _group_problem(graph, group, blocked: dict[int, str], param_owner: dict[int, str],
                    modules: dict[str, nn.Module]) -> tuple[str, str] | None:  # fmt: skip
     """``("outputs", "")`` if the group reaches the model's outputs, ``(module, why)`` if it touches a
     blocked module (or a parameter of one), else None."""
@@ -134,7 +134,8 @@ def _group_problem(group, blocked: dict[int, str], param_owner: dict[int, str],
         node = dep.target
         # A node with no consumers produces a model output (tp adds an OUTPUT node only when the
         # output passes through a further op): pruning its channels would change the output shape.
-        if node.type == tp.ops.OPTYPE.OUTPUT or not node.outputs:
+        shrinks = graph.is_out_channel_pruning_fn(dep.handler)
+        if node.type == tp.ops.OPTYPE.OUTPUT or (shrinks and not node.outputs):
             return ("outputs", "")
         if node.type == tp.ops.OPTYPE.PARAMETER:
             owner = param_owner.get(id(node.module), "?")
@@ -240,7 +241,7 @@ def plan_structured(model: nn.Module, config: Prune, example_inputs: tuple[Tenso
         for dep, _ in group:
             if graph.is_out_channel_pruning_fn(dep.handler) and isinstance(dep.target.module, nn.Module):
                 seen.add(id(dep.target.module))
-        problem = _group_problem(group, blocked, param_owner, modules)
+        problem = _group_problem(graph, group, blocked, param_owner, modules)
         if problem is not None:
             if problem[0] != "outputs":  # the model's outputs are never pruned, silently by design
                 skipped.append(Skipped(problem[0], f"{problem[1]} (so `{unit.name}` was not pruned)"))

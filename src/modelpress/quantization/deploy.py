@@ -236,8 +236,12 @@ def deploy(onnx_path: Path, model: nn.Module, config: Quantize, task: Task | Non
         rows = measure_candidates(paths, task, split, sim_out, example)
         rows += [{"format": f, "error": e} for f, e in errors.items()]
         ref = task.metric(lambda _i: sim_out, split) if (task and split is not None and sim_out is not None) else None
-        best, why = choose(rows, ref, config.deploy_tolerance,
-                           task.metric.higher_is_better if task is not None else True)
+        forced = [r for r in rows if r["format"] == config.deploy and "error" not in r]
+        if forced:
+            best, why = forced[0], f"forced by `deploy: {config.deploy}`"
+        else:
+            best, why = choose(rows, ref, config.deploy_tolerance,
+                               task.metric.higher_is_better if task is not None else True)
         shutil.copyfile(paths[best["format"]], onnx_path)
     for r in rows:
         if r["format"] in notes and notes[r["format"]]:

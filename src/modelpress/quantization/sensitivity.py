@@ -13,7 +13,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import torch
 from torch import Tensor, nn
 
 from modelpress.quantization.ptq import swap
@@ -32,7 +31,8 @@ class Sensitivity:
     output_mse: float
 
 
-def _score(model: nn.Module, task: Task, split: Split, ref: Tensor | None) -> tuple[float, Tensor]:
+def _score(model: nn.Module, task: Task, split: Split) -> tuple[float, Tensor]:
+    """The task metric on ``split`` and the raw outputs (computed once, used for both)."""
     predict = torch_predict(model, batch_size=64)
     out = predict(split.inputs)
     metric = task.metric(lambda _inputs, out=out: out, split)
@@ -50,12 +50,12 @@ def layer_sensitivity(model: nn.Module, quantized: dict[str, nn.Module], task: T
     ``model`` must be float at these names; it is restored after each measurement. Returns the float
     metric, the float outputs and the sensitivities, most sensitive first.
     """
-    base, ref = _score(model, task, split, None)
+    base, ref = _score(model, task, split)
     out: list[Sensitivity] = []
     for name, qmod in quantized.items():
         old = swap(model, name, qmod)
         try:
-            metric, o = _score(model, task, split, ref)
+            metric, o = _score(model, task, split)
         finally:
             swap(model, name, old)
         mse = float((o.float() - ref.float()).pow(2).mean())
@@ -70,8 +70,7 @@ def keep_float_until(model: nn.Module, originals: dict[str, nn.Module], ranked: 
     """With every ranked layer quantized in ``model``, revert the most sensitive to float (its module in
     ``originals``) until the drop is ≤ ``max_drop``. Returns the final drop and the reverted layers with
     the reason (JSON-able)."""
-    with torch.no_grad():
-        drop = _drop(task, base, _score(model, task, split, None)[0])
+    drop = _drop(task, base, _score(model, task, split)[0])
     kept: list[dict] = []
     for s in ranked:
         if drop <= max_drop:
@@ -83,5 +82,5 @@ def keep_float_until(model: nn.Module, originals: dict[str, nn.Module], ranked: 
                             f"it is the most sensitive layer left"})
         if on_revert is not None:
             on_revert(s.module)
-        drop = _drop(task, base, _score(model, task, split, None)[0])
+        drop = _drop(task, base, _score(model, task, split)[0])
     return drop, kept

@@ -9,7 +9,9 @@ fresh module, so callers may change it in place.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import json
 import os
 import tempfile
 from collections.abc import Callable
@@ -79,8 +81,9 @@ _SPECS: dict[str, _Spec] = {
 RECIPES: dict[tuple[str, str], Recipe] = {
     ("digits", "lenet-300-100"): Recipe(epochs=20),
     ("digits", "resnet-s"): Recipe(epochs=10),
-    # Measured: 0.94 without augmentation (overfits 4000 examples), 0.969 with it; the acceptance bar is 0.95.
-    ("mnist-5k", "lenet-300-100"): Recipe(epochs=8, lr=0.05, optimizer="sgd", weight_decay=5e-4,
+    # Measured: 0.94 without augmentation (overfits 4000 examples), 0.969-0.972 with it (seeds 0, 1);
+    # the acceptance bar is 0.95.
+    ("mnist-5k", "lenet-300-100"): Recipe(epochs=6, lr=0.1, batch_size=128, optimizer="sgd", weight_decay=5e-4,
                                           schedule="cosine", shift_pixels=1),
     ("mnist-5k", "lenet-5"): Recipe(epochs=10, schedule="cosine"),
     ("mnist-5k", "resnet-s"): Recipe(epochs=8, schedule="cosine"),
@@ -144,14 +147,24 @@ def _train_baseline(task: str, model_name: str, model: nn.Module, splits: _data.
     return {k: v.detach().clone().contiguous() for k, v in model.state_dict().items()}
 
 
+def _recipe_tag(task: str, model: str) -> str:
+    return json.dumps(dataclasses.asdict(RECIPES[(task, model)]), sort_keys=True)
+
+
 @functools.lru_cache(maxsize=16)
-def _cached_state(task: str, model: str, path: str) -> dict[str, Tensor]:
+def _read_cached(path: str, mtime_ns: int, tag: str) -> dict[str, Tensor] | None:
+    """The cached state, or None when it was trained by another recipe (then it is retrained)."""
+    from safetensors import safe_open
     from safetensors.torch import load_file
 
+    with safe_open(path, framework="pt") as f:
+        meta = f.metadata() or {}
+    if meta.get("recipe") != tag:
+        return None
     return load_file(path)
 
 
-def _save_atomic(state: dict[str, Tensor], path: Path) -> None:
+def _save_atomic(state: dict[str, Tensor], path: Path, tag: str) -> None:
     from safetensors.torch import save_file
 
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -159,7 +172,8 @@ def _save_atomic(state: dict[str, Tensor], path: Path) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
     os.close(fd)
     try:
-        save_file(state, tmp, metadata={"task_cache": CACHE_VERSION})
+        save_file(state, tmp, metadata={"cache_version": CACHE_VERSION, "recipe": tag})
+        os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -169,7 +183,8 @@ def _save_atomic(state: dict[str, Tensor], path: Path) -> None:
 def load_baseline(task: str, model: str | None = None, *, progress: bool = True) -> nn.Module:
     """The trained baseline ``model`` (default: the task's default) of built-in ``task``.
 
-    Trains and caches on first use (see module doc). Raises BadInputError for unknown names.
+    Trains and caches on first use (see module doc); a cached file written by another recipe (its
+    safetensors metadata records the recipe) is retrained and replaced. Raises BadInputError for unknown names.
     """
     spec = _spec(task)
     model = spec.default_model if model is None else model
@@ -178,11 +193,11 @@ def load_baseline(task: str, model: str | None = None, *, progress: bool = True)
     splits = spec.loader()
     net = build(model, **_model_kwargs(spec, splits, model))
     path = baseline_path(task, model)
-    if path.is_file():
-        state = _cached_state(task, model, str(path))
-    else:
+    tag = _recipe_tag(task, model)
+    state = _read_cached(str(path), path.stat().st_mtime_ns, tag) if path.is_file() else None
+    if state is None:
         state = _train_baseline(task, model, net, splits, progress)
-        _save_atomic(state, path)
+        _save_atomic(state, path, tag)
     head_only = RECIPES[(task, model)].head_only
     if head_only:
         net.head.load_state_dict({k.removeprefix("head."): v.clone() for k, v in state.items()})

@@ -1,0 +1,288 @@
+"""Pruning benchmark (issue 3): three rows, our figures beside the published ones.
+
+1. LeNet-300-100 on Fashion-MNIST, weight pruning (recipe prune-weight): 92% of weights removed with one
+   global threshold, gradual (Zhu & Gupta) over 3 epochs, then 3 epochs of fine-tuning; accuracy drop,
+   artifact bytes vs the fp32 artifact, per-layer kept fractions beside Han et al. 2015's 8% / 9% / 26%.
+2. resnet-s on Fashion-MNIST, channel pruning (recipe prune-channel) to <= 50% of the MACs, 3 epochs of
+   fine-tuning; latency ratio timed interleaved in one process at batch 32 and batch 1, 1 thread.
+3. MiniLM on bbc-news, heads + FFN neurons to <= 60% of the encoder's parameters, short fine-tuning;
+   latency ratio at batch 1 x 128 tokens.
+
+Run: ``python -m benchmarks.run pruning`` (all rows) or ``python -m benchmarks.bench_pruning lenet resnet``.
+``MODELPRESS_BENCH_PRUNING_ROWS=lenet,resnet`` does the same through ``make bench``. Each row's result is
+kept under ``$MODELPRESS_CACHE/bench/`` so rows run separately end up in one docs/bench-pruning.md.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from modelpress.context import StepContext
+from modelpress.measure import count_macs, measure, time_interleaved
+from modelpress.pruning import Prune, apply_prune
+from modelpress.tasks import get
+from modelpress.tasks.builtin import cache_dir
+from modelpress.tasks.models import build
+from modelpress.tasks.train import torch_predict, train
+
+ROWS = ("lenet", "resnet", "minilm", "resnet-speed", "minilm-speed")
+DOC = Path(__file__).resolve().parent.parent / "docs" / "bench-pruning.md"
+PAPER_KEPT = {"fc1": 0.08, "fc2": 0.09, "fc3": 0.26}  # Han et al. 2015, LeNet-300-100 on MNIST
+
+
+def _store(row: str, result: dict) -> None:
+    folder = cache_dir() / "bench"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"pruning-{row}.json").write_text(json.dumps(result, indent=1))
+
+
+def _stored() -> dict[str, dict]:
+    out = {}
+    for row in ROWS:
+        f = cache_dir() / "bench" / f"pruning-{row}.json"
+        if f.is_file():
+            out[row] = json.loads(f.read_text())
+    return out
+
+
+def _latency(base: torch.nn.Module, pruned: torch.nn.Module, inputs: tuple, runs: int = 30) -> dict:
+    a, b = time_interleaved([torch_predict(base.eval()), torch_predict(pruned.eval())], inputs, threads=1,
+                            warmup=5, runs=runs)  # fmt: skip
+    return {"base_ms": round(a.median_ms, 3), "pruned_ms": round(b.median_ms, 3),
+            "ratio": round(b.median_ms / a.median_ms, 3)}  # fmt: skip
+
+
+def _batch(task, n: int) -> tuple:
+    return tuple(t[:n] for t in task.test.inputs)
+
+
+def _finetune(model, task, epochs: int, lr: float, batch_size: int | None = None, n: int | None = None):
+    split = task.train if n is None else task.train.head(n)
+    return train(model, split, task.loss, epochs=epochs, lr=lr, batch_size=batch_size or task.batch_size,
+                 progress=False)  # fmt: skip
+
+
+def row_lenet(tmp: Path) -> dict:
+    task = get("fashion-mnist")
+    base = task.model("lenet-300-100")
+    s0 = measure(base, task)
+    model = copy.deepcopy(base)
+    cfg = Prune(structure="weight", sparsity=0.92, scope="global", schedule="gradual", steps=10, epochs=3, lr=1e-3)
+    log = apply_prune(model, cfg, StepContext(task=task, progress=False))
+    after_prune = measure(model, task, runs=5).metric
+    _finetune(model, task, epochs=3, lr=1e-3)
+    s1 = measure(model, task)
+    kept = {n: v["kept"] for n, v in log.details["layers"].items()}
+    return {
+        "command": "python -m benchmarks.bench_pruning lenet",
+        "config": "Prune(weight, 0.92, global, gradual, steps=10, epochs=3) + FineTune(epochs=3, lr=1e-3)",
+        "acc_base": s0.metric, "acc_after_prune": after_prune, "acc_final": s1.metric,
+        "sparsity": log.details["sparsity"], "kept": kept,
+        "bytes_base": s0.size_bytes, "bytes_final": s1.size_bytes,
+        "size_ratio": round(s0.size_bytes / s1.size_bytes, 2),
+        "nonzero": s1.nonzero_params, "params": s1.params,
+    }  # fmt: skip
+
+
+def row_resnet(tmp: Path) -> dict:
+    task = get("fashion-mnist")
+    base = task.model("resnet-s").eval()
+    s0 = measure(base, task)
+    model = copy.deepcopy(base)
+    cfg = Prune(structure="channel", sparsity=0.3, scope="layer", criterion="l1", round_to=8)
+    apply_prune(model, cfg, StepContext(task=task, progress=False))
+    after_prune = measure(model, task, runs=5).metric
+    _finetune(model, task, epochs=3, lr=1e-3)
+    s1 = measure(model, task)
+    x = task.example_inputs
+    macs0, macs1 = count_macs(base, x), count_macs(model, x)
+    lat32 = _latency(base, model, _batch(task, 32))
+    lat1 = _latency(base, model, _batch(task, 1), runs=200)
+    mac_cut = 1 - macs1 / macs0
+    return {
+        "command": "python -m benchmarks.bench_pruning resnet",
+        "config": "Prune(channel, 0.3, layer, l1, round_to=8) + FineTune(epochs=3, lr=1e-3)",
+        "acc_base": s0.metric, "acc_after_prune": after_prune, "acc_final": s1.metric,
+        "macs_base": macs0, "macs_final": macs1, "mac_ratio": round(macs1 / macs0, 3),
+        "params_base": s0.params, "params_final": s1.params,
+        "bytes_base": s0.size_bytes, "bytes_final": s1.size_bytes,
+        "latency_b32": lat32, "latency_b1": lat1,
+        "latency_cut_over_mac_cut_b32": round((1 - lat32["ratio"]) / mac_cut, 3),
+    }  # fmt: skip
+
+
+def _encoder_params(model) -> int:
+    return sum(p.numel() for p in model.encoder.encoder.parameters())
+
+
+def row_minilm(tmp: Path, epochs: int = 1, n_train: int | None = None) -> dict:
+    task = get("bbc-news")
+    base = task.model("minilm-l6").eval()
+    acc0 = measure(base, task, runs=3).metric
+    model = copy.deepcopy(base)
+    cfg = Prune(structure="head", sparsity=0.42, ffn=True, scope="layer")
+    log = apply_prune(model, cfg, StepContext(task=task, progress=False))
+    after_prune = measure(model, task, runs=3).metric
+    t0 = time.perf_counter()
+    _finetune(model, task, epochs=epochs, lr=1e-4, batch_size=16, n=n_train)
+    ft_s = time.perf_counter() - t0
+    s1 = measure(model, task, runs=3)
+    heads = sorted({v["after"] for v in log.details["units"].values() if v["kind"] == "head"})
+    ffn = sorted({v["after"] for v in log.details["units"].values() if v["kind"] == "ffn"})
+    return {
+        "command": "python -m benchmarks.bench_pruning minilm",
+        "config": f"Prune(head, 0.42, ffn=True) + fine-tune {epochs} epoch(s) on "
+                  f"{n_train or len(task.train)} train examples, batch 16, lr 1e-4 ({ft_s:.0f} s)",
+        "acc_base": acc0, "acc_after_prune": after_prune, "acc_final": s1.metric,
+        "heads_kept": heads, "ffn_kept": ffn,
+        "encoder_params_base": _encoder_params(base), "encoder_params_final": _encoder_params(model),
+        "encoder_ratio": round(_encoder_params(model) / _encoder_params(base), 3),
+        "params_base": sum(p.numel() for p in base.parameters()), "params_final": s1.params,
+        "latency_b1_128": _latency(base, model, _batch(task, 1), runs=40),
+    }  # fmt: skip
+
+
+def row_resnet_speed(tmp: Path) -> dict:
+    """Size and speed only (no training; weights do not change latency): the same pruning on a
+    random-init resnet-s. For machines where training the Fashion-MNIST baseline takes too long."""
+    torch.manual_seed(0)
+    base = build("resnet-s").eval()
+    model = copy.deepcopy(base)
+    apply_prune(model, Prune(structure="channel", sparsity=0.3, scope="layer", round_to=8), StepContext())
+    x = torch.randn(32, 1, 28, 28)
+    macs0, macs1 = count_macs(base, x[:1]), count_macs(model, x[:1])
+    lat32, lat1 = _latency(base, model, (x,)), _latency(base, model, (x[:1],), runs=200)
+    return {"command": "python -m benchmarks.bench_pruning resnet-speed",
+            "config": "Prune(channel, 0.3, layer, l1, round_to=8) on random-init resnet-s (no accuracy)",
+            "macs_base": macs0, "macs_final": macs1, "mac_ratio": round(macs1 / macs0, 3),
+            "params_base": sum(p.numel() for p in base.parameters()),
+            "params_final": sum(p.numel() for p in model.parameters()),
+            "latency_b32": lat32, "latency_b1": lat1,
+            "latency_cut_over_mac_cut_b32": round((1 - lat32["ratio"]) / (1 - macs1 / macs0), 3)}  # fmt: skip
+
+
+def row_minilm_speed(tmp: Path) -> dict:
+    """Size and speed only: heads + FFN pruning of the pretrained MiniLM classifier, no fine-tuning."""
+    task = get("bbc-news")
+    base = build("minilm-l6", num_classes=5).eval()
+    model = copy.deepcopy(base)
+    log = apply_prune(model, Prune(structure="head", sparsity=0.42, ffn=True), StepContext(task=task))
+    return {"command": "python -m benchmarks.bench_pruning minilm-speed",
+            "config": "Prune(head, 0.42, ffn=True) on the pretrained encoder (no accuracy)",
+            "heads_kept": sorted({v["after"] for v in log.details["units"].values() if v["kind"] == "head"}),
+            "ffn_kept": sorted({v["after"] for v in log.details["units"].values() if v["kind"] == "ffn"}),
+            "encoder_params_base": _encoder_params(base), "encoder_params_final": _encoder_params(model),
+            "encoder_ratio": round(_encoder_params(model) / _encoder_params(base), 3),
+            "latency_b1_128": _latency(base, model, _batch(task, 1), runs=40)}  # fmt: skip
+
+
+def _speed_lines(r: dict) -> list[str]:
+    if "latency_b32" in r:
+        return [f"`{r['command']}` — {r['config']} (load {r.get('loadavg', '?')})", "", "| | ours |", "|---|---|",
+                f"| MACs | {r['macs_base']:,} → {r['macs_final']:,} ({_pct(r['mac_ratio'])}) |",
+                f"| params | {r['params_base']:,} → {r['params_final']:,} |",
+                (f"| latency batch 32 | {r['latency_b32']['base_ms']} → {r['latency_b32']['pruned_ms']} ms "
+                 f"(ratio {r['latency_b32']['ratio']}; latency cut / MAC cut = {r['latency_cut_over_mac_cut_b32']}) |"),
+                (f"| latency batch 1 | {r['latency_b1']['base_ms']} → {r['latency_b1']['pruned_ms']} ms "
+                 f"(ratio {r['latency_b1']['ratio']}) |"), ""]  # fmt: skip
+    return [f"`{r['command']}` — {r['config']} (load {r.get('loadavg', '?')})", "", "| | ours |", "|---|---|",
+            f"| heads kept per layer | {r['heads_kept']} of 12 |",
+            f"| FFN neurons kept per layer | {r['ffn_kept']} of 1536 |",
+            (f"| encoder-layer params | {r['encoder_params_base']:,} → {r['encoder_params_final']:,} "
+             f"({_pct(r['encoder_ratio'])}) |"),
+            (f"| latency batch 1 × 128 tokens | {r['latency_b1_128']['base_ms']} → "
+             f"{r['latency_b1_128']['pruned_ms']} ms (ratio {r['latency_b1_128']['ratio']}) |"), ""]  # fmt: skip
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.2f}%"
+
+
+def render(results: dict[str, dict]) -> str:
+    lines = ["# Pruning benchmark", "",
+             ("Measured on this machine (CPU, torch 2.13, 1 thread for latency, timed interleaved in one "
+             "process). Each row gives the command that produced it. Accuracy is on the held-out test "
+             "split. Rows missing below were not run yet. `load` is the machine's 1-minute load average when a row "
+             "finished (2 cores here): latency ratios measured under load are noisy."), ""]  # fmt: skip
+    r = results.get("lenet")
+    if r:
+        lines += ["## LeNet-300-100, Fashion-MNIST, weight pruning", "", f"`{r['command']}` — {r['config']} (load {r.get('loadavg', '?')})", "",
+                  "| | paper (Han et al. 2015, MNIST) | ours (Fashion-MNIST) |", "|---|---|---|",
+                  f"| weights pruned | 92% (12×) | {_pct(r['sparsity'])} ({1 / (1 - r['sparsity']):.1f}×) |",
+                  (f"| accuracy before → after | 98.36% → 98.41% (error 1.64% → 1.59%) | {_pct(r['acc_base'])} → {_pct(r['acc_final'])} "
+                  f"(drop {100 * (r['acc_base'] - r['acc_final']):.2f} points; {_pct(r['acc_after_prune'])} "
+                  "before the final fine-tuning) |"),
+                  (f"| artifact bytes | (not reported for pruning alone) | {r['bytes_base']:,} → {r['bytes_final']:,} "
+                  f"({r['size_ratio']}× fewer) |")]  # fmt: skip
+        for n, paper in PAPER_KEPT.items():
+            lines.append(f"| kept in {n} | {paper:.0%} | {_pct(r['kept'][n])} |")
+        lines.append("")
+    r = results.get("resnet")
+    if r:
+        lines += ["## resnet-s, Fashion-MNIST, channel pruning", "", f"`{r['command']}` — {r['config']} (load {r.get('loadavg', '?')})", "",
+                  "| | reference | ours |", "|---|---|---|",
+                  (f"| MACs | Li et al. 2017 (VGG-16, CIFAR-10): −34% | {r['macs_base']:,} → {r['macs_final']:,} "
+                  f"({_pct(r['mac_ratio'])}) |"),
+                  f"| params | Li et al. 2017: −64% | {r['params_base']:,} → {r['params_final']:,} |",
+                  (f"| accuracy before → after | 93.25% → 93.40% | {_pct(r['acc_base'])} → {_pct(r['acc_final'])} "
+                  f"(drop {100 * (r['acc_base'] - r['acc_final']):.2f} points; {_pct(r['acc_after_prune'])} "
+                  "before fine-tuning) |"),
+                  (f"| latency batch 32 | tp 1.6 here: 25% MACs → 0.32 | {r['latency_b32']['base_ms']} → "
+                  f"{r['latency_b32']['pruned_ms']} ms (ratio {r['latency_b32']['ratio']}; latency cut / MAC "
+                  f"cut = {r['latency_cut_over_mac_cut_b32']}) |"),
+                  (f"| latency batch 1 | tp 1.6 here: 25% MACs → 0.45 | {r['latency_b1']['base_ms']} → "
+                  f"{r['latency_b1']['pruned_ms']} ms (ratio {r['latency_b1']['ratio']}) |"),
+                  f"| artifact bytes | | {r['bytes_base']:,} → {r['bytes_final']:,} |", ""]  # fmt: skip
+    r = results.get("minilm")
+    if r:
+        lines += ["## MiniLM (all-MiniLM-L6-v2 + linear head), bbc-news, heads + FFN neurons", "",
+                  f"`{r['command']}` — {r['config']} (load {r.get('loadavg', '?')})", "", "| | ours |", "|---|---|",
+                  f"| heads kept per layer | {r['heads_kept']} of 12 |",
+                  f"| FFN neurons kept per layer | {r['ffn_kept']} of 1536 |",
+                  (f"| encoder-layer params | {r['encoder_params_base']:,} → {r['encoder_params_final']:,} "
+                  f"({_pct(r['encoder_ratio'])}) |"),
+                  f"| all params (embeddings included) | {r['params_base']:,} → {r['params_final']:,} |",
+                  (f"| accuracy before → after | {_pct(r['acc_base'])} → {_pct(r['acc_final'])} (drop "
+                  f"{100 * (r['acc_base'] - r['acc_final']):.2f} points; {_pct(r['acc_after_prune'])} before "
+                  "fine-tuning) |"),
+                  (f"| latency batch 1 × 128 tokens | {r['latency_b1_128']['base_ms']} → "
+                  f"{r['latency_b1_128']['pruned_ms']} ms (ratio {r['latency_b1_128']['ratio']}) |"), ""]  # fmt: skip
+    for key, title in (("resnet-speed", "resnet-s channel pruning: size and speed only (random init)"),
+                       ("minilm-speed", "MiniLM heads + FFN pruning: size and speed only (no fine-tuning)")):
+        if key in results:
+            lines += [f"## {title}", ""] + _speed_lines(results[key])
+    return "\n".join(lines)
+
+
+def main(rows: list[str] | None = None) -> None:
+    torch.set_num_threads(1)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    env = os.environ.get("MODELPRESS_BENCH_PRUNING_ROWS")
+    rows = rows or (env.split(",") if env else list(ROWS))
+    tmp = cache_dir() / "bench" / "tmp"
+    tmp.mkdir(parents=True, exist_ok=True)
+    for row in rows:
+        t0 = time.perf_counter()
+        rows_fn = {"lenet": row_lenet, "resnet": row_resnet, "minilm": row_minilm,
+                   "resnet-speed": row_resnet_speed, "minilm-speed": row_minilm_speed}
+        result = rows_fn[row](tmp)
+        result["seconds"] = round(time.perf_counter() - t0)
+        # Other jobs on the machine skew latency: record the 1-minute load average next to the figures.
+        result["loadavg"] = round(os.getloadavg()[0], 1)
+        _store(row, result)
+        print(json.dumps({row: result}, indent=1), flush=True)
+    text = render(_stored())
+    DOC.parent.mkdir(parents=True, exist_ok=True)
+    DOC.write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:] or None)
