@@ -175,3 +175,25 @@ def test_structured_without_task_or_source_is_a_clear_error():
     model = nn.Sequential(nn.Linear(4, 4), nn.ReLU(), nn.Linear(4, 2))
     with pytest.raises(BadInputError, match="needs example inputs"):
         apply_prune(model, Prune(structure="neuron"), StepContext())
+
+
+def test_head_units_and_unsupported_attention_is_reported():
+    from modelpress.pruning.sensitivity import layers_for
+
+    names = layers_for(tiny_bert(), "head")
+    prefix = "encoder.encoder.layer"
+    assert names == [f"{prefix}.{i}.attention.self" for i in (0, 1)] + [
+        f"{prefix}.{i}.intermediate.dense" for i in (0, 1)
+    ]
+    plan = plan_structured(MHAModel(), Prune(structure="head"), (torch.randn(2, 5, 8),))
+    assert [s.module for s in plan.skipped] == ["mha"] and plan.units == []
+
+
+class MHAModel(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.mha = nn.MultiheadAttention(8, 2, batch_first=True)
+        self.fc = nn.Linear(8, 2)
+
+    def forward(self, x):
+        return self.fc(self.mha(x, x, x)[0].mean(1))

@@ -14,6 +14,10 @@ from torch import nn
 
 from modelpress.context import StepContext, StepLog
 from modelpress.finetune import FineTune, apply_finetune
+from modelpress.pruning.config import Prune
+from modelpress.pruning.step import apply_prune
+from modelpress.quantization.config import Quantize
+from modelpress.quantization.step import apply_quantize, deploy_quantize
 
 __all__ = ["StepKind", "STEPS", "kind_of", "StepConfig"]
 
@@ -33,21 +37,11 @@ class StepKind:
 
 
 def _table() -> dict[str, StepKind]:
-    rows = [StepKind("finetune", FineTune, apply_finetune)]
-    try:  # techniques land one by one; the table lists those present
-        from modelpress.pruning.config import Prune
-        from modelpress.pruning.step import apply_prune
-
-        rows.append(StepKind("prune", Prune, apply_prune))
-    except ImportError:
-        pass
-    try:
-        from modelpress.quantization.config import Quantize
-        from modelpress.quantization.step import apply_quantize, deploy_quantize
-
-        rows.append(StepKind("quantize", Quantize, apply_quantize, deploy_quantize))
-    except ImportError:
-        pass
+    rows = [
+        StepKind("finetune", FineTune, apply_finetune),
+        StepKind("prune", Prune, apply_prune),
+        StepKind("quantize", Quantize, apply_quantize, deploy_quantize),
+    ]
     return {r.key: r for r in rows}
 
 

@@ -96,7 +96,8 @@ def layers_for(model: nn.Module, structure: str, task: Task | None = None,
         return [n for n, _ in weight_targets(model, StepContext(select=select))[0]]
     probe = copy.deepcopy(model)
     inputs = example_inputs_for(probe, StepContext(task=task))
-    plan = plan_structured(probe, Prune(structure=structure, sparsity=0.0), inputs, select=select)
+    # ffn > 0 so that FFN neurons are listed for "head" (nothing is removed: this is only a plan)
+    plan = plan_structured(probe, Prune(structure=structure, sparsity=0.0, ffn=0.5), inputs, select=select)
     return [u.name for u in plan.units]
 
 

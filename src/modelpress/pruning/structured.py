@@ -207,11 +207,16 @@ def plan_structured(model: nn.Module, config: Prune, example_inputs: tuple[Tenso
     modules = dict(model.named_modules())
     accept = (lambda n, m: True) if select is None else select
     candidates: list[Unit] = []
+    pre_skipped: list[Skipped] = []
     if config.structure == "head":
         for name, att in find_attention(model):
             if accept(name, att) or accept(f"{name}.query", att.query):
                 candidates.append(Unit(name, "head", att.query, att.num_attention_heads, att.attention_head_size,
                                        sparsity=config.sparsity_for(name), attention=att))  # fmt: skip
+        for name, m in model.named_modules():
+            if isinstance(m, nn.MultiheadAttention) and accept(name, m):
+                pre_skipped.append(Skipped(name, "nn.MultiheadAttention packs q/k/v in one tensor; head "
+                                                 "pruning handles BERT-style attention (query/key/value)"))  # fmt: skip
         if config.ffn_sparsity > 0:
             for name, lin in _ffn_linears(model):
                 if accept(name, lin):
@@ -231,7 +236,7 @@ def plan_structured(model: nn.Module, config: Prune, example_inputs: tuple[Tenso
                             "pass task= or use criterion 'l1'.")  # fmt: skip
         _taylor_grads(model, task)
     units: list[Unit] = []
-    skipped: list[Skipped] = []
+    skipped: list[Skipped] = list(pre_skipped)
     notes: list[str] = []
     seen: set[int] = set()
     for unit in candidates:

@@ -27,6 +27,7 @@ import numpy as np
 import onnx
 from torch import Tensor, nn
 
+from modelpress.errors import CompressionError
 from modelpress.quantization.config import Quantize
 from modelpress.quantization.modules import _Quantized
 from modelpress.quantization.onnx_rewrite import Matched, match_layers, to_fp16_weights, to_matmul_nbits
@@ -155,7 +156,8 @@ def choose(results: list[dict[str, Any]], ref_metric: float | None, tolerance: f
     simulation's); if none is, the most accurate. Returns the chosen row and the reason."""
     ok = [r for r in results if "error" not in r]
     if not ok:
-        raise RuntimeError("no deployment candidate could be built")
+        raise CompressionError("no deployment candidate could be built: " + "; ".join(
+            f"{r['format']}: {r.get('error')}" for r in results))
     if ref_metric is None or any(r.get("metric") is None for r in ok):
         return ok[0], "first candidate (no task data to measure them on)"
 

@@ -87,7 +87,7 @@ RECIPES: dict[tuple[str, str], Recipe] = {
                                           schedule="cosine", shift_pixels=1),
     ("mnist-5k", "lenet-5"): Recipe(epochs=10, schedule="cosine"),
     ("mnist-5k", "resnet-s"): Recipe(epochs=8, schedule="cosine"),
-    ("fashion-mnist", "lenet-300-100"): Recipe(epochs=12, batch_size=128, schedule="cosine"),
+    ("fashion-mnist", "lenet-300-100"): Recipe(epochs=12, batch_size=128, schedule="cosine"),  # 0.895
     ("fashion-mnist", "lenet-5"): Recipe(epochs=12, batch_size=128, schedule="cosine"),
     ("fashion-mnist", "resnet-s"): Recipe(epochs=6, batch_size=128, lr=2e-3, schedule="cosine"),
     ("bbc-news", "minilm-l6"): Recipe(epochs=60, lr=3e-3, head_only=True),
