@@ -90,8 +90,10 @@ def main() -> list[dict]:
                 "",
                 f"Command: `{COMMAND}`",
                 "",
-                f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-                f"torch {torch.__version__}, {torch.get_num_threads()} threads.",
+                (
+                    f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+                    f"torch {torch.__version__}, {torch.get_num_threads()} threads."
+                ),
                 "",
                 *table,
                 "",

@@ -63,10 +63,11 @@ def _batch(task, n: int) -> tuple:
     return tuple(t[:n] for t in task.test.inputs)
 
 
-def _finetune(model, task, epochs: int, lr: float, batch_size: int | None = None, n: int | None = None):
+def _finetune(model, task, epochs: int, lr: float, batch_size: int | None = None, n: int | None = None,
+              schedule: str = "constant"):  # fmt: skip
     split = task.train if n is None else task.train.head(n)
     return train(model, split, task.loss, epochs=epochs, lr=lr, batch_size=batch_size or task.batch_size,
-                 progress=False)  # fmt: skip
+                 progress=False, schedule=schedule)  # fmt: skip
 
 
 def row_lenet(tmp: Path) -> dict:
@@ -122,7 +123,7 @@ def _encoder_params(model) -> int:
     return sum(p.numel() for p in model.encoder.encoder.parameters())
 
 
-def row_minilm(tmp: Path, epochs: int = 1, n_train: int | None = None) -> dict:
+def row_minilm(tmp: Path, epochs: int = 3, n_train: int | None = None) -> dict:
     task = get("bbc-news")
     base = task.model("minilm-l6").eval()
     acc0 = measure(base, task, runs=3).metric
@@ -131,7 +132,7 @@ def row_minilm(tmp: Path, epochs: int = 1, n_train: int | None = None) -> dict:
     log = apply_prune(model, cfg, StepContext(task=task, progress=False))
     after_prune = measure(model, task, runs=3).metric
     t0 = time.perf_counter()
-    _finetune(model, task, epochs=epochs, lr=1e-4, batch_size=16, n=n_train)
+    _finetune(model, task, epochs=epochs, lr=1e-4, batch_size=16, n=n_train, schedule="cosine")
     ft_s = time.perf_counter() - t0
     s1 = measure(model, task, runs=3)
     heads = sorted({v["after"] for v in log.details["units"].values() if v["kind"] == "head"})
@@ -139,7 +140,7 @@ def row_minilm(tmp: Path, epochs: int = 1, n_train: int | None = None) -> dict:
     return {
         "command": "python -m benchmarks.bench_pruning minilm",
         "config": f"Prune(head, 0.42, ffn=True) + fine-tune {epochs} epoch(s) on "
-                  f"{n_train or len(task.train)} train examples, batch 16, lr 1e-4 ({ft_s:.0f} s)",
+                  f"{n_train or len(task.train)} train examples, batch 16, lr 1e-4 cosine ({ft_s:.0f} s)",
         "acc_base": acc0, "acc_after_prune": after_prune, "acc_final": s1.metric,
         "heads_kept": heads, "ffn_kept": ffn,
         "encoder_params_base": _encoder_params(base), "encoder_params_final": _encoder_params(model),

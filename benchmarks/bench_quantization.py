@@ -95,6 +95,14 @@ def minilm(tmp: Path) -> list[str]:
     apply_quantize(q4, Quantize(mode="int4-weight"), _ctx(task))
     sizes = {k: folder_bytes(save(m, tmp / f"art_{k}")) for k, m in (("fp32", fp32), ("int8", q8), ("int4", q4))}
     acc["torch int4 sim"] = evaluate(q4, task)
+    # --- 16 bits: storage (our fp16 step computes in fp32) vs 16-bit compute in torch on this CPU
+    h16 = copy.deepcopy(fp32)
+    apply_quantize(h16, Quantize(mode="fp16"), _ctx(task))
+    sizes["fp16"] = folder_bytes(save(h16, tmp / "art_fp16"))
+    bf16, f16 = copy.deepcopy(fp32).to(torch.bfloat16), copy.deepcopy(fp32).to(torch.float16)
+    l16 = time_interleaved([torch_predict(fp32, 1), torch_predict(bf16, 1), torch_predict(f16, 1)], ex,
+                           threads=1, warmup=2, runs=10)
+    del bf16, f16
     base_ms = lat["torch fp32"].median_ms
     lines += ["## MiniLM on bbc-news (batch 1 × 128 tokens, 1 thread, timed interleaved)", "",
               "| model | latency ms (median) | speed-up vs torch fp32 | test accuracy | embedding cosine to fp32 |",
@@ -112,6 +120,11 @@ def minilm(tmp: Path) -> list[str]:
               f"(**{sizes['int8'] / sizes['fp32']:.3f}×**); int4 {sizes['int4']:,} "
               f"(**{sizes['int4'] / sizes['fp32']:.3f}×**). The word-embedding table is quantized in both "
               f"artifacts ({', '.join(log.details['embeddings_quantized'])}); in the ONNX file it stays fp32."),
+              (f"- 16 bits is a storage format here: fp16 artifact {sizes['fp16']:,} bytes "
+               f"({sizes['fp16'] / sizes['fp32']:.3f}×, computed in fp32); 16-bit *compute* in torch: fp32 "
+               f"{l16[0].median_ms:.1f} ms, bf16 {l16[1].median_ms:.1f} ms "
+               f"({l16[1].median_ms / l16[0].median_ms:.1f}× slower), fp16 {l16[2].median_ms:.1f} ms "
+               f"({l16[2].median_ms / l16[0].median_ms:.1f}× slower)."),
               "", "Deployment candidates measured on the calibration split:", "",
               "| format | calib. accuracy | latency ms | ONNX bytes |", "|---|---:|---:|---:|"]
     for c in details["candidates"]:

@@ -12,7 +12,7 @@ from modelpress.errors import BadInputError
 __all__ = ["cmd_demo", "cmd_compress", "cmd_evaluate", "cmd_sensitivity", "cmd_tasks", "cmd_recipes"]
 
 DEMO_TASK, DEMO_MODEL = "mnist-5k", "lenet-300-100"
-DEMO_RECIPES = ("prune-weight", "int8-static", "int4-weight", "prune-channel")
+DEMO_RECIPES = ("prune-weight", "prune-neuron", "int8-static", "int4-weight", "prune-int8")
 
 
 def _settings(args: argparse.Namespace):

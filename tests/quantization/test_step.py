@@ -145,3 +145,56 @@ def test_clear_errors(trained, digits_task):
         calibration_split(None, 10)
     with pytest.raises(BadInputError, match="empty"):
         Split((torch.zeros(0, 1, 8, 8),), torch.zeros(0, dtype=torch.long), "calibration")
+
+
+class _Tiny3d(nn.Module):
+    """Linear layers on (n, tokens, features) input: exported as MatMul with transposed weights."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = nn.Linear(32, 64)
+        self.b = nn.Linear(64, 64)
+        self.c = nn.Linear(64, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.c(torch.relu(self.b(torch.relu(self.a(x))))).mean(1)
+
+
+def test_dynamic_deployment_leaves_float_layers_float(tmp_path):
+    import onnx
+
+    from modelpress.select import exclude
+
+    torch.manual_seed(0)
+    m = _Tiny3d().eval()
+    cfg = Quantize(mode="int8-dynamic", deploy="dynamic")
+    apply_quantize(m, cfg, StepContext(select=exclude("b")))
+    assert isinstance(m.a, QuantLinear) and type(m.b) is nn.Linear
+    x = torch.randn(3, 7, 32)
+    path = export_onnx(m, (x[:1],), tmp_path / "t.onnx")
+    details = deploy_quantize(path, m, cfg, StepContext())
+    assert details["format"] == "dynamic" and details["matched_layers"] == 2
+    nodes = onnx.load(str(path)).graph.node
+    assert sum(n.op_type == "MatMul" for n in nodes) == 1  # b stays a float MatMul
+    assert len(details["float_nodes"]) == 1
+    # dynamic int8 in onnxruntime vs the simulation (per-tensor uint8 activations, s8 per-channel weights)
+    assert torch.allclose(ort_predict(path)(x), m(x), atol=2e-2)
+
+
+class _Mask(nn.Module):
+    def __init__(self, mask: torch.Tensor) -> None:
+        super().__init__()
+        self.register_buffer("mask", mask)
+
+    def forward(self, w: torch.Tensor) -> torch.Tensor:
+        return w * self.mask
+
+
+def test_pruned_parametrized_layers_are_quantized_with_zeros_kept(trained):
+    from torch.nn.utils import parametrize
+
+    mask = (torch.rand_like(trained.fc1.weight) > 0.5).float()
+    parametrize.register_parametrization(trained.fc1, "weight", _Mask(mask))
+    apply_quantize(trained, Quantize(mode="int8-dynamic"), StepContext())
+    assert isinstance(trained.fc1, QuantLinear)
+    assert bool((trained.fc1.qweight[mask == 0] == 0).all())

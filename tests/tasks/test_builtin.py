@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import time
+from concurrent.futures import ThreadPoolExecutor
+
 import pytest
 import torch
 
@@ -66,6 +69,22 @@ def test_cache_of_another_recipe_is_retrained(tmp_path, monkeypatch):
     assert not torch.equal(one_epoch.fc1.weight, two_epochs.fc1.weight)
     monkeypatch.setattr(builtin, "_train_baseline", None)  # would fail if called: the cache now matches
     assert torch.equal(get("digits").model().fc1.weight, two_epochs.fc1.weight)
+
+
+def test_parallel_first_calls_train_once(tmp_path, monkeypatch):
+    monkeypatch.setenv("MODELPRESS_CACHE", str(tmp_path))
+    real, calls = builtin._train_baseline, []
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        time.sleep(0.5)  # hold the lock long enough for the other thread to wait on it
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(builtin, "_train_baseline", counted)
+    with ThreadPoolExecutor(2) as pool:
+        a, b = pool.map(lambda _: builtin.load_baseline("digits", progress=False), range(2))
+    assert len(calls) == 1
+    assert torch.equal(a.fc1.weight, b.fc1.weight)
 
 
 @pytest.fixture(scope="module")

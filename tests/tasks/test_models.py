@@ -54,7 +54,9 @@ def test_source_records_all_kwargs_and_rebuilds(name):
     assert src["kind"] == "builtin" and src["name"] == name
     assert src["kwargs"]["num_classes"] == 4 and src["kwargs"]["input_shape"] == [1, 28, 28]
     again = models.rebuild(src)
-    assert {k: v.shape for k, v in again.state_dict().items()} == {k: v.shape for k, v in m.state_dict().items()}
+    assert {k: v.shape for k, v in again.state_dict().items()} == {
+        k: v.shape for k, v in m.state_dict().items()
+    }
     again.load_state_dict(m.state_dict())
     x = torch.randn(2, 1, 28, 28)
     assert torch.equal(again.eval()(x), m.eval()(x))
@@ -82,8 +84,15 @@ def test_mean_pool_ignores_padding():
 def tiny_bert_folders(tmp_path_factory):
     from transformers import BertConfig, BertForSequenceClassification, BertModel
 
-    cfg = BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
-                     intermediate_size=32, max_position_embeddings=16, num_labels=3)  # fmt: skip
+    cfg = BertConfig(
+        vocab_size=50,
+        hidden_size=16,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=32,
+        max_position_embeddings=16,
+        num_labels=3,
+    )
     root = tmp_path_factory.mktemp("hf")
     torch.manual_seed(0)
     BertModel(cfg).save_pretrained(root / "bare")
@@ -128,4 +137,8 @@ def test_minilm_from_config_matches_pretrained_architecture():
     m = models.build("minilm-l6", num_classes=5, pretrained=False)
     assert isinstance(m, MiniLMClassifier)
     assert _params(m) == 22_713_216 + 384 * 5 + 5  # all-MiniLM-L6-v2 + the head
-    assert get_source(m) == {"kind": "builtin", "name": "minilm-l6", "kwargs": {"num_classes": 5, "pretrained": False}}
+    assert get_source(m) == {
+        "kind": "builtin",
+        "name": "minilm-l6",
+        "kwargs": {"num_classes": 5, "pretrained": False},
+    }

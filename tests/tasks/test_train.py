@@ -52,8 +52,16 @@ def test_on_step_and_loss_override(digits):
         return cross_entropy(model(*inputs), targets) * 0.0 + model.fc3.bias.square().sum()
 
     m = _fresh()
-    train(m, digits.train, cross_entropy, epochs=2, batch_size=500, progress=False,
-          on_step=lambda s, t: calls.append((s, t)), loss_fn_override=override)  # fmt: skip
+    train(
+        m,
+        digits.train,
+        cross_entropy,
+        epochs=2,
+        batch_size=500,
+        progress=False,
+        on_step=lambda s, t: calls.append((s, t)),
+        loss_fn_override=override,
+    )
     assert calls == [(1, 6), (2, 6), (3, 6), (4, 6), (5, 6), (6, 6)]  # 1257 examples → 3 batches per epoch
     assert seen == [500, 500, 257] * 2
     # The override only pulls fc3.bias to 0: the other weights never get a gradient.
@@ -65,15 +73,23 @@ def test_sgd_cosine_and_frozen_parameters(digits):
     m = _fresh()
     m.fc1.requires_grad_(False)
     w = m.fc1.weight.clone()
-    train(m, digits.train, cross_entropy, epochs=1, optimizer="sgd", lr=0.05, schedule="cosine", progress=False)
+    train(
+        m, digits.train, cross_entropy, epochs=1, optimizer="sgd", lr=0.05, schedule="cosine", progress=False
+    )
     assert torch.equal(m.fc1.weight, w)
 
 
 @pytest.mark.parametrize(
     "kwargs",
-    [{"epochs": -1}, {"lr": 0.0}, {"batch_size": 0}, {"optimizer": "lbfgs"}, {"weight_decay": -1.0},
-     {"schedule": "step"}],
-)  # fmt: skip
+    [
+        {"epochs": -1},
+        {"lr": 0.0},
+        {"batch_size": 0},
+        {"optimizer": "lbfgs"},
+        {"weight_decay": -1.0},
+        {"schedule": "step"},
+    ],
+)
 def test_bad_arguments(digits, kwargs):
     with pytest.raises(BadInputError):
         train(_fresh(), digits.train, cross_entropy, progress=False, **kwargs)
@@ -100,7 +116,10 @@ def test_evaluate_uses_the_test_split():
         def __init__(self):
             super().__init__()
             self.w = torch.nn.Parameter(torch.zeros(1))
-            self.keys = {x.numpy().tobytes(): int(y) for x, y in zip(task.test.inputs[0], task.test.targets, strict=True)}
+            self.keys = {
+                x.numpy().tobytes(): int(y)
+                for x, y in zip(task.test.inputs[0], task.test.targets, strict=True)
+            }
 
         def forward(self, x):
             out = torch.zeros(len(x), 10)

@@ -35,6 +35,7 @@ from modelpress.tasks.task import Split, Task
 
 __all__ = ["CalibrationReader", "build_candidate", "candidates_for", "choose"]
 
+_WEIGHTED = ("MatMul", "Gemm", "Conv")
 _NOISE = 0.03  # relative latency difference treated as a tie
 _NP = {onnx.TensorProto.FLOAT: np.float32, onnx.TensorProto.INT64: np.int64, onnx.TensorProto.INT32: np.int32}
 
@@ -128,6 +129,9 @@ def build_candidate(fmt: str, src: Path, dst: Path, model: onnx.ModelProto, matc
         new, left = to_matmul_nbits(model, matched, accuracy_level=4 if fmt.endswith("compute") else 0)
         onnx.save(new, str(dst))
         return left
+    if fmt != "fp16" and not fmt.startswith("nbits") and not int8_nodes:
+        # onnxruntime reads an empty node list as "quantize every node": never hand it one
+        raise ValueError("no quantized layer was found in the ONNX graph")
     if fmt == "dynamic":
         # s8 weights, no reduce-range: reduce-range collapses MiniLM (cosine 0.85); the Gemm/Conv
         # nodes have no fast dynamic kernel and stay float.
@@ -139,11 +143,13 @@ def build_candidate(fmt: str, src: Path, dst: Path, model: onnx.ModelProto, matc
         if calibration is None:
             raise ValueError("static quantization needs the task's calibration split")
         # Every op onnxruntime can quantize is included (Relu, pooling, Add ...), so that Q/DQ pairs fuse
-        # into QLinear* kernels; the layers we keep in float are excluded by name.
+        # into QLinear* kernels; layers we keep in float, and activation × activation matmuls (attention),
+        # which the simulation does not quantize either, are excluded by name.
         quantize_static(str(src), str(dst), CalibrationReader(model, calibration), quant_format=QuantFormat.QDQ,
                         per_channel=per_channel, reduce_range=fmt.endswith("range"),
                         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                        nodes_to_exclude=_float_nodes(model, [m for m in matched if m.node in int8_nodes]),
+                        nodes_to_exclude=[n.name for n in model.graph.node if n.op_type in _WEIGHTED
+                                          and n.name not in int8_nodes],
                         extra_options={"TensorQuantOverrides": _static_overrides(model, matched),
                                        "ActivationSymmetric": False, "WeightSymmetric": True})
         return []
@@ -253,5 +259,8 @@ def deploy(onnx_path: Path, model: nn.Module, config: Quantize, task: Task | Non
 
 
 def _float_nodes(model: onnx.ModelProto, matched: list[Matched]) -> list[str]:
+    """MatMul / Gemm / Conv nodes with a weight initializer that are not ``matched`` (layers kept float)."""
     done = {m.node for m in matched}
-    return [n.name for n in model.graph.node if n.op_type in ("MatMul", "Gemm", "Conv") and n.name not in done]
+    inits = {t.name for t in model.graph.initializer}
+    return [n.name for n in model.graph.node if n.op_type in ("MatMul", "Gemm", "Conv") and n.name not in done
+            and len(n.input) > 1 and n.input[1] in inits]

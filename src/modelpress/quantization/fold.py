@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+from torch.nn.utils import parametrize
 
 __all__ = ["fold_batchnorm", "fold_conv_bn"]
 
@@ -64,7 +65,9 @@ def fold_batchnorm(model: nn.Module) -> list[tuple[str, str]]:
     for node in graph.nodes:
         if node.op == "call_module":
             calls[node.target] = calls.get(node.target, 0) + 1
-    pairs = [(c, b) for c, b in pairs if calls[c] == 1 and calls[b] == 1]
+    # shared modules, and convs under a parametrization (pruning masks), are left unfolded
+    pairs = [(c, b) for c, b in pairs if calls[c] == 1 and calls[b] == 1
+             and not parametrize.is_parametrized(mods[c])]
     for conv_name, bn_name in pairs:
         fold_conv_bn(mods[conv_name], mods[bn_name])
         _set(model, bn_name, nn.Identity())

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
+from torch.nn.utils import parametrize
 
 from modelpress.context import Skipped
 from modelpress.errors import bad_value
@@ -46,7 +47,9 @@ def plan_layers(model: nn.Module, config: Quantize, select: Selector | None) -> 
     skipped: list[Skipped] = []
     bits = config.weight_bits
     for name, m in model.named_modules():
-        if type(m) not in QUANT_TYPES:  # exact types: subclasses may change forward
+        # exact types (subclasses may change forward); a pruned layer's class is a parametrized subclass
+        # of its original, whose `.weight` is the masked weight: quantizing it keeps the zeros exact.
+        if parametrize.type_before_parametrizations(m) not in QUANT_TYPES:
             continue
         if select is not None and not select(name, m):
             continue
@@ -106,14 +109,14 @@ def quantized_module(float_module: nn.Module, plan: Plan, config: Quantize,
     """The quantized (or 16-bit) replacement of one float module."""
     if config.weight_bits is None:
         dtype = torch.bfloat16 if config.mode == "bf16" else torch.float16
-        return HALF_TYPES[type(float_module)].from_float(float_module, dtype)
+        return HALF_TYPES[parametrize.type_before_parametrizations(float_module)].from_float(float_module, dtype)
     act, s, z = plan.act, 1.0, 0
     if act == "static":
         if plan.name not in act_qparams:
             act = "none"  # never reached by calibration data: nothing to quantize it with
         else:
             s, z = act_qparams[plan.name]
-    return QUANT_TYPES[type(float_module)].from_float(float_module, plan.spec, act=act, act_scale=s, act_zp=z)
+    return QUANT_TYPES[parametrize.type_before_parametrizations(float_module)].from_float(float_module, plan.spec, act=act, act_scale=s, act_zp=z)
 
 
 def swap(model: nn.Module, name: str, new: nn.Module) -> nn.Module:

@@ -1,9 +1,13 @@
 """Tasks: data, reference models, metrics and the training loop.
 
->>> import modelpress as mp
->>> task = mp.tasks.get("mnist-5k")          # splits, metric, loss, trained baseline via task.model()
->>> mp.tasks.names()                          # ['digits', 'mnist-5k', 'fashion-mnist', 'bbc-news']
->>> net = mp.tasks.models.build("lenet-5")    # random weights, source attached
+Example::
+
+    import modelpress as mp
+
+    task = mp.tasks.get("mnist-5k")            # splits, metric, loss; task.model() = trained baseline
+    mp.tasks.names()                            # ['digits', 'mnist-5k', 'fashion-mnist', 'bbc-news']
+    net = mp.tasks.models.build("lenet-5")      # random weights, source attached
+    mp.tasks.train.train(net, task.train, task.loss, epochs=2)
 """
 
 from modelpress.tasks import data, metrics, models, train

@@ -139,7 +139,9 @@ def _read_idx(path: Path) -> np.ndarray:
     with gzip.open(path, "rb") as f:
         raw = f.read()
     if raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
-        raise BadInputError(f"{path} is not an IDX file of unsigned bytes. Fix: reinstall dataset-fashion-mnist.")
+        raise BadInputError(
+            f"{path} is not an IDX file of unsigned bytes. Fix: reinstall dataset-fashion-mnist."
+        )
     ndim = raw[3]
     dims = np.frombuffer(raw, dtype=">i4", count=ndim, offset=4)
     return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim).reshape(tuple(int(d) for d in dims))
@@ -175,8 +177,18 @@ def fashion_mnist(seed: int = 0) -> Splits:
     x = torch.cat([images(arr["xtr"]), images(arr["xte"])])
     y = torch.from_numpy(np.concatenate([arr["ytr"], arr["yte"]]).astype(np.int64))
     n_tr = len(arr["ytr"])
-    classes = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-               "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")  # fmt: skip
+    classes = (
+        "T-shirt/top",
+        "Trouser",
+        "Pullover",
+        "Dress",
+        "Coat",
+        "Sandal",
+        "Shirt",
+        "Sneaker",
+        "Bag",
+        "Ankle boot",
+    )
     return _make(x, y, np.arange(n_tr), np.arange(n_tr, len(y)), 1000, seed, 10, classes)
 
 
@@ -189,7 +201,9 @@ def shift_augment(split: Split, pixels: int = 1) -> Split:
     """
     x = split.inputs[0]
     if len(split.inputs) != 1 or x.dim() != 4:
-        raise BadInputError(f"shift_augment needs one image input (n, C, H, W); got {[tuple(t.shape) for t in split.inputs]}.")
+        raise BadInputError(
+            f"shift_augment needs one image input (n, C, H, W); got {[tuple(t.shape) for t in split.inputs]}."
+        )
     bg = x.amin(dim=(1, 2, 3), keepdim=True)
     h, w = x.shape[-2:]
     xs, ys = [x], [split.targets]
@@ -258,7 +272,9 @@ def bbc_news(seed: int = 0) -> Splits:
     Inputs ``(input_ids, attention_mask)``, int64, shape ``(n, 128)`` (truncated and padded to 128 tokens).
     """
     texts, labels, classes = bbc_texts()
-    enc = tokenizer()(texts, max_length=MAX_LENGTH, truncation=True, padding="max_length", return_tensors="pt")
+    enc = tokenizer()(
+        texts, max_length=MAX_LENGTH, truncation=True, padding="max_length", return_tensors="pt"
+    )
     ids = enc["input_ids"].to(torch.int64)
     mask = enc["attention_mask"].to(torch.int64)
     tr, te = stratified_split(labels, 0.2, seed)

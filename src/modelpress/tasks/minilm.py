@@ -158,18 +158,26 @@ def from_hf_folder(path: str | os.PathLike[str], num_classes: int | None = None)
         if is_cls:
             if num_classes is not None and int(num_classes) != config.num_labels:
                 raise bad_value(
-                    "num_classes", "from_hf_folder", f"the model's num_labels ({config.num_labels})",
-                    num_classes, "drop --num-classes or give a bare encoder folder to get a fresh head.",
-                )  # fmt: skip
-            model: nn.Module = SequenceClassifier(AutoModelForSequenceClassification.from_pretrained(str(folder)))
+                    "num_classes",
+                    "from_hf_folder",
+                    f"the model's num_labels ({config.num_labels})",
+                    num_classes,
+                    "drop --num-classes or give a bare encoder folder to get a fresh head.",
+                )
+            model: nn.Module = SequenceClassifier(
+                AutoModelForSequenceClassification.from_pretrained(str(folder))
+            )
             n = int(config.num_labels)
             wrapper = "sequence-classification"
         else:
             if num_classes is None:
                 raise bad_value(
-                    "num_classes", "from_hf_folder", "given for a bare encoder (it gets a fresh head)", None,
+                    "num_classes",
+                    "from_hf_folder",
+                    "given for a bare encoder (it gets a fresh head)",
+                    None,
                     "pass the task's number of classes.",
-                )  # fmt: skip
+                )
             n = int(num_classes)
             model = MiniLMClassifier(AutoModel.from_pretrained(str(folder)), n)
             wrapper = "encoder-mean-pool"

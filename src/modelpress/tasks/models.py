@@ -75,9 +75,12 @@ class LeNet5(nn.Module):
         oh, ow = ((h - 4) // 2 - 4) // 2, ((w - 4) // 2 - 4) // 2
         if oh < 1 or ow < 1:
             raise bad_value(
-                "input_shape", "lenet-5", "at least 16×16 pixels (two 5×5 convs and two 2×2 pools)",
-                tuple(input_shape), "use lenet-300-100 for small images such as the 8×8 digits task.",
-            )  # fmt: skip
+                "input_shape",
+                "lenet-5",
+                "at least 16×16 pixels (two 5×5 convs and two 2×2 pools)",
+                tuple(input_shape),
+                "use lenet-300-100 for small images such as the 8×8 digits task.",
+            )
         self.conv1 = nn.Conv2d(c, 20, 5)
         self.pool1 = nn.MaxPool2d(2)
         self.conv2 = nn.Conv2d(20, 50, 5)
@@ -133,8 +136,9 @@ class ResNetS(nn.Module):
             raise bad_value("widths", "resnet-s", "three positive channel counts", widths)
         if int(blocks) != blocks or blocks < 1:
             raise bad_value("blocks", "resnet-s", "an int >= 1", blocks)
-        self.stem = nn.Sequential(nn.Conv2d(c, widths[0], 3, 1, 1, bias=False), nn.BatchNorm2d(widths[0]),
-                                  nn.ReLU())  # fmt: skip
+        self.stem = nn.Sequential(
+            nn.Conv2d(c, widths[0], 3, 1, 1, bias=False), nn.BatchNorm2d(widths[0]), nn.ReLU()
+        )
         stages = []
         cin = widths[0]
         for cout, stride in zip(widths, (1, 2, 2), strict=True):

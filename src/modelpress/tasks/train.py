@@ -26,7 +26,9 @@ def _device(model: nn.Module) -> torch.device:
     return p.device if p is not None else torch.device("cpu")
 
 
-def _check(epochs: int, lr: float, batch_size: int, optimizer: str, weight_decay: float, schedule: str) -> None:
+def _check(
+    epochs: int, lr: float, batch_size: int, optimizer: str, weight_decay: float, schedule: str
+) -> None:
     if not isinstance(epochs, int) or epochs < 0:
         raise bad_value("epochs", "train", "an int >= 0", epochs)
     if not isinstance(batch_size, int) or batch_size < 1:
@@ -41,7 +43,9 @@ def _check(epochs: int, lr: float, batch_size: int, optimizer: str, weight_decay
         raise bad_value("schedule", "train", f"one of {list(SCHEDULES)}", schedule)
 
 
-def _optimizer(params: list[nn.Parameter], name: str, lr: float, weight_decay: float) -> torch.optim.Optimizer:
+def _optimizer(
+    params: list[nn.Parameter], name: str, lr: float, weight_decay: float
+) -> torch.optim.Optimizer:
     if name == "sgd":
         return torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=weight_decay)
     if name == "adamw":
@@ -94,7 +98,9 @@ def train(
         torch.manual_seed(seed)
         gen = torch.Generator().manual_seed(seed)
         opt = _optimizer(params, optimizer, lr, weight_decay)
-        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(total, 1)) if schedule == "cosine" else None
+        sched = (
+            torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(total, 1)) if schedule == "cosine" else None
+        )
         model.train()
         step = 0
         bar = tqdm(total=total, disable=not progress, desc="train", unit="step", leave=False)
@@ -149,4 +155,3 @@ def torch_predict(model: nn.Module, batch_size: int = 256) -> Predict:
 def evaluate(model: nn.Module, task: Task) -> float:
     """The task's metric of ``model`` (torch, eval mode) on the task's held-out test split."""
     return task.metric(torch_predict(model), task.test)
-
