@@ -32,6 +32,16 @@ ROWS: tuple[tuple[str, str, float], ...] = (
 )
 
 
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def _row(task_name: str, model_name: str, target: float) -> dict:
     task = get(task_name)
     cached = baseline_path(task_name, model_name).is_file()
@@ -91,14 +101,15 @@ def main() -> list[dict]:
                 f"Command: `{COMMAND}`",
                 "",
                 (
-                    f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+                    f"Machine: {_cpu_name()}, {os.cpu_count()} cores, "
                     f"torch {torch.__version__}, {torch.get_num_threads()} threads."
                 ),
                 "",
                 *table,
                 "",
-                "`train/load s` is the time of `task.model(name)` in this run: training when the cache was",
-                "empty, reading the cached safetensors otherwise.",
+                "`train/load s` is the wall time of `task.model(name)` in this run: reading the cached",
+                "safetensors (load), or training when the cache was empty (train; if another job was already",
+                "training that baseline, this run waited for it instead of training it twice).",
                 "",
             ]
         )

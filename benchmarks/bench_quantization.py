@@ -175,11 +175,21 @@ def cnn(tmp: Path, model_name: str) -> list[str]:
     return rows
 
 
+def _cpu_flags() -> str:
+    """Which int8 instruction sets this CPU reports: they decide onnxruntime's int8 kernels."""
+    try:
+        flags = set(Path("/proc/cpuinfo").read_text().split())
+    except OSError:
+        return "flags unknown"
+    return ", ".join(f"{f} {'yes' if f in flags else 'no'}" for f in ("avx2", "avx512_vnni", "avx_vnni", "amx_int8"))
+
+
 def main() -> None:
     torch.set_num_threads(1)
     want = set(os.environ.get("BENCH_QUANT_ROWS", "minilm,cnn").split(","))
     lines = ["# Quantization benchmark", "", f"Command: `{COMMAND}`", "",
-             f"Machine: {os.cpu_count()} CPU cores; torch {torch.__version__}; 1 thread for every timing.", "",
+             (f"Machine: {os.cpu_count()} CPU cores ({_cpu_flags()}); torch {torch.__version__}; "
+             "1 thread for every timing."), "",
              ("How the deployed form is chosen: `deploy_quantize` builds the candidate ONNX formats for the mode "
              "(onnxruntime `quantize_dynamic` with per-channel s8 weights, `quantize_static` QDQ with u8 "
              "activations and s8 per-channel weights with / without reduce-range, MatMulNBits from our 4-bit "

@@ -14,7 +14,7 @@ from modelpress.context import StepContext
 from modelpress.errors import BadInputError
 from modelpress.measure.runtime import ort_predict
 from modelpress.quantization import QuantConv2d, Quantize, QuantLinear, apply_quantize, deploy_quantize
-from modelpress.quantization.fold import fold_batchnorm
+from modelpress.quantization.fold import FoldedBatchNorm, fold_batchnorm
 from modelpress.quantization.ptq import calibration_split
 from modelpress.tasks.models import build
 from modelpress.tasks.task import Split
@@ -27,13 +27,20 @@ def _deploy(model, config, task, tmp_path):
     return path, details
 
 
-def test_batchnorm_folding_keeps_outputs(trained, digits_task):
+def test_batchnorm_folding_keeps_outputs(trained, digits_task, tmp_path):
     x = digits_task.test.inputs[0][:32]
     ref = trained(x)
     pairs = fold_batchnorm(trained)
     assert pairs == [("c1", "b1"), ("c2", "b2")]
-    assert isinstance(trained.b1, nn.Identity)
+    assert isinstance(trained.b1, FoldedBatchNorm)
     assert torch.allclose(trained(x), ref, atol=1e-5)
+    # a folded built-in model saves and loads (the BatchNorm → identity swap is recorded)
+    net = build("resnet-s", input_shape=(1, 8, 8), num_classes=10).eval()
+    with torch.no_grad():
+        ref = net(x)
+    assert len(fold_batchnorm(net)) >= 3
+    assert torch.allclose(net(x), ref, atol=1e-4)
+    assert torch.equal(load(save(net, tmp_path / "folded")).eval()(x), net(x))
 
 
 def test_int8_static_ptq_and_deployment_agree(trained, digits_task, tmp_path):

@@ -10,11 +10,39 @@ models fx cannot trace (most Hugging Face models have no BatchNorm anyway) are l
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
-from torch import nn
+from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
-__all__ = ["fold_batchnorm", "fold_conv_bn"]
+from modelpress.artifact.packed import PackedModule
+
+__all__ = ["FoldedBatchNorm", "fold_batchnorm", "fold_conv_bn"]
+
+
+class FoldedBatchNorm(PackedModule):
+    """What is left of a BatchNorm folded into the conv before it: the identity.
+
+    A `PackedModule` (not ``nn.Identity``) so that the artifact records the swap and rebuilds it.
+    """
+
+    def __init__(self, num_features: int = 0) -> None:
+        super().__init__()
+        self.num_features = int(num_features)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x
+
+    def pack(self) -> tuple[dict[str, Tensor], dict[str, Any]]:
+        return {}, {"num_features": self.num_features}
+
+    @classmethod
+    def unpack(cls, tensors: dict[str, Tensor], meta: dict[str, Any]) -> FoldedBatchNorm:
+        return cls(meta.get("num_features", 0))
+
+    def to_dense(self) -> nn.Module:
+        return nn.Identity()
 
 
 def fold_conv_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> None:
@@ -43,7 +71,7 @@ def _set(model: nn.Module, name: str, new: nn.Module) -> None:
 def fold_batchnorm(model: nn.Module) -> list[tuple[str, str]]:
     """Fold every Conv2d → BatchNorm2d pair of ``model`` in place; return the ``(conv, bn)`` names.
 
-    The BatchNorm modules become ``nn.Identity``. Returns ``[]`` when the model cannot be traced.
+    The BatchNorm modules become `FoldedBatchNorm` (an identity the artifact can rebuild). Returns ``[]`` when the model cannot be traced.
     """
     if not any(isinstance(m, nn.BatchNorm2d) for m in model.modules()):
         return []
@@ -70,5 +98,5 @@ def fold_batchnorm(model: nn.Module) -> list[tuple[str, str]]:
              and not parametrize.is_parametrized(mods[c])]
     for conv_name, bn_name in pairs:
         fold_conv_bn(mods[conv_name], mods[bn_name])
-        _set(model, bn_name, nn.Identity())
+        _set(model, bn_name, FoldedBatchNorm(mods[bn_name].num_features))
     return pairs
