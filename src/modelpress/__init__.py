@@ -43,11 +43,13 @@ _LAZY = {
     "Task": "modelpress.tasks.task",
 }
 
-__all__ = ["__version__", "measure", *_SUBMODULES, *_LAZY]
+__all__ = [  # noqa: PLE0604 (built from the tables above, all strings)
+    "__version__", "measure", *_SUBMODULES, *_LAZY,
+]
 
 # `measure` is both a subpackage and its main function. Importing the subpackage sets the package
 # attribute to the module, so bind the function now, after that import, once and for all.
-from modelpress.measure import measure  # noqa: E402
+from modelpress.measure import measure
 
 
 def __getattr__(name: str) -> Any:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from modelpress.errors import BadInputError
 
-__all__ = ["cmd_demo", "cmd_compress", "cmd_evaluate", "cmd_sensitivity", "cmd_tasks", "cmd_recipes"]
+__all__ = ["cmd_compress", "cmd_demo", "cmd_evaluate", "cmd_recipes", "cmd_sensitivity", "cmd_tasks"]
 
 DEMO_TASK, DEMO_MODEL = "mnist-5k", "lenet-300-100"
 DEMO_RECIPES = ("prune-weight", "prune-neuron", "int8-static", "int4-weight", "prune-int8")
@@ -51,7 +51,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from modelpress.pipeline.resolve import resolve_model, resolve_task
 
     task = resolve_task(args.task)
-    kw = dict(threads=args.threads, batch_size=args.batch_size, runs=args.runs)
+    kw = {"threads": args.threads, "batch_size": args.batch_size, "runs": args.runs}
     if args.model and args.model.endswith(".onnx"):
         if not Path(args.model).is_file():
             raise BadInputError(f"ONNX file `{args.model}` does not exist. Fix: check the path.")
@@ -197,7 +197,7 @@ def summarize(report: dict) -> str:
 
 def _table(rows: list[list[str]], header: list[str]) -> str:
     widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
-    line = lambda r: "  ".join(str(x).ljust(w) for x, w in zip(r, widths))  # noqa: E731
+    line = lambda r: "  ".join(str(x).ljust(w) for x, w in zip(r, widths))
     return "\n".join([line(header), line(["-" * w for w in widths])] + [line(r) for r in rows])
 
 

@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from modelpress.select import Selector
     from modelpress.tasks.task import Task
 
-__all__ = ["StepContext", "StepLog", "Skipped"]
+__all__ = ["Skipped", "StepContext", "StepLog"]
 
 
 @dataclass(frozen=True)

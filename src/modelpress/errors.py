@@ -8,7 +8,7 @@ its message names the problem and the fix, in one shape:
 
 from __future__ import annotations
 
-__all__ = ["ModelpressError", "BadInputError", "CompressionError", "bad_value"]
+__all__ = ["BadInputError", "CompressionError", "ModelpressError", "bad_value"]
 
 
 class ModelpressError(Exception):

@@ -14,7 +14,7 @@ from torch import nn
 
 from modelpress.errors import BadInputError
 
-__all__ = ["Selector", "all_modules", "by_type", "by_name", "exclude", "modules", "from_spec"]
+__all__ = ["Selector", "all_modules", "by_name", "by_type", "exclude", "from_spec", "modules"]
 
 
 @dataclass(frozen=True)

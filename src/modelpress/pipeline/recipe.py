@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from modelpress.errors import BadInputError, ModelpressError
+from modelpress.errors import BadInputError
 from modelpress.pipeline.steps import STEPS, StepConfig, kind_of
 from modelpress.select import Selector, from_spec
 
@@ -134,10 +134,7 @@ def _parse_step(item: Any) -> RecipeStep:
     unknown = sorted(set(body) - fields)
     if unknown:
         raise BadInputError(f"step `{key}` has unknown setting(s) {unknown}; allowed: {sorted(fields)}.")
-    try:
-        config = kind.config(**{k: tuple(v) if isinstance(v, list) else v for k, v in body.items()})
-    except ModelpressError:
-        raise
+    config = kind.config(**{k: tuple(v) if isinstance(v, list) else v for k, v in body.items()})
     from_spec(select)  # validate now, build later
     return RecipeStep(config, select)
 

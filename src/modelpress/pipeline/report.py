@@ -14,7 +14,7 @@ from modelpress.measure.stats import Stats
 from modelpress.pipeline.recipe import Recipe
 from modelpress.tasks.task import Task
 
-__all__ = ["build_report", "write_report", "REPORT_FIELDS", "STATS_FIELDS"]
+__all__ = ["REPORT_FIELDS", "STATS_FIELDS", "build_report", "write_report"]
 
 REPORT_FIELDS = ("task", "metric_name", "recipe", "baseline", "steps", "compressed", "deployed")
 STATS_FIELDS = ("size_bytes", "params", "nonzero_params", "macs", "latency_ms", "latency_p90_ms",

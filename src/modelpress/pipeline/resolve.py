@@ -22,7 +22,7 @@ from modelpress.errors import BadInputError
 from modelpress.source import attach_source, get_source
 from modelpress.tasks.task import Task
 
-__all__ = ["resolve_task", "resolve_model", "load_callable"]
+__all__ = ["load_callable", "resolve_model", "resolve_task"]
 
 
 def load_callable(ref: str) -> Callable[..., Any]:

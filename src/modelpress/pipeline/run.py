@@ -28,7 +28,7 @@ from modelpress.select import Selector
 from modelpress.tasks.task import Task
 from modelpress.tasks.train import torch_predict
 
-__all__ = ["compress_", "run", "RunResult", "MeasureSettings"]
+__all__ = ["MeasureSettings", "RunResult", "compress_", "run"]
 
 
 @dataclass(frozen=True)
@@ -99,7 +99,7 @@ def run(
     original = model if model is not None else task.model()
     reference, work = copy.deepcopy(original), copy.deepcopy(original)  # the caller's model stays untouched
     out_dir = _prepare_out(out)
-    kw = dict(threads=settings.threads, batch_size=settings.batch_size, warmup=settings.warmup, runs=settings.runs)
+    kw = {"threads": settings.threads, "batch_size": settings.batch_size, "warmup": settings.warmup, "runs": settings.runs}
     _say(progress, f"measuring the baseline on `{task.name}` ...")
     baseline = measure(work, task, **kw)
     step_rows: list[dict[str, Any]] = []

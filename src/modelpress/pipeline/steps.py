@@ -19,7 +19,7 @@ from modelpress.pruning.step import apply_prune
 from modelpress.quantization.config import Quantize
 from modelpress.quantization.step import apply_quantize, deploy_quantize
 
-__all__ = ["StepKind", "STEPS", "kind_of", "StepConfig"]
+__all__ = ["STEPS", "StepConfig", "StepKind", "kind_of"]
 
 StepConfig = Any  # one of the frozen config dataclasses in the table below
 Handler = Callable[[nn.Module, Any, StepContext], StepLog]

@@ -15,7 +15,7 @@ from torch import Tensor, nn
 
 from modelpress.errors import BadInputError
 
-__all__ = ["Split", "Metric", "Task", "Predict"]
+__all__ = ["Metric", "Predict", "Split", "Task"]
 
 Predict = Callable[[tuple[Tensor, ...]], Tensor]
 
