@@ -202,6 +202,32 @@ def _speed_lines(r: dict) -> list[str]:
              f"{r['latency_b1_128']['pruned_ms']} ms (ratio {r['latency_b1_128']['ratio']}) |"), ""]  # fmt: skip
 
 
+def _verdicts(results: dict[str, dict]) -> list[str]:
+    """Issue 3's acceptance bars, checked against the figures above (met / NOT met)."""
+    def ok(c: bool) -> str:
+        return "met" if c else "NOT met"
+
+    out = ["## Acceptance (issue 3)", ""]
+    r = results.get("lenet")
+    if r:
+        drop = 100 * (r["acc_base"] - r["acc_final"])
+        out.append(f"- LeNet-300-100: >= 92% pruned ({_pct(r['sparsity'])}), <= 0.5 point drop ({drop:.2f}), "
+                   f">= 8x fewer bytes ({r['size_ratio']}x): {ok(r['sparsity'] >= 0.92 and drop <= 0.5 and r['size_ratio'] >= 8)}")  # fmt: skip
+    r = results.get("resnet")
+    if r:
+        drop = 100 * (r["acc_base"] - r["acc_final"])
+        cut = r["latency_cut_over_mac_cut_b32"]
+        out.append(f"- resnet-s: <= 50% MACs ({_pct(r['mac_ratio'])}) and <= 1 point drop ({drop:.2f}): "
+                   f"{ok(r['mac_ratio'] <= 0.5 and drop <= 1)}; latency cut >= 0.85 x MAC cut at batch 32 "
+                   f"({cut}): {ok(cut >= 0.85)}")  # fmt: skip
+    r = results.get("minilm")
+    if r:
+        drop = 100 * (r["acc_base"] - r["acc_final"])
+        out.append(f"- MiniLM: <= 60% of encoder-layer params ({_pct(r['encoder_ratio'])}) and <= 1 point drop "
+                   f"({drop:.2f}): {ok(r['encoder_ratio'] <= 0.6 and drop <= 1)}")  # fmt: skip
+    return [*out, ""]
+
+
 def _pct(x: float) -> str:
     return f"{100 * x:.2f}%"
 
@@ -255,9 +281,10 @@ def render(results: dict[str, dict]) -> str:
                   "fine-tuning) |"),
                   (f"| latency batch 1 × 128 tokens | {r['latency_b1_128']['base_ms']} → "
                   f"{r['latency_b1_128']['pruned_ms']} ms (ratio {r['latency_b1_128']['ratio']}) |"), ""]  # fmt: skip
+    lines += _verdicts(results)
     for key, title in (("resnet-speed", "resnet-s channel pruning: size and speed only (random init)"),
                        ("minilm-speed", "MiniLM heads + FFN pruning: size and speed only (no fine-tuning)")):
-        if key in results:
+        if key in results and key.removesuffix("-speed") not in results:  # only when the full row is missing
             lines += [f"## {title}", ""] + _speed_lines(results[key])
     return "\n".join(lines)
 

@@ -9,7 +9,7 @@ int8. The sentence-embedding cosine of a deployed form is computed by exporting 
 pooling (``MiniLMClassifier.embed``) as its own ONNX file and giving it the same rewrite (the format the
 classifier's deployment chose, forced), then comparing with the fp32 torch embeddings on the test split.
 CNNs (Fashion-MNIST, lenet-5 and resnet-s): int8 static PTQ simulated vs deployed, int8 vs fp32 latency
-in onnxruntime at batch 32, and 4-bit weights by PTQ and by QAT (1 epoch on 15k training images).
+in onnxruntime at batch 32, and 4-bit weights by PTQ and by QAT (2 epochs on 15k training images).
 """
 
 from __future__ import annotations
@@ -123,8 +123,9 @@ def minilm(tmp: Path) -> list[str]:
               (f"- 16 bits is a storage format here: fp16 artifact {sizes['fp16']:,} bytes "
                f"({sizes['fp16'] / sizes['fp32']:.3f}×, computed in fp32); 16-bit *compute* in torch: fp32 "
                f"{l16[0].median_ms:.1f} ms, bf16 {l16[1].median_ms:.1f} ms "
-               f"({l16[1].median_ms / l16[0].median_ms:.1f}× slower), fp16 {l16[2].median_ms:.1f} ms "
-               f"({l16[2].median_ms / l16[0].median_ms:.1f}× slower)."),
+               f"({l16[1].median_ms / l16[0].median_ms:.2f}× the fp32 time), fp16 {l16[2].median_ms:.1f} ms "
+               f"({l16[2].median_ms / l16[0].median_ms:.2f}×). On this CPU (AMX / AVX512-FP16) 16-bit compute "
+               "is not slower, unlike the AVX2 machine of DESIGN §8b; the step still computes in fp32."),
               "", "Deployment candidates measured on the calibration split:", "",
               "| format | calib. accuracy | latency ms | ONNX bytes |", "|---|---:|---:|---:|"]
     for c in details["candidates"]:
@@ -148,13 +149,15 @@ def cnn(tmp: Path, model_name: str) -> list[str]:
     sim8, dep8 = evaluate(q8, task), task.metric(ort_predict(p8), task.test)
     batch = tuple(t[:32] for t in task.test.inputs)
     l32 = time_interleaved([ort_predict(p_fp32), ort_predict(p8)], batch, threads=1, warmup=3, runs=20)
-    # 4-bit weights: PTQ vs QAT (1 epoch on 15k training images)
+    # 4-bit weights: PTQ vs QAT (2 epochs on 15k training images)
+    # 4-bit: groups of 32 inputs per scale (per channel where a row is not a multiple of 32: LeNet's convs,
+    # the stem); QAT: 2 epochs over 15k training images (measured: 1 epoch left resnet-s 2.1 points down)
     q4 = copy.deepcopy(fp32)
-    apply_quantize(q4, Quantize(mode="int4-weight", granularity="channel"), _ctx(task))
+    apply_quantize(q4, Quantize(mode="int4-weight"), _ctx(task))
     qat = copy.deepcopy(fp32)
     small = dataclasses.replace(task, train=task.train.head(15000))
     t0 = time.perf_counter()
-    apply_quantize(qat, Quantize(mode="qat", bits=4, granularity="channel", epochs=1, lr=1e-4), _ctx(small))
+    apply_quantize(qat, Quantize(mode="qat", bits=4, epochs=2, lr=1e-4), _ctx(small))
     qat_s = time.perf_counter() - t0
     sizes = {k: folder_bytes(save(m, tmp / f"{model_name}_{k}")) for k, m in (("fp32", fp32), ("int8", q8), ("int4", q4))}
     rows += [f"## {model_name} on Fashion-MNIST (test split, 10k images)", "",
@@ -164,9 +167,9 @@ def cnn(tmp: Path, model_name: str) -> list[str]:
              f"{sizes['int8']:,} ({sizes['int8'] / sizes['fp32']:.3f}×) |"),
              (f"| int8 static PTQ, deployed in onnxruntime (`{d8['format']}`) | {dep8:.4f} | "
              f"{100 * (acc_fp32 - dep8):.2f} | – |"),
-             (f"| 4-bit weights, PTQ (per channel) | {evaluate(q4, task):.4f} | "
+             (f"| 4-bit weights, PTQ (group 32) | {evaluate(q4, task):.4f} | "
              f"{100 * (acc_fp32 - evaluate(q4, task)):.2f} | {sizes['int4']:,} ({sizes['int4'] / sizes['fp32']:.3f}×) |"),
-             (f"| 4-bit weights, QAT (1 epoch, 15k images, {qat_s:.0f} s) | {evaluate(qat, task):.4f} | "
+             (f"| 4-bit weights, QAT (2 epochs on 15k images, {qat_s:.0f} s) | {evaluate(qat, task):.4f} | "
              f"{100 * (acc_fp32 - evaluate(qat, task)):.2f} | same as PTQ |"), "",
              f"- deployed vs simulated int8: {100 * (dep8 - sim8):+.2f} points",
              (f"- onnxruntime batch 32, 1 thread: fp32 {l32[0].median_ms:.2f} ms, deployed int8 "

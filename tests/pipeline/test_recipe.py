@@ -52,4 +52,5 @@ def test_unknown_recipe_name_suggests():
 def test_from_list_accepts_configs():
     recipe = Recipe.from_list([FineTune(epochs=1)])
     assert recipe.to_list() == [{"finetune": {"epochs": 1, "lr": 0.001, "batch_size": None,
-                                              "optimizer": "adam", "weight_decay": 0.0}}]
+                                              "optimizer": "adam", "weight_decay": 0.0,
+                                              "schedule": "constant"}}]

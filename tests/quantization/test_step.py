@@ -87,6 +87,7 @@ def test_fp16_is_storage_and_says_so(trained, digits_task, tmp_path):
     cfg = Quantize(mode="fp16")
     log = apply_quantize(trained, cfg, StepContext(task=digits_task, progress=False))
     assert "storage format" in log.details["note"]
+    assert set(log.details["compute_16bit_vs_fp32"]) == {"bf16", "fp16"}  # measured here, not assumed
     path, details = _deploy(trained, cfg, digits_task, tmp_path)
     assert "slower" in details["note"]
     x = digits_task.test.inputs

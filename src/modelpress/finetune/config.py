@@ -8,7 +8,8 @@ from modelpress.errors import bad_value
 
 __all__ = ["FineTune"]
 
-_OPTIMIZERS = ("adam", "sgd")
+_OPTIMIZERS = ("adam", "adamw", "sgd")
+_SCHEDULES = ("constant", "cosine")
 
 
 @dataclass(frozen=True)
@@ -18,8 +19,10 @@ class FineTune:
     - ``epochs``: full passes over the training split (≥ 1).
     - ``lr``: learning rate (> 0).
     - ``batch_size``: examples per step; None takes the task's default.
-    - ``optimizer``: ``"adam"`` or ``"sgd"`` (momentum 0.9).
-    - ``weight_decay``: L2 penalty (≥ 0).
+    - ``optimizer``: ``"adam"``, ``"adamw"`` or ``"sgd"`` (momentum 0.9).
+    - ``weight_decay``: L2 penalty (≥ 0; decoupled for adamw).
+    - ``schedule``: learning rate ``"constant"``, or ``"cosine"`` (decays to 0 over all steps; recovers
+      more after structured pruning).
 
     Pruning masks and quantization constraints that earlier steps left on the model hold during training.
     """
@@ -29,6 +32,7 @@ class FineTune:
     batch_size: int | None = None
     optimizer: str = "adam"
     weight_decay: float = 0.0
+    schedule: str = "constant"
 
     def __post_init__(self) -> None:
         if not isinstance(self.epochs, int) or isinstance(self.epochs, bool) or self.epochs < 1:
@@ -41,3 +45,5 @@ class FineTune:
             raise bad_value("optimizer", "FineTune", f"one of {list(_OPTIMIZERS)}", self.optimizer)
         if not isinstance(self.weight_decay, (int, float)) or self.weight_decay < 0:
             raise bad_value("weight_decay", "FineTune", "a float ≥ 0", self.weight_decay)
+        if self.schedule not in _SCHEDULES:
+            raise bad_value("schedule", "FineTune", f"one of {list(_SCHEDULES)}", self.schedule)

@@ -26,6 +26,7 @@ def apply_finetune(model: nn.Module, config: FineTune, ctx: StepContext) -> Step
         batch_size=config.batch_size or task.batch_size,
         optimizer=config.optimizer,
         weight_decay=config.weight_decay,
+        schedule=config.schedule,
         seed=ctx.seed,
         progress=ctx.progress,
     )
