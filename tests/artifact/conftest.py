@@ -12,15 +12,6 @@ import torch
 from torch import nn
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """The suite shares two cores with other jobs; each test runs single-threaded."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 def _assert_same(a: nn.Module, b: nn.Module) -> None:
     """Same state-dict keys, dtypes, shapes and bits (compared as integers, so -0.0 and NaN count)."""
     sa, sb = a.state_dict(), b.state_dict()

@@ -7,15 +7,6 @@ import torch
 from torch import nn
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """The suite shares two cores with other jobs; each test runs single-threaded."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 def _lenet_300_100() -> nn.Module:
     from modelpress.tasks.models import build
 

@@ -10,11 +10,6 @@ from modelpress.tasks.models import build
 from modelpress.tasks.train import train
 
 
-@pytest.fixture(autouse=True, scope="session")
-def _one_thread():
-    torch.set_num_threads(1)  # the test machine is shared; results do not depend on it
-
-
 @pytest.fixture(scope="session")
 def digits():
     return get("digits")
