@@ -1,5 +1,6 @@
 """The command line: help with examples, exit code 2 with one clear message on bad input."""
 
+import json
 import pickle
 import subprocess
 import sys
@@ -79,3 +80,17 @@ def test_out_folder_with_user_files_is_refused(tmp_path, capsys):
     assert main(["compress", "--task", "digits", "--recipe", "finetune", "--out", str(out)]) == 2
     assert (out / "thesis.txt").read_text() == "precious"
     assert sorted(p.name for p in out.iterdir()) == ["thesis.txt"]
+
+
+def test_sensitivity_writes_table_json_plot_and_html(tmp_path, capsys):
+    out = tmp_path / "sens"
+    assert main(["sensitivity", "--task", "digits", "--model", "lenet-300-100", "--ratios", "0.5", "0.95",
+                 "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "fc1" in text and "0.95" in text
+    data = json.loads((out / "sensitivity.json").read_text())
+    assert data["ratios"] == [0.5, 0.95] and set(data["layers"]) == {"fc1", "fc2", "fc3"}
+    # pruning 95% of one layer never beats pruning 50% of it by much (monotone up to noise)
+    assert all(v[1] <= v[0] + 0.02 for v in data["layers"].values())
+    assert (out / "sensitivity.png").stat().st_size > 1000
+    assert "data:image/png;base64" in (out / "sensitivity.html").read_text()

@@ -109,6 +109,7 @@ def cmd_compress(args: argparse.Namespace) -> int:
 
 
 def cmd_sensitivity(args: argparse.Namespace) -> int:
+    from modelpress.pipeline.report import render_sensitivity_html
     from modelpress.pipeline.resolve import resolve_model, resolve_task
     from modelpress.pruning.sensitivity import sensitivity
 
@@ -121,7 +122,9 @@ def cmd_sensitivity(args: argparse.Namespace) -> int:
         out.mkdir(parents=True, exist_ok=True)
         (out / "sensitivity.json").write_text(json.dumps(result.to_dict(), indent=2))
         result.plot(out / "sensitivity.png")
-        print(f"wrote {out}/sensitivity.json and {out}/sensitivity.png")
+        page = render_sensitivity_html(result.table(), out / "sensitivity.png", f"sensitivity: {task.name}")
+        (out / "sensitivity.html").write_text(page)
+        print(f"wrote {out}/sensitivity.json, sensitivity.png and sensitivity.html")
     return 0
 
 

@@ -14,7 +14,7 @@ from modelpress.measure.stats import Stats
 from modelpress.pipeline.recipe import Recipe
 from modelpress.tasks.task import Task
 
-__all__ = ["REPORT_FIELDS", "STATS_FIELDS", "build_report", "write_report"]
+__all__ = ["REPORT_FIELDS", "STATS_FIELDS", "build_report", "render_sensitivity_html", "write_report"]
 
 REPORT_FIELDS = ("task", "metric_name", "recipe", "baseline", "steps", "compressed", "deployed")
 STATS_FIELDS = ("size_bytes", "params", "nonzero_params", "macs", "latency_ms", "latency_p90_ms",
@@ -150,3 +150,13 @@ td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}td:first-child{{t
 <h2>Deployment</h2><pre>{e(json.dumps(report.get('deploy', {}), indent=1))}</pre>
 <h2>Recipe</h2><pre>{e(json.dumps(report['recipe'], indent=1))}</pre>
 </body></html>"""
+
+
+def render_sensitivity_html(table: str, png: Path, title: str) -> str:
+    """A self-contained HTML page for a sensitivity scan: its table and its plot (``png`` embedded)."""
+    image = base64.b64encode(Path(png).read_bytes()).decode()
+    return (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title></head>"
+        f"<body style='font-family:sans-serif;max-width:1000px;margin:2em auto'><h1>{html.escape(title)}</h1>"
+        f"<pre>{html.escape(table)}</pre><img src='data:image/png;base64,{image}'/></body></html>"
+    )
