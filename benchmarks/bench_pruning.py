@@ -3,8 +3,11 @@
 1. LeNet-300-100 on Fashion-MNIST, weight pruning (recipe prune-weight): 92% of weights removed with one
    global threshold, gradual (Zhu & Gupta) over 3 epochs, then 3 epochs of fine-tuning; accuracy drop,
    artifact bytes vs the fp32 artifact, per-layer kept fractions beside Han et al. 2015's 8% / 9% / 26%.
-2. resnet-s on Fashion-MNIST, channel pruning (recipe prune-channel) to <= 50% of the MACs, 3 epochs of
-   fine-tuning; latency ratio timed interleaved in one process at batch 32 and batch 1, 1 thread.
+2. resnet-s on Fashion-MNIST, channel pruning (recipe prune-channel) to <= 50% of the MACs, 4 epochs of
+   fine-tuning; latency ratio timed interleaved in one process at batch 32 and batch 1, 1 thread, both in
+   torch eager and in onnxruntime (the ONNX export, the deployed form that issue 3's latency bar is judged
+   on). ``resnet-ort`` adds the onnxruntime figures to a stored ``resnet`` row without re-running
+   fine-tuning (latency depends on the pruned shapes, not on the weights).
 3. MiniLM on bbc-news, heads + FFN neurons to <= 60% of the encoder's parameters, short fine-tuning;
    latency ratio at batch 1 x 128 tokens.
 
@@ -24,8 +27,10 @@ from pathlib import Path
 
 import torch
 
+from modelpress.artifact.onnx import export_onnx
 from modelpress.context import StepContext
 from modelpress.measure import count_macs, measure, time_interleaved
+from modelpress.measure.runtime import ort_predict
 from modelpress.pruning import Prune, apply_prune
 from modelpress.tasks import get
 from modelpress.tasks.builtin import cache_dir
@@ -52,11 +57,31 @@ def _stored() -> dict[str, dict]:
     return out
 
 
-def _latency(base: torch.nn.Module, pruned: torch.nn.Module, inputs: tuple, runs: int = 30) -> dict:
-    a, b = time_interleaved([torch_predict(base.eval()), torch_predict(pruned.eval())], inputs, threads=1,
-                            warmup=5, runs=runs)  # fmt: skip
+def _timed(predicts: list, inputs: tuple, runs: int) -> dict:
+    a, b = time_interleaved(predicts, inputs, threads=1, warmup=5, runs=runs)
     return {"base_ms": round(a.median_ms, 3), "pruned_ms": round(b.median_ms, 3),
             "ratio": round(b.median_ms / a.median_ms, 3)}  # fmt: skip
+
+
+def _latency(base: torch.nn.Module, pruned: torch.nn.Module, inputs: tuple, runs: int = 30) -> dict:
+    return _timed([torch_predict(base.eval()), torch_predict(pruned.eval())], inputs, runs)
+
+
+def _ort_latency(base: torch.nn.Module, pruned: torch.nn.Module, x32: tuple, tmp: Path,
+                 mac_cut: float) -> dict:  # fmt: skip
+    """Dense vs pruned ONNX exports in onnxruntime (1 thread, all graph optimizations: Conv+BN+ReLU fused),
+    timed interleaved at batch 32 and batch 1 (``x32``: a batch of 32 inputs)."""
+    p0 = export_onnx(base.eval(), x32, tmp / "resnet-dense.onnx")
+    p1 = export_onnx(pruned.eval(), x32, tmp / "resnet-pruned.onnx")
+    predicts = [ort_predict(p0, threads=1), ort_predict(p1, threads=1)]
+    lat32 = _timed(predicts, x32, runs=30)
+    lat1 = _timed(predicts, tuple(t[:1] for t in x32), runs=200)
+    return {"ort_latency_b32": lat32, "ort_latency_b1": lat1,
+            "ort_latency_cut_over_mac_cut_b32": round((1 - lat32["ratio"]) / mac_cut, 3)}  # fmt: skip
+
+
+def _resnet_cfg() -> Prune:
+    return Prune(structure="channel", sparsity=0.3, scope="layer", criterion="l1", round_to=8)
 
 
 def _batch(task, n: int) -> tuple:
@@ -97,8 +122,7 @@ def row_resnet(tmp: Path) -> dict:
     base = task.model("resnet-s").eval()
     s0 = measure(base, task)
     model = copy.deepcopy(base)
-    cfg = Prune(structure="channel", sparsity=0.3, scope="layer", criterion="l1", round_to=8)
-    apply_prune(model, cfg, StepContext(task=task, progress=False))
+    apply_prune(model, _resnet_cfg(), StepContext(task=task, progress=False))
     after_prune = measure(model, task, runs=5).metric
     _finetune(model, task, epochs=4, lr=1e-3, schedule="cosine")
     s1 = measure(model, task)
@@ -116,7 +140,28 @@ def row_resnet(tmp: Path) -> dict:
         "bytes_base": s0.size_bytes, "bytes_final": s1.size_bytes,
         "latency_b32": lat32, "latency_b1": lat1,
         "latency_cut_over_mac_cut_b32": round((1 - lat32["ratio"]) / mac_cut, 3),
+        **_ort_latency(base, model, _batch(task, 32), tmp, mac_cut),
     }  # fmt: skip
+
+
+def row_resnet_ort(tmp: Path) -> dict:
+    """The stored ``resnet`` row plus its onnxruntime latency, without re-running fine-tuning: the same
+    pruning of the same cached baseline gives the same shapes, and latency does not depend on weights.
+    The torch eager figures of the stored row are kept as they were measured."""
+    stored = _stored().get("resnet")
+    if stored is None:
+        raise SystemExit("no stored `resnet` row: run `python -m benchmarks.bench_pruning resnet` first")
+    task = get("fashion-mnist")
+    base = task.model("resnet-s").eval()
+    model = copy.deepcopy(base)
+    apply_prune(model, _resnet_cfg(), StepContext(task=task, progress=False))
+    macs1 = count_macs(model, task.example_inputs)
+    if macs1 != stored["macs_final"]:
+        raise SystemExit(f"pruned MACs {macs1} != stored {stored['macs_final']}: run the `resnet` row")
+    ort = _ort_latency(base, model, _batch(task, 32), tmp, 1 - stored["mac_ratio"])
+    note = ("onnxruntime latency added later by `python -m benchmarks.bench_pruning resnet-ort` on the same "
+            "pruned shapes (not fine-tuned: weights do not change latency)")
+    return {**stored, **ort, "ort_note": note}
 
 
 def _encoder_params(model) -> int:
@@ -160,13 +205,15 @@ def row_resnet_speed(tmp: Path) -> dict:
     x = torch.randn(32, 1, 28, 28)
     macs0, macs1 = count_macs(base, x[:1]), count_macs(model, x[:1])
     lat32, lat1 = _latency(base, model, (x,)), _latency(base, model, (x[:1],), runs=200)
+    mac_cut = 1 - macs1 / macs0
     return {"command": "python -m benchmarks.bench_pruning resnet-speed",
             "config": "Prune(channel, 0.3, layer, l1, round_to=8) on random-init resnet-s (no accuracy)",
             "macs_base": macs0, "macs_final": macs1, "mac_ratio": round(macs1 / macs0, 3),
             "params_base": sum(p.numel() for p in base.parameters()),
             "params_final": sum(p.numel() for p in model.parameters()),
             "latency_b32": lat32, "latency_b1": lat1,
-            "latency_cut_over_mac_cut_b32": round((1 - lat32["ratio"]) / (1 - macs1 / macs0), 3)}  # fmt: skip
+            "latency_cut_over_mac_cut_b32": round((1 - lat32["ratio"]) / mac_cut, 3),
+            **_ort_latency(base, model, (x,), tmp, mac_cut)}  # fmt: skip
 
 
 def row_minilm_speed(tmp: Path) -> dict:
@@ -189,10 +236,10 @@ def _speed_lines(r: dict) -> list[str]:
         return [f"`{r['command']}` — {r['config']} (load {r.get('loadavg', '?')})", "", "| | ours |", "|---|---|",
                 f"| MACs | {r['macs_base']:,} → {r['macs_final']:,} ({_pct(r['mac_ratio'])}) |",
                 f"| params | {r['params_base']:,} → {r['params_final']:,} |",
-                (f"| latency batch 32 | {r['latency_b32']['base_ms']} → {r['latency_b32']['pruned_ms']} ms "
+                (f"| latency batch 32, torch eager | {r['latency_b32']['base_ms']} → {r['latency_b32']['pruned_ms']} ms "
                  f"(ratio {r['latency_b32']['ratio']}; latency cut / MAC cut = {r['latency_cut_over_mac_cut_b32']}) |"),
-                (f"| latency batch 1 | {r['latency_b1']['base_ms']} → {r['latency_b1']['pruned_ms']} ms "
-                 f"(ratio {r['latency_b1']['ratio']}) |"), ""]  # fmt: skip
+                (f"| latency batch 1, torch eager | {r['latency_b1']['base_ms']} → {r['latency_b1']['pruned_ms']} ms "
+                 f"(ratio {r['latency_b1']['ratio']}) |"), *_ort_lines(r, ""), ""]  # fmt: skip
     return [f"`{r['command']}` — {r['config']} (load {r.get('loadavg', '?')})", "", "| | ours |", "|---|---|",
             f"| heads kept per layer | {r['heads_kept']} of 12 |",
             f"| FFN neurons kept per layer | {r['ffn_kept']} of 1536 |",
@@ -200,6 +247,18 @@ def _speed_lines(r: dict) -> list[str]:
              f"({_pct(r['encoder_ratio'])}) |"),
             (f"| latency batch 1 × 128 tokens | {r['latency_b1_128']['base_ms']} → "
              f"{r['latency_b1_128']['pruned_ms']} ms (ratio {r['latency_b1_128']['ratio']}) |"), ""]  # fmt: skip
+
+
+def _ort_lines(r: dict, ref: str) -> list[str]:
+    """Table rows for the onnxruntime (deployed) latency of a resnet row; ``ref``: the reference cell,
+    with its trailing ``|`` (empty for one-column tables)."""
+    if "ort_latency_b32" not in r:
+        return []
+    a, b = r["ort_latency_b32"], r["ort_latency_b1"]
+    return [(f"| latency batch 32, onnxruntime (deployed) | {ref}{a['base_ms']} → {a['pruned_ms']} ms "
+             f"(ratio {a['ratio']}; latency cut / MAC cut = {r['ort_latency_cut_over_mac_cut_b32']}) |"),
+            (f"| latency batch 1, onnxruntime (deployed) | {ref}{b['base_ms']} → {b['pruned_ms']} ms "
+             f"(ratio {b['ratio']}) |")]  # fmt: skip
 
 
 def _verdicts(results: dict[str, dict]) -> list[str]:
@@ -216,10 +275,16 @@ def _verdicts(results: dict[str, dict]) -> list[str]:
     r = results.get("resnet")
     if r:
         drop = 100 * (r["acc_base"] - r["acc_final"])
-        cut = r["latency_cut_over_mac_cut_b32"]
+        eager = r["latency_cut_over_mac_cut_b32"]
+        if "ort_latency_cut_over_mac_cut_b32" in r:  # judged on the deployed runtime (DESIGN §5)
+            cut = r["ort_latency_cut_over_mac_cut_b32"]
+            lat = (f"latency cut >= 0.85 x MAC cut at batch 32 in onnxruntime, the deployed form ({cut}): "
+                   f"{ok(cut >= 0.85)} (torch eager, not judged: {eager})")
+        else:
+            lat = (f"latency cut >= 0.85 x MAC cut at batch 32, torch eager (onnxruntime not measured for this "
+                   f"row) ({eager}): {ok(eager >= 0.85)}")
         out.append(f"- resnet-s: <= 50% MACs ({_pct(r['mac_ratio'])}) and <= 1 point drop ({drop:.2f}): "
-                   f"{ok(r['mac_ratio'] <= 0.5 and drop <= 1)}; latency cut >= 0.85 x MAC cut at batch 32 "
-                   f"({cut}): {ok(cut >= 0.85)}")  # fmt: skip
+                   f"{ok(r['mac_ratio'] <= 0.5 and drop <= 1)}; {lat}")  # fmt: skip
     r = results.get("minilm")
     if r:
         drop = 100 * (r["acc_base"] - r["acc_final"])
@@ -261,12 +326,15 @@ def render(results: dict[str, dict]) -> str:
                   (f"| accuracy before → after | 93.25% → 93.40% | {_pct(r['acc_base'])} → {_pct(r['acc_final'])} "
                   f"(drop {100 * (r['acc_base'] - r['acc_final']):.2f} points; {_pct(r['acc_after_prune'])} "
                   "before fine-tuning) |"),
-                  (f"| latency batch 32 | tp 1.6 here: 25% MACs → 0.32 | {r['latency_b32']['base_ms']} → "
+                  (f"| latency batch 32, torch eager | tp 1.6 here: 25% MACs → 0.32 | {r['latency_b32']['base_ms']} → "
                   f"{r['latency_b32']['pruned_ms']} ms (ratio {r['latency_b32']['ratio']}; latency cut / MAC "
                   f"cut = {r['latency_cut_over_mac_cut_b32']}) |"),
-                  (f"| latency batch 1 | tp 1.6 here: 25% MACs → 0.45 | {r['latency_b1']['base_ms']} → "
+                  (f"| latency batch 1, torch eager | tp 1.6 here: 25% MACs → 0.45 | {r['latency_b1']['base_ms']} → "
                   f"{r['latency_b1']['pruned_ms']} ms (ratio {r['latency_b1']['ratio']}) |"),
+                  *_ort_lines(r, " | "),
                   f"| artifact bytes | | {r['bytes_base']:,} → {r['bytes_final']:,} |", ""]  # fmt: skip
+        if "ort_note" in r:
+            lines += [f"Note: {r['ort_note']}.", ""]
     r = results.get("minilm")
     if r:
         lines += ["## MiniLM (all-MiniLM-L6-v2 + linear head), bbc-news, heads + FFN neurons", "",
@@ -298,12 +366,16 @@ def main(rows: list[str] | None = None) -> None:
     tmp.mkdir(parents=True, exist_ok=True)
     for row in rows:
         t0 = time.perf_counter()
-        rows_fn = {"lenet": row_lenet, "resnet": row_resnet, "minilm": row_minilm,
-                   "resnet-speed": row_resnet_speed, "minilm-speed": row_minilm_speed}
+        rows_fn = {"lenet": row_lenet, "resnet": row_resnet, "minilm": row_minilm, "resnet-speed": row_resnet_speed,
+                   "minilm-speed": row_minilm_speed, "resnet-ort": row_resnet_ort}  # fmt: skip
         result = rows_fn[row](tmp)
-        result["seconds"] = round(time.perf_counter() - t0)
         # Other jobs on the machine skew latency: record the 1-minute load average next to the figures.
-        result["loadavg"] = round(os.getloadavg()[0], 1)
+        if row == "resnet-ort":  # extends the stored resnet row: its own seconds / load stay as measured
+            result["ort_loadavg"] = round(os.getloadavg()[0], 1)
+            row = "resnet"
+        else:
+            result["seconds"] = round(time.perf_counter() - t0)
+            result["loadavg"] = round(os.getloadavg()[0], 1)
         _store(row, result)
         print(json.dumps({row: result}, indent=1), flush=True)
     text = render(_stored())

@@ -98,7 +98,8 @@ def _plot_png(report: dict[str, Any]) -> str:
     ax1.set_title("size vs metric")
     ax1.grid(alpha=0.3)
     lat = report.get("latency_interleaved", {}).get("ratio_vs_baseline", {})
-    ax2.bar(list(lat), list(lat.values()), color=["#888", "#2a7", "#27a"][: len(lat)])
+    runtime = {"baseline": "baseline\n(torch)", "compressed": "compressed\n(torch)", "deployed": "deployed\n(onnxruntime)"}
+    ax2.bar([runtime.get(k, k) for k in lat], list(lat.values()), color=["#888", "#2a7", "#27a"][: len(lat)])
     ax2.axhline(1.0, color="k", lw=0.8)
     ax2.set_ylabel("latency / baseline latency")
     ax2.set_title("latency, timed interleaved")
