@@ -35,6 +35,7 @@ def test_report_schema_complete(compressed_run):
     assert report["steps"][0]["name"] == "finetune" and report["steps"][0]["skipped"] == []
     assert report["recipe"] == result.report["recipe"]
     assert (out / "model" / "manifest.json").is_file() and (out / "model.onnx").is_file()
+    assert 0 <= report["artifact"]["size_bytes"] - report["compressed"]["size_bytes"] < 2000  # + the recipe
     assert "<img" in (out / "report.html").read_text()
 
 

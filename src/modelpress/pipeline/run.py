@@ -14,7 +14,7 @@ from typing import Any
 
 from torch import nn
 
-from modelpress.artifact import save
+from modelpress.artifact import folder_bytes, save
 from modelpress.artifact.onnx import export_onnx
 from modelpress.context import StepContext, StepLog
 from modelpress.errors import BadInputError, CompressionError
@@ -129,6 +129,8 @@ def run(
     interleaved = _time_side_by_side(reference, work, onnx_path, task, settings)
     report = build_report(task, recipe, baseline, step_rows, compressed, deployed, deploy_info, interleaved)
     if out_dir is not None:
+        # measured sizes come from a bare save; the written artifact also records the recipe in its manifest
+        report["artifact"] = {"path": "model", "size_bytes": folder_bytes(out_dir / "model")}
         write_report(report, out_dir)
     return RunResult(work, baseline, step_rows, compressed, deployed, report, out_dir)
 
