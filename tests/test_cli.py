@@ -6,7 +6,9 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
+import modelpress as mp
 from modelpress.cli import build_parser, main
 
 SUBCOMMANDS = ["demo", "compress", "evaluate", "sensitivity", "tasks", "recipes"]
@@ -94,3 +96,31 @@ def test_sensitivity_writes_table_json_plot_and_html(tmp_path, capsys):
     assert all(v[1] <= v[0] + 0.02 for v in data["layers"].values())
     assert (out / "sensitivity.png").stat().st_size > 1000
     assert "data:image/png;base64" in (out / "sensitivity.html").read_text()
+
+
+def _tiny_hf_folder(path):
+    from transformers import BertConfig, BertModel
+
+    config = BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=128)
+    BertModel(config).save_pretrained(path)  # safetensors by default
+    return path
+
+
+def test_hf_folder_as_model_is_resolved(tmp_path):
+    from modelpress.pipeline.resolve import resolve_model
+    from modelpress.tasks.task import Split, Task
+
+    folder = _tiny_hf_folder(tmp_path / "hf")
+    ids = torch.randint(0, 30522, (4, 16))
+    split = Split((ids, torch.ones_like(ids)), torch.tensor([0, 1, 2, 1]), "test")
+    task = mp.tasks.get("digits")
+    text_task = Task(**{**task.__dict__, "name": "text", "train": split, "calibration": split, "test": split})
+    model = resolve_model(str(folder), text_task)
+    assert model(*split.inputs).shape == (4, 3)  # a fresh head sized from the task's classes
+
+
+def test_hf_folder_on_an_image_task_is_a_clear_error(tmp_path, capsys):
+    folder = _tiny_hf_folder(tmp_path / "hf")
+    assert main(["evaluate", "--task", "digits", "--model", str(folder), "--runs", "2"]) == 2
+    assert "does not run on task `digits`" in capsys.readouterr().err

@@ -48,9 +48,11 @@ def cmd_recipes(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from modelpress.measure import format_stats, measure, measure_onnx
-    from modelpress.pipeline.resolve import resolve_model, resolve_task
+    from modelpress.pipeline.resolve import check_fits, resolve_model, resolve_task
 
     task = resolve_task(args.task)
+    if args.json and not Path(args.json).resolve().parent.is_dir():
+        raise BadInputError(f"`--json` folder `{Path(args.json).parent}` does not exist. Fix: create it first.")
     kw = {"threads": args.threads, "batch_size": args.batch_size, "runs": args.runs}
     if args.model and args.model.endswith(".onnx"):
         if not Path(args.model).is_file():
@@ -58,6 +60,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         stats = measure_onnx(args.model, task, **kw)
     else:
         model = resolve_model(args.model, task)
+        check_fits(model, task)
         if args.runtime == "torch":
             stats = measure(model, task, **kw)
         else:
@@ -72,11 +75,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def _measure_deployed(model, spec, task, kw):
     """Export to ONNX, re-apply the deploy hooks of the artifact's recorded steps, measure in onnxruntime."""
-    from modelpress.artifact.onnx import export_onnx
-    from modelpress.context import StepContext
     from modelpress.measure import count_macs, measure_onnx
     from modelpress.pipeline import Recipe
-    from modelpress.pipeline.steps import kind_of
+    from modelpress.pipeline.deploy import export_deployed
 
     steps = []
     manifest = Path(spec or "") / "manifest.json"
@@ -84,12 +85,8 @@ def _measure_deployed(model, spec, task, kw):
         recorded = json.loads(manifest.read_text()).get("steps") or []
         steps = list(Recipe.from_list(recorded).steps) if recorded else []
     with tempfile.TemporaryDirectory() as tmp:
-        path = export_onnx(model, task.example_inputs, Path(tmp) / "model.onnx")
-        ctx = StepContext(task=task, progress=False)
-        for step in steps:
-            hook = kind_of(step.config).deploy
-            if hook is not None:
-                hook(path, model, step.config, ctx)
+        path = Path(tmp) / "model.onnx"
+        export_deployed(model, steps, task, path)
         return measure_onnx(path, task, macs=count_macs(model, task.example_inputs), **kw)
 
 
@@ -104,7 +101,8 @@ def cmd_compress(args: argparse.Namespace) -> int:
                  deploy=not args.no_deploy)
     print()
     print(summarize(result.report))
-    print(f"\nwrote {args.out}/model/ , {args.out}/model.onnx , {args.out}/report.json , {args.out}/report.html")
+    written = ["model/"] + (["model.onnx"] if result.deployed else []) + ["report.json", "report.html"]
+    print(f"\nwrote {', '.join(f'{args.out}/{w}' for w in written)}")
     return 0
 
 
@@ -134,16 +132,17 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from modelpress.pipeline import Recipe, builtin_recipes, run
 
     task = tasks.get(DEMO_TASK)
+    available = builtin_recipes()
+    names = args.recipes if args.recipes is not None else [r for r in DEMO_RECIPES if r in available]
+    recipes = {name: Recipe.resolve(name) for name in names}  # every name checked before any work
     print(f"modelpress demo — task {DEMO_TASK} ({task.description}), model {DEMO_MODEL}")
     model = task.model(DEMO_MODEL)
     print("\nbaseline, measured:")
     print(format_stats(measure(model, task)))
-    available = builtin_recipes()
-    names = args.recipes if args.recipes is not None else [r for r in DEMO_RECIPES if r in available]
     rows = []
-    for name in names:
+    for name, recipe in recipes.items():
         print(f"\n=== recipe {name} ===")
-        result = run(Recipe.resolve(name), task, model=model, out=Path(args.out) / name)
+        result = run(recipe, task, model=model, out=Path(args.out) / name)
         rows.append(_summary_row(name, result.report))
     if rows:
         header = ["recipe", "size", "× smaller", task.metric.name, "Δ", "deployed", "deployed ×smaller",

@@ -54,3 +54,26 @@ def test_from_list_accepts_configs():
     assert recipe.to_list() == [{"finetune": {"epochs": 1, "lr": 0.001, "batch_size": None,
                                               "optimizer": "adam", "weight_decay": 0.0,
                                               "schedule": "constant"}}]
+
+
+def test_exponent_floats_and_comment_first_text():
+    recipe = Recipe.from_yaml("# tuned\n- finetune: {lr: 1e-3, weight_decay: 5E-5}\n")
+    assert recipe.steps[0].config == FineTune(lr=0.001, weight_decay=5e-05)
+
+
+@pytest.mark.parametrize("text, needle", [
+    ('- finetune: "abc"\n', "must map to a mapping"),
+    ("- finetune: 5\n", "must map to a mapping"),
+    ("- finetune: {lr: true}\n", "`lr` of `FineTune`"),
+    ("- prune: {round_to: 1.0}\n", "`round_to` of `Prune`"),
+])
+def test_wrong_types_are_bad_input(text, needle):
+    with pytest.raises(BadInputError, match=needle):
+        Recipe.from_yaml(text)
+
+
+def test_recipe_file_that_is_not_text(tmp_path):
+    bad = tmp_path / "r.yaml"
+    bad.write_bytes(b"\xff\xfe\x00garbage")
+    with pytest.raises(BadInputError, match="UTF-8"):
+        Recipe.from_yaml(bad)

@@ -69,3 +69,25 @@ def test_cli_compress_and_evaluate(tmp_path, capsys):
     report = json.loads((out / "report.json").read_text())
     assert stats["metric"] == pytest.approx(report["compressed"]["metric"], abs=1e-9)
     assert stats["size_bytes"] == report["compressed"]["size_bytes"]
+
+
+def test_run_refuses_to_overwrite_its_input_artifact(compressed_run, digits):
+    out, _, _, _ = compressed_run
+    before = (out / "model" / "manifest.json").read_bytes()
+    model = mp.load(out / "model")
+    with pytest.raises(mp.BadInputError, match="input artifact"):
+        mp.run(mp.Recipe.resolve("finetune"), digits, model=model, out=out, progress=False)
+    assert (out / "model" / "manifest.json").read_bytes() == before
+
+
+def test_model_without_source_is_refused_before_any_work(tmp_path, digits):
+    plain = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 10))
+    with pytest.raises(mp.BadInputError, match="no source"):
+        mp.run(mp.Recipe.resolve("finetune"), digits, model=plain, out=tmp_path / "o", progress=False)
+    assert not (tmp_path / "o").exists()
+
+
+def test_model_that_does_not_fit_the_task_is_bad_input(digits):
+    wrong = mp.tasks.models.build("lenet-300-100", input_shape=(1, 28, 28), num_classes=10)
+    with pytest.raises(mp.BadInputError, match="does not run on task `digits`"):
+        mp.run(mp.Recipe.resolve("finetune"), digits, model=wrong, progress=False, deploy=False)

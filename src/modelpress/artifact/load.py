@@ -119,4 +119,5 @@ def load(path: str | Path) -> nn.Module:
         raise BadInputError(f"the artifact's tensors do not match the rebuilt model: missing {missing[:10]}, "
                             f"unexpected {result.unexpected_keys[:10]}. The artifact is damaged or incomplete.")
     attach_source(model, manifest["source"])
+    object.__setattr__(model, "_modelpress_loaded_from", str(folder.resolve()))  # so a run won't overwrite it
     return model.eval()

@@ -65,7 +65,7 @@ def _check_target(folder: Path, overwrite: bool) -> dict[str, Any] | None:
                             "to write into it. Fix: choose a new or empty folder.")
     if not overwrite:
         raise BadInputError(f"artifact {str(folder)!r} already exists. Fix: pass overwrite=True "
-                            "(--overwrite) to replace it, or choose another folder.")
+                            "to replace it, or choose another folder.")
     return json.loads((folder / MANIFEST).read_text())
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import re
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -76,16 +77,20 @@ class Recipe:
     @classmethod
     def from_yaml(cls, source: str | Path) -> Recipe:
         """Load a YAML file (path) or YAML text; errors name the YAML line of each bad step."""
-        path = Path(source) if not str(source).lstrip().startswith("-") else None
-        if path is not None:
+        is_text = isinstance(source, str) and ("\n" in source or source.lstrip()[:1] in ("-", "["))
+        if is_text:
+            text, name = source, "recipe"
+        else:
+            path = Path(source)
             if not path.is_file():
                 raise BadInputError(f"recipe file `{path}` does not exist. Fix: check the path.")
-            text, name = path.read_text(), path.stem
-        else:
-            text, name = str(source), "recipe"
+            try:
+                text, name = path.read_text(encoding="utf-8"), path.stem
+            except (OSError, UnicodeDecodeError) as e:
+                raise BadInputError(f"recipe file `{path}` cannot be read as UTF-8 text ({e}).") from e
         try:
-            node = yaml.compose(text, Loader=yaml.SafeLoader)
-            items = yaml.safe_load(text)
+            node = yaml.compose(text, Loader=_Loader)
+            items = yaml.load(text, Loader=_Loader)
         except yaml.YAMLError as e:
             raise BadInputError(f"recipe `{name}` is not valid YAML: {e}") from e
         lines = [n.start_mark.line + 1 for n in node.value] if isinstance(node, yaml.SequenceNode) else None
@@ -112,6 +117,17 @@ class Recipe:
         return yaml.safe_dump(self.to_list(), sort_keys=False)
 
 
+class _Loader(yaml.SafeLoader):
+    """YAML 1.1 reads ``1e-3`` (no dot) as a string; users write learning rates that way, so read it as a float."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)?(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789."),
+)
+
+
 def _parse_step(item: Any) -> RecipeStep:
     if isinstance(item, RecipeStep):
         return item
@@ -125,9 +141,11 @@ def _parse_step(item: Any) -> RecipeStep:
         close = difflib.get_close_matches(str(key), list(STEPS), n=1)
         hint = f" Did you mean `{close[0]}`?" if close else ""
         raise BadInputError(f"unknown step `{key}`; known steps are {sorted(STEPS)}.{hint}")
-    body = dict(body or {})
+    if body is None:
+        body = {}
     if not isinstance(body, dict):
-        raise BadInputError(f"step `{key}` must map to a mapping of settings; got {body!r}.")
+        raise BadInputError(f"step `{key}` must map to a mapping of settings, e.g. `{key}: {{...}}`; got {body!r}.")
+    body = dict(body)
     select = body.pop("select", None)
     kind = STEPS[key]
     fields = {f.name for f in dataclasses.fields(kind.config)}

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import nn
 
 from modelpress import tasks
@@ -20,9 +21,28 @@ from modelpress.artifact import load
 from modelpress.artifact.weights import read_weights
 from modelpress.errors import BadInputError
 from modelpress.source import attach_source, get_source
+from modelpress.tasks.minilm import from_hf_folder
 from modelpress.tasks.task import Task
 
-__all__ = ["load_callable", "resolve_model", "resolve_task"]
+__all__ = ["check_fits", "load_callable", "resolve_model", "resolve_task"]
+
+
+def check_fits(model: nn.Module, task: Task) -> None:
+    """Run ``model`` once on the task's example inputs; a model built for other data is a clear error."""
+    modes = {m: m.training for m in model.modules()}
+    try:
+        with torch.no_grad():
+            model.eval()(*task.example_inputs)
+    except (RuntimeError, ValueError, TypeError, IndexError) as e:
+        shapes = [tuple(t.shape[1:]) for t in task.test.inputs]
+        raise BadInputError(
+            f"the model does not run on task `{task.name}`'s inputs (per-example shapes {shapes}): "
+            f"{str(e).splitlines()[0] if str(e) else type(e).__name__}. Fix: pass a model built for this task."
+        ) from e
+    finally:
+        for m, training in modes.items():
+            m.train(training)
+
 
 
 def load_callable(ref: str) -> Callable[..., Any]:
@@ -63,7 +83,7 @@ def resolve_model(spec: str | None, task: Task) -> nn.Module:
         if (path / "manifest.json").is_file():
             return load(path)
         if (path / "config.json").is_file():
-            return tasks.models.from_hf_folder(path)
+            return from_hf_folder(path, num_classes=int(task.train.targets.max()) + 1)
         raise BadInputError(
             f"folder `{spec}` is neither a modelpress artifact (no manifest.json) nor a Hugging Face model "
             "folder (no config.json)."

@@ -7,6 +7,7 @@ artifact, the ONNX model, report.json and report.html.
 from __future__ import annotations
 
 import copy
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,16 +16,19 @@ from typing import Any
 from torch import nn
 
 from modelpress.artifact import folder_bytes, save
-from modelpress.artifact.onnx import export_onnx
 from modelpress.context import StepContext, StepLog
 from modelpress.errors import BadInputError, CompressionError
 from modelpress.measure import measure, measure_onnx
+from modelpress.measure._model import batch_of
 from modelpress.measure.latency import time_interleaved
 from modelpress.measure.runtime import ort_predict
 from modelpress.measure.stats import Stats
+from modelpress.pipeline.deploy import export_deployed
 from modelpress.pipeline.recipe import Recipe, RecipeStep
+from modelpress.pipeline.resolve import check_fits
 from modelpress.pipeline.steps import StepConfig, kind_of
 from modelpress.select import Selector
+from modelpress.source import get_source
 from modelpress.tasks.task import Task
 from modelpress.tasks.train import torch_predict
 
@@ -92,14 +96,22 @@ def run(
 
     The caller's model is never modified. With ``out``, writes ``out/model/`` (the artifact),
     ``out/model.onnx`` (the deployed model, when exportable), ``out/report.json`` and ``out/report.html``.
-    A step that fails at run time (`CompressionError`) is rolled back and reported; bad input raises.
+    A step that fails at run time (`CompressionError`) is rolled back and reported; bad input raises
+    `BadInputError` before any work is done where it can be detected up front.
     """
     from modelpress.pipeline.report import build_report, write_report
 
     original = model if model is not None else task.model()
+    if out is not None and get_source(original) is None:
+        raise BadInputError(
+            "`model` carries no source, so its artifact could not be rebuilt without pickle. Fix: build it "
+            "from a built-in name, `package.module:function` or a Hugging Face folder (see modelpress.source)."
+        )
+    check_fits(original, task)
+    out_dir = _prepare_out(out, original)
     reference, work = copy.deepcopy(original), copy.deepcopy(original)  # the caller's model stays untouched
-    out_dir = _prepare_out(out)
-    kw = {"threads": settings.threads, "batch_size": settings.batch_size, "warmup": settings.warmup, "runs": settings.runs}
+    kw = {"threads": settings.threads, "batch_size": settings.batch_size, "warmup": settings.warmup,
+          "runs": settings.runs}
     _say(progress, f"measuring the baseline on `{task.name}` ...")
     baseline = measure(work, task, **kw)
     step_rows: list[dict[str, Any]] = []
@@ -119,14 +131,15 @@ def run(
             row["error"] = f"rolled back: {error}"
         step_rows.append(row)
         _say(progress, f"  {step.key}: metric {stats.metric:.4f}, {stats.size_bytes:,} bytes")
-    compressed = step_rows[-1]["stats"] if step_rows else baseline.to_dict()
-    compressed = Stats.from_dict(compressed)
-    deployed, deploy_info, onnx_path = None, {}, None
+    compressed = Stats.from_dict(step_rows[-1]["stats"]) if step_rows else baseline
     if out_dir is not None:
         save(work, out_dir / "model", steps=recipe.to_list(), overwrite=True)
-    if deploy:
-        onnx_path, deployed, deploy_info = _deploy(work, recipe, task, out_dir, settings, compressed, seed)
-    interleaved = _time_side_by_side(reference, work, onnx_path, task, settings)
+    with tempfile.TemporaryDirectory(prefix="modelpress-") as tmp:
+        onnx_path = (out_dir or Path(tmp)) / "model.onnx"
+        deployed, deploy_info = None, {}
+        if deploy:
+            deployed, deploy_info = _deploy(work, recipe, task, onnx_path, settings, compressed, seed)
+        interleaved = _time_side_by_side(reference, work, onnx_path if deployed else None, task, settings)
     report = build_report(task, recipe, baseline, step_rows, compressed, deployed, deploy_info, interleaved)
     if out_dir is not None:
         # measured sizes come from a bare save; the written artifact also records the recipe in its manifest
@@ -135,7 +148,8 @@ def run(
     return RunResult(work, baseline, step_rows, compressed, deployed, report, out_dir)
 
 
-def _prepare_out(out: str | Path | None) -> Path | None:
+def _prepare_out(out: str | Path | None, model: nn.Module) -> Path | None:
+    """Check and create the output folder; never write into a user's folder or over the input artifact."""
     if out is None:
         return None
     out_dir = Path(out)
@@ -146,37 +160,35 @@ def _prepare_out(out: str | Path | None) -> Path | None:
             f"`--out` folder `{out_dir}` is not empty and holds no earlier modelpress report; "
             "refusing to write into it. Fix: choose a new or empty folder."
         )
+    loaded_from = getattr(model, "_modelpress_loaded_from", None)
+    if loaded_from is not None and Path(loaded_from).resolve() == (out_dir / "model").resolve():
+        raise BadInputError(
+            f"`--out` folder `{out_dir}` holds the input artifact, which the run would overwrite. "
+            "Fix: choose another output folder."
+        )
     out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "model.onnx").unlink(missing_ok=True)  # a stale export from an earlier run must not survive
     return out_dir
 
 
-def _deploy(work, recipe, task, out_dir, settings, compressed, seed):
+def _deploy(work, recipe, task, path, settings, compressed, seed) -> tuple[Stats | None, dict[str, Any]]:
     """Export to ONNX, let steps rewrite it (e.g. int8), measure it in onnxruntime."""
-    import tempfile
-
-    folder = out_dir if out_dir is not None else Path(tempfile.mkdtemp(prefix="modelpress-"))
-    path = folder / "model.onnx"
-    info: dict[str, Any] = {}
     try:
-        export_onnx(work, task.example_inputs, path)
-        ctx = StepContext(task=task, progress=False, seed=seed)
-        for step in recipe.steps:
-            hook = kind_of(step.config).deploy
-            if hook is not None:
-                info[step.key] = hook(path, work, step.config, ctx)
+        info = export_deployed(work, recipe.steps, task, path, seed=seed)
         deployed = measure_onnx(
             path, task, macs=compressed.macs, threads=settings.threads, batch_size=settings.batch_size,
             warmup=settings.warmup, runs=settings.runs,
         )
     except CompressionError as e:
-        return None, {"error": str(e)}, None
-    return path, deployed, info
+        Path(path).unlink(missing_ok=True)
+        return None, {"error": str(e)}
+    return deployed, info
 
 
 def _time_side_by_side(reference, work, onnx_path, task, settings) -> dict[str, Any]:
     """Baseline, compressed (torch) and deployed (onnxruntime) timed interleaved in one process."""
     n = settings.batch_size
-    inputs = tuple(t[:n] for t in task.test.inputs)
+    inputs = batch_of(task.test, n)
     predicts = [torch_predict(reference.eval()), torch_predict(work.eval())]
     names = ["baseline", "compressed"]
     if onnx_path is not None:
@@ -187,8 +199,8 @@ def _time_side_by_side(reference, work, onnx_path, task, settings) -> dict[str, 
     return {
         "threads": settings.threads,
         "batch_size": n,
-        "median_ms": {k: round(v.median_ms, 4) for k, v in zip(names, lat)},
-        "ratio_vs_baseline": {k: round(v.median_ms / base, 4) for k, v in zip(names, lat)},
+        "median_ms": {k: round(v.median_ms, 4) for k, v in zip(names, lat, strict=True)},
+        "ratio_vs_baseline": {k: round(v.median_ms / base, 4) for k, v in zip(names, lat, strict=True)},
     }
 
 

@@ -103,7 +103,7 @@ class Prune:
             raise bad_value("lr", own, "a float in (0, 10)", self.lr, "a typical value is 1e-3.")
         if not isinstance(self.ramp, (int, float)) or isinstance(self.ramp, bool) or not 0 < self.ramp <= 1:
             raise bad_value("ramp", own, "a fraction in (0, 1]", self.ramp)
-        if self.round_to not in (1, 8) or isinstance(self.round_to, bool):
+        if type(self.round_to) is not int or self.round_to not in (1, 8):
             raise bad_value("round_to", own, "1 or 8", self.round_to)
         if isinstance(self.ffn, bool):
             pass

@@ -165,7 +165,7 @@ def from_hf_folder(path: str | os.PathLike[str], num_classes: int | None = None)
                     "drop --num-classes or give a bare encoder folder to get a fresh head.",
                 )
             model: nn.Module = SequenceClassifier(
-                AutoModelForSequenceClassification.from_pretrained(str(folder))
+                AutoModelForSequenceClassification.from_pretrained(str(folder), use_safetensors=True)
             )
             n = int(config.num_labels)
             wrapper = "sequence-classification"
@@ -179,7 +179,7 @@ def from_hf_folder(path: str | os.PathLike[str], num_classes: int | None = None)
                     "pass the task's number of classes.",
                 )
             n = int(num_classes)
-            model = MiniLMClassifier(AutoModel.from_pretrained(str(folder)), n)
+            model = MiniLMClassifier(AutoModel.from_pretrained(str(folder), use_safetensors=True), n)
             wrapper = "encoder-mean-pool"
     except (OSError, ValueError) as e:
         if isinstance(e, BadInputError):
