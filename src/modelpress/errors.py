@@ -8,7 +8,9 @@ its message names the problem and the fix, in one shape:
 
 from __future__ import annotations
 
-__all__ = ["BadInputError", "CompressionError", "ModelpressError", "bad_value"]
+import math
+
+__all__ = ["BadInputError", "CompressionError", "ModelpressError", "bad_value", "is_fraction", "is_int", "is_number"]
 
 
 class ModelpressError(Exception):
@@ -33,3 +35,18 @@ def bad_value(param: str, owner: str, must: str, got: object, fix: str | None = 
     if fix:
         msg += f" Fix: {fix}"
     return BadInputError(msg)
+
+
+def is_int(x: object, low: int | None = None) -> bool:
+    """``x`` is an int (not a bool) and, with ``low``, at least ``low``."""
+    return isinstance(x, int) and not isinstance(x, bool) and (low is None or x >= low)
+
+
+def is_number(x: object) -> bool:
+    """``x`` is a finite int or float (not a bool)."""
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def is_fraction(x: object) -> bool:
+    """``x`` is a number in [0, 1)."""
+    return is_number(x) and 0 <= x < 1

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from modelpress.errors import bad_value
+from modelpress.errors import bad_value, is_int, is_number
 
 __all__ = ["FineTune"]
 
@@ -35,16 +35,15 @@ class FineTune:
     schedule: str = "constant"
 
     def __post_init__(self) -> None:
-        if not isinstance(self.epochs, int) or isinstance(self.epochs, bool) or self.epochs < 1:
+        if not is_int(self.epochs, 1):
             raise bad_value("epochs", "FineTune", "an int ≥ 1", self.epochs)
-        if isinstance(self.lr, bool) or not isinstance(self.lr, (int, float)) or not 0 < self.lr < 10:
+        if not is_number(self.lr) or not 0 < self.lr < 10:
             raise bad_value("lr", "FineTune", "a float in (0, 10)", self.lr, "a typical value is 1e-3.")
-        if self.batch_size is not None and (not isinstance(self.batch_size, int) or isinstance(self.batch_size, bool)
-                                           or self.batch_size < 1):
+        if self.batch_size is not None and not is_int(self.batch_size, 1):
             raise bad_value("batch_size", "FineTune", "an int ≥ 1 or null", self.batch_size)
         if self.optimizer not in _OPTIMIZERS:
             raise bad_value("optimizer", "FineTune", f"one of {list(_OPTIMIZERS)}", self.optimizer)
-        if isinstance(self.weight_decay, bool) or not isinstance(self.weight_decay, (int, float)) or self.weight_decay < 0:
+        if not is_number(self.weight_decay) or self.weight_decay < 0:
             raise bad_value("weight_decay", "FineTune", "a float ≥ 0", self.weight_decay)
         if self.schedule not in _SCHEDULES:
             raise bad_value("schedule", "FineTune", f"one of {list(_SCHEDULES)}", self.schedule)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from modelpress.errors import BadInputError, bad_value
+from modelpress.errors import BadInputError, bad_value, is_int
 from modelpress.tasks.task import Split
 
 __all__ = ["baked_eval_copy", "batch_of", "check_positive_int", "first_rows"]
@@ -48,7 +48,7 @@ def batch_of(split: Split, batch_size: int) -> tuple[Tensor, ...]:
 
 def check_positive_int(value: object, name: str, owner: str, *, minimum: int = 1) -> int:
     """Return ``value`` if it is an int ``>= minimum``, else raise `BadInputError`."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+    if not is_int(value, minimum):
         raise bad_value(name, owner, f"an int >= {minimum}", value)
     return value
 

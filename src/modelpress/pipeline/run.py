@@ -17,7 +17,7 @@ from torch import nn
 
 from modelpress.artifact import folder_bytes, save
 from modelpress.context import StepContext, StepLog
-from modelpress.errors import BadInputError, CompressionError
+from modelpress.errors import BadInputError, CompressionError, bad_value, is_int
 from modelpress.measure import measure, measure_onnx
 from modelpress.measure._model import batch_of
 from modelpress.measure.latency import time_interleaved
@@ -45,10 +45,10 @@ class MeasureSettings:
     runs: int = 30
 
     def __post_init__(self) -> None:
-        for name in ("threads", "batch_size", "runs"):
+        for name, low in (("threads", 1), ("batch_size", 1), ("warmup", 0), ("runs", 1)):
             value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
-                raise BadInputError(f"`{name}` of `MeasureSettings` must be an int ≥ 1; got {value!r}.")
+            if not is_int(value, low):
+                raise bad_value(name, "MeasureSettings", f"an int ≥ {low}", value)
 
 
 def compress_(

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from modelpress.errors import bad_value
+from modelpress.errors import bad_value, is_fraction, is_int
 
 __all__ = ["CRITERIA", "SCHEDULES", "SCOPES", "STRUCTURES", "Prune"]
 
@@ -16,14 +15,6 @@ STRUCTURES = ("weight", "neuron", "channel", "head")
 SCOPES = ("layer", "global")
 CRITERIA = ("l1", "l2", "bn_scale", "taylor")
 SCHEDULES = ("oneshot", "iterative", "gradual")
-
-
-def _is_fraction(x: Any) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) and 0 <= x < 1
-
-
-def _is_int(x: Any, low: int) -> bool:
-    return isinstance(x, int) and not isinstance(x, bool) and x >= low
 
 
 @dataclass(frozen=True)
@@ -73,7 +64,7 @@ class Prune:
         own = "Prune"
         if self.structure not in STRUCTURES:
             raise bad_value("structure", own, f"one of {list(STRUCTURES)}", self.structure)
-        if not _is_fraction(self.sparsity):
+        if not is_fraction(self.sparsity):
             raise bad_value(
                 "sparsity", own, "a fraction in [0, 1) (the share removed)", self.sparsity,
                 "e.g. 0.9 removes 90% of the weights; it is never a count.",
@@ -95,9 +86,9 @@ class Prune:
                 "gradual pruning changes masks during training; removing channels mid-training would "
                 "reset the optimizer. Use schedule: iterative.",
             )  # fmt: skip
-        if not _is_int(self.steps, 1):
+        if not is_int(self.steps, 1):
             raise bad_value("steps", own, "an int >= 1", self.steps)
-        if not _is_int(self.epochs, 1):
+        if not is_int(self.epochs, 1):
             raise bad_value("epochs", own, "an int >= 1", self.epochs)
         if not isinstance(self.lr, (int, float)) or isinstance(self.lr, bool) or not 0 < self.lr < 10:
             raise bad_value("lr", own, "a float in (0, 10)", self.lr, "a typical value is 1e-3.")
@@ -107,7 +98,7 @@ class Prune:
             raise bad_value("round_to", own, "1 or 8", self.round_to)
         if isinstance(self.ffn, bool):
             pass
-        elif not _is_fraction(self.ffn):
+        elif not is_fraction(self.ffn):
             raise bad_value("ffn", own, "true, false or a fraction in [0, 1)", self.ffn)
         object.__setattr__(self, "per_layer", self._pairs(self.per_layer))
 
@@ -131,7 +122,7 @@ class Prune:
                 re.compile(pattern)
             except re.error as e:
                 raise bad_value("per_layer", "Prune", f"valid regular expressions ({e})", pattern) from e
-            if not _is_fraction(s):
+            if not is_fraction(s):
                 raise bad_value(f"per_layer[{pattern!r}]", "Prune", "a fraction in [0, 1)", s)
             out.append((pattern, float(s)))
         return tuple(out)

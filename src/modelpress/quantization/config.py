@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from modelpress.errors import bad_value
+from modelpress.errors import bad_value, is_int, is_number
 
 __all__ = ["DEPLOY_FORMATS", "MODES", "Quantize"]
 
@@ -14,14 +14,6 @@ _OBSERVERS = ("minmax", "percentile", "mse")
 _GROUP_SIZES = (32, 64, 128)
 # "auto" measures the candidates on the task and keeps the best (DESIGN §5); the others force one format.
 DEPLOY_FORMATS = ("auto", "float", "fp16", "dynamic", "static", "static-reduce-range", "nbits")
-
-
-def _is_int(x: object) -> bool:
-    return isinstance(x, int) and not isinstance(x, bool)
-
-
-def _is_num(x: object) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool)
 
 
 @dataclass(frozen=True)
@@ -77,7 +69,7 @@ class Quantize:
         if self.mode not in MODES:
             raise bad_value("mode", own, f"one of {list(MODES)}", self.mode)
         if self.bits is not None:
-            if not _is_int(self.bits) or self.bits not in (4, 8):
+            if not is_int(self.bits) or self.bits not in (4, 8):
                 raise bad_value("bits", own, "8 or 4 (integer weight bits)", self.bits,
                                 "use mode fp16/bf16 for 16-bit; 3-bit and 2-bit are not supported.")
             implied = {"int8-dynamic": 8, "int8-static": 8, "int8-weight": 8, "int4-weight": 4}
@@ -88,30 +80,30 @@ class Quantize:
                 raise bad_value("bits", own, f"left out for mode {self.mode}", self.bits)
         if self.granularity is not None and self.granularity not in _GRANULARITIES:
             raise bad_value("granularity", own, f"one of {list(_GRANULARITIES)} or null", self.granularity)
-        if not _is_int(self.group_size) or self.group_size not in _GROUP_SIZES:
+        if not is_int(self.group_size) or self.group_size not in _GROUP_SIZES:
             raise bad_value("group_size", own, f"one of {list(_GROUP_SIZES)}", self.group_size)
         if not isinstance(self.symmetric, bool):
             raise bad_value("symmetric", own, "true or false", self.symmetric)
         if self.observer not in _OBSERVERS:
             raise bad_value("observer", own, f"one of {list(_OBSERVERS)}", self.observer)
-        if not _is_num(self.percentile) or not 90.0 < self.percentile <= 100.0:
+        if not is_number(self.percentile) or not 90.0 < self.percentile <= 100.0:
             raise bad_value("percentile", own, "a number in (90, 100]", self.percentile, "e.g. 99.99.")
-        if self.max_drop is not None and (not _is_num(self.max_drop) or not 0 <= self.max_drop < 1):
+        if self.max_drop is not None and (not is_number(self.max_drop) or not 0 <= self.max_drop < 1):
             raise bad_value("max_drop", own, "a fraction in [0, 1) or null", self.max_drop,
                             "0.005 means half a point of accuracy.")
-        if not _is_int(self.epochs) or self.epochs < 1:
+        if not is_int(self.epochs) or self.epochs < 1:
             raise bad_value("epochs", own, "an int ≥ 1", self.epochs)
-        if not _is_num(self.lr) or not 0 < self.lr < 10:
+        if not is_number(self.lr) or not 0 < self.lr < 10:
             raise bad_value("lr", own, "a number in (0, 10)", self.lr, "QAT usually takes 1e-4 to 1e-3.")
         if not isinstance(self.learn_ranges, bool):
             raise bad_value("learn_ranges", own, "true or false", self.learn_ranges)
         if not isinstance(self.quantize_embeddings, bool):
             raise bad_value("quantize_embeddings", own, "true or false", self.quantize_embeddings)
-        if not _is_int(self.calibration_size) or self.calibration_size < 1:
+        if not is_int(self.calibration_size) or self.calibration_size < 1:
             raise bad_value("calibration_size", own, "an int ≥ 1", self.calibration_size)
         if self.deploy not in DEPLOY_FORMATS:
             raise bad_value("deploy", own, f"one of {list(DEPLOY_FORMATS)}", self.deploy)
-        if not _is_num(self.deploy_tolerance) or not 0 <= self.deploy_tolerance < 1:
+        if not is_number(self.deploy_tolerance) or not 0 <= self.deploy_tolerance < 1:
             raise bad_value("deploy_tolerance", own, "a fraction in [0, 1)", self.deploy_tolerance)
 
     # ---- derived settings (properties, so that the config stays flat data) ----------------------------
