@@ -30,7 +30,7 @@ __all__ = [
 
 
 def n_pruned(numel: int, sparsity: float) -> int:
-    """How many of ``numel`` elements a ``sparsity`` fraction removes: ``round(sparsity · numel)``."""
+    """How many of ``numel`` elements a ``sparsity`` fraction removes: ``sparsity · numel`` rounded half up."""
     if not 0 <= sparsity < 1:
         raise bad_value("sparsity", "n_pruned", "a fraction in [0, 1)", sparsity)
     return min(numel, math.floor(sparsity * numel + 0.5))
