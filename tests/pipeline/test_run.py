@@ -91,3 +91,23 @@ def test_model_that_does_not_fit_the_task_is_bad_input(digits):
     wrong = mp.tasks.models.build("lenet-300-100", input_shape=(1, 28, 28), num_classes=10)
     with pytest.raises(mp.BadInputError, match="does not run on task `digits`"):
         mp.run(mp.Recipe.resolve("finetune"), digits, model=wrong, progress=False, deploy=False)
+
+
+def test_failing_step_is_rolled_back_and_reported(monkeypatch, digits):
+    from modelpress.errors import CompressionError
+    from modelpress.finetune import FineTune
+    from modelpress.pipeline import steps
+
+    def breaks_halfway(model, config, ctx):
+        with torch.no_grad():
+            next(model.parameters()).zero_()  # damage first, then fail: the rollback must undo it
+        raise CompressionError("planted failure")
+
+    monkeypatch.setitem(steps.STEPS, "finetune", steps.StepKind("finetune", FineTune, breaks_halfway))
+    model = digits.model()
+    result = mp.run(mp.Recipe.from_list([FineTune()]), digits, model=model, progress=False, deploy=False,
+                    settings=mp.MeasureSettings(runs=3))
+    assert result.steps[0]["error"] == "rolled back: planted failure"
+    assert result.compressed.metric == result.baseline.metric
+    ref = dict(model.named_parameters())
+    assert all(torch.equal(p, ref[n]) for n, p in result.model.named_parameters())
