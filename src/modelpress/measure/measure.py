@@ -34,7 +34,7 @@ def _check_common(task: object, threads: int, batch_size: int, warmup: int, runs
 def _progress(enabled: bool, total: int, desc: str):
     from tqdm.auto import tqdm  # tqdm: the progress bar every other modelpress loop uses
 
-    return tqdm(total=total, desc=desc, disable=not enabled, leave=False)
+    return tqdm(total=total, desc=desc, disable=None if enabled else True, leave=False)
 
 
 def measure(

@@ -133,7 +133,7 @@ def sensitivity(
     baseline = task.metric(torch_predict(copy.deepcopy(model)), split)
     layers = layers_for(model, structure, task, select)
     values: dict[str, tuple[float, ...]] = {}
-    bar = tqdm(total=len(layers) * len(ratios), disable=not progress, desc="sensitivity", leave=False)
+    bar = tqdm(total=len(layers) * len(ratios), disable=None if progress else True, desc="sensitivity", leave=False)
     try:
         for name in layers:
             row = []

@@ -103,7 +103,7 @@ def train(
         )
         model.train()
         step = 0
-        bar = tqdm(total=total, disable=not progress, desc="train", unit="step", leave=False)
+        bar = tqdm(total=total, disable=None if progress else True, desc="train", unit="step", leave=False)  # None: off when not a terminal
         try:
             for _ in range(epochs):
                 running, seen = 0.0, 0
