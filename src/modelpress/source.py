@@ -13,11 +13,12 @@ Module swaps and changed shapes are recorded by the artifact itself, by comparin
 from __future__ import annotations
 
 import copy
+import importlib
 from typing import Any
 
 from torch import nn
 
-__all__ = ["attach_source", "get_source"]
+__all__ = ["attach_source", "get_source", "import_ref"]
 
 _ATTR = "_modelpress_source"
 
@@ -32,3 +33,22 @@ def get_source(model: nn.Module) -> dict[str, Any] | None:
     """The source recorded on ``model``, or None when it was built elsewhere."""
     src = getattr(model, _ATTR, None)
     return copy.deepcopy(src) if src is not None else None
+
+
+def import_ref(ref: str, what: str) -> Any:
+    """The object named by ``"package.module:name"`` (``what`` names it in errors, e.g. "model factory").
+
+    Raises BadInputError when ``ref`` has another form or cannot be imported.
+    """
+    from modelpress.errors import BadInputError
+
+    module_name, _, attr = str(ref).partition(":")
+    if not module_name or not attr:
+        raise BadInputError(f"{what} {ref!r} must have the form package.module:name.")
+    try:
+        return getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as e:
+        raise BadInputError(
+            f"cannot import the {what} {ref!r} ({e}). Fix: make its package importable "
+            "(pip install -e it, or set PYTHONPATH)."
+        ) from None

@@ -8,7 +8,6 @@ attributes that describe them (``out_features``, ``num_attention_heads``, ...), 
 
 from __future__ import annotations
 
-import importlib
 import inspect
 import sys
 from typing import Any
@@ -18,6 +17,7 @@ from torch import nn
 
 from modelpress.artifact.packed import PackedModule
 from modelpress.errors import BadInputError
+from modelpress.source import import_ref
 
 __all__ = ["apply_shapes", "build_from_source", "import_packed_class", "record_structure", "under"]
 
@@ -49,17 +49,11 @@ def _builtin(name: str, kwargs: dict[str, Any]) -> nn.Module:
 
 
 def _callable(ref: str, kwargs: dict[str, Any]) -> nn.Module:
-    mod_name, _, fn_name = ref.partition(":")
-    if not mod_name or not fn_name:
-        raise BadInputError(f"source ref {ref!r} must look like 'package.module:function'.")
+    mod_name = ref.partition(":")[0]
     if mod_name.split(".")[0] in _REFUSED_TOP:
         raise BadInputError(f"source ref {ref!r} points into {mod_name.split('.')[0]!r}, which is not a model "
                             "factory; refusing to call it. Fix: point at your own package's function.")
-    try:
-        fn = getattr(importlib.import_module(mod_name), fn_name)
-    except (ImportError, AttributeError) as e:
-        raise BadInputError(f"cannot import the model factory {ref!r} ({e}). "
-                            "Fix: make its package importable (pip install -e it or set PYTHONPATH).") from None
+    fn = import_ref(ref, "model factory")
     if not inspect.isfunction(fn):
         raise BadInputError(f"source ref {ref!r} is a {type(fn).__name__}, not a Python function.")
     model = fn(**kwargs)
@@ -220,11 +214,7 @@ def import_packed_class(ref: str) -> type[PackedModule]:
     if not cls_name or not any(mod_name.startswith(p) for p in ALLOWED_PACKED_PREFIXES):
         raise BadInputError(f"module swap class {ref!r} is outside the modelpress package; refusing to import "
                             "it. Fix: compressed modules must live in modelpress (see artifact/packed.py).")
-    try:
-        cls = getattr(importlib.import_module(mod_name), cls_name)
-    except (ImportError, AttributeError) as e:
-        raise BadInputError(f"cannot import module swap class {ref!r} ({e}); the artifact may come from "
-                            "another modelpress version. Fix: install the version that wrote it.") from None
+    cls = import_ref(ref, "module swap class (the artifact may come from another modelpress version)")
     if not (isinstance(cls, type) and issubclass(cls, PackedModule) and cls is not PackedModule):
         raise BadInputError(f"{ref!r} is not a PackedModule subclass; refusing to use it for a module swap.")
     return cls

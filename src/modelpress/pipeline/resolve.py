@@ -8,7 +8,6 @@ architecture, or ``package.module:function`` returning an ``nn.Module``.
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,7 @@ from modelpress import tasks
 from modelpress.artifact import load
 from modelpress.artifact.weights import read_weights
 from modelpress.errors import BadInputError
-from modelpress.source import attach_source, get_source
+from modelpress.source import attach_source, get_source, import_ref
 from modelpress.tasks.minilm import from_hf_folder
 from modelpress.tasks.task import Task
 
@@ -47,18 +46,9 @@ def check_fits(model: nn.Module, task: Task) -> None:
 
 def load_callable(ref: str) -> Callable[..., Any]:
     """Import ``package.module:function`` and return the function."""
-    module_name, _, attr = ref.partition(":")
-    if not module_name or not attr:
-        raise BadInputError(f"`{ref}` must have the form package.module:function.")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as e:
-        raise BadInputError(
-            f"cannot import module `{module_name}` named in `{ref}` ({e}). Fix: put it on PYTHONPATH."
-        ) from e
-    fn = getattr(module, attr, None)
+    fn = import_ref(ref, "function")
     if not callable(fn):
-        raise BadInputError(f"`{attr}` in module `{module_name}` is missing or not callable.")
+        raise BadInputError(f"{ref!r} is a {type(fn).__name__}, not a function.")
     return fn
 
 
