@@ -251,7 +251,7 @@ def test_structure_comparison_on_the_meta_device(tmp_path, monkeypatch, assert_s
     # big models compare against a fresh build on the meta device; force that path for a small one
     monkeypatch.setattr(importlib.import_module("modelpress.artifact.save"), "_META_ABOVE_BYTES", 0)
     torch.manual_seed(0)
-    model = build("resnet-s")
+    model = build("resnet-s", widths=(16, 32, 64))  # layer1 at 16 channels, as the slices below assume
     conv = model.layer1[0].conv1
     keep = torch.arange(0, 16, 2)
     new_conv = nn.Conv2d(16, 8, 3, 1, 1, bias=False)

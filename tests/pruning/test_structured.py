@@ -86,17 +86,20 @@ def test_removed_model_equals_the_masked_model(name, cfg, inputs):
     assert not torch.allclose(a, full, atol=1e-3)  # something really was removed
 
 
-def test_residual_groups_stay_consistent_and_round_to_8():
-    model = build("resnet-s")
-    apply_prune(model, Prune(structure="channel", sparsity=0.3, round_to=8), StepContext())
+@pytest.mark.parametrize(
+    ("round_to", "sparsity", "widths"),
+    [(8, 0.3, [24, 48, 88]), (16, 0.5, [16, 32, 64])],  # round((1 - s) w) to the nearest multiple
+)
+def test_residual_groups_stay_consistent_and_round_to(round_to, sparsity, widths):
+    model = build("resnet-s")  # stage widths 32 / 64 / 128
+    apply_prune(model, Prune(structure="channel", sparsity=sparsity, round_to=round_to), StepContext())
     convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
-    assert all(c.out_channels % 8 == 0 for c in convs)
-    # stage widths 16 / 32 / 64 keep round(0.7 w) rounded to a multiple of 8: 8 / 24 / 48
+    assert all(c.out_channels % round_to == 0 for c in convs)
     assert [model.layer1[0].bn2.num_features, model.layer2[0].bn2.num_features,
-            model.layer3[0].bn2.num_features] == [8, 24, 48]  # fmt: skip
+            model.layer3[0].bn2.num_features] == widths  # fmt: skip
     # a residual stage shares one width: its block outputs and its shortcut agree
-    assert model.layer2[0].shortcut[0].out_channels == model.layer2[1].conv2.out_channels == 24
-    assert model.fc.in_features == 48 and model(*IMG).shape == (6, 10)
+    assert model.layer2[0].shortcut[0].out_channels == model.layer2[1].conv2.out_channels == widths[1]
+    assert model.fc.in_features == widths[2] and model(*IMG).shape == (6, 10)
 
 
 def test_global_scope_removes_the_exact_total():

@@ -188,6 +188,21 @@ def _read_cached(path: str, mtime_ns: int, tag: str) -> dict[str, Tensor] | None
     return load_file(path)
 
 
+def _shapes(module: nn.Module, prefix: str) -> dict[str, tuple[int, ...]]:
+    return {prefix + k: tuple(v.shape) for k, v in module.state_dict().items()}
+
+
+def _read_fitting(path: Path, tag: str, expected: dict[str, tuple[int, ...]]) -> dict[str, Tensor] | None:
+    """The cached state when it exists, was trained by ``tag``'s recipe and has the ``expected`` tensor
+    shapes (an architecture changed since, e.g. other default widths, makes it stale); else None."""
+    if not path.is_file():
+        return None
+    state = _read_cached(str(path), path.stat().st_mtime_ns, tag)
+    if state is None or {k: tuple(v.shape) for k, v in state.items()} != expected:
+        return None
+    return state
+
+
 @contextlib.contextmanager
 def _training_lock(path: Path) -> Iterator[None]:
     """An exclusive lock beside ``path``, so that parallel jobs train a baseline once, not once each."""
@@ -235,15 +250,16 @@ def load_baseline(task: str, model: str | None = None, *, progress: bool = True)
     net = build(model, **_model_kwargs(spec, splits, model))
     path = baseline_path(task, model)
     tag = _recipe_tag(task, model)
-    state = _read_cached(str(path), path.stat().st_mtime_ns, tag) if path.is_file() else None
+    head_only = RECIPES[(task, model)].head_only
+    expected = _shapes(net.head if head_only else net, "head." if head_only else "")
+    state = _read_fitting(path, tag, expected)
     if state is None:
         with _training_lock(path):
             # Another process may have trained it while we waited for the lock.
-            state = _read_cached(str(path), path.stat().st_mtime_ns, tag) if path.is_file() else None
+            state = _read_fitting(path, tag, expected)
             if state is None:
                 state = _train_baseline(task, model, net, splits, progress)
                 _save_atomic(state, path, tag)
-    head_only = RECIPES[(task, model)].head_only
     if head_only:
         net.head.load_state_dict({k.removeprefix("head."): v.clone() for k, v in state.items()})
     else:
