@@ -71,6 +71,23 @@ def test_cache_of_another_recipe_is_retrained(tmp_path, monkeypatch):
     assert torch.equal(get("digits").model().fc1.weight, two_epochs.fc1.weight)
 
 
+def test_cache_of_another_architecture_is_retrained(tmp_path, monkeypatch):
+    """A cached file with the right recipe but other tensor shapes (the architecture's defaults changed,
+    as resnet-s's widths did) is retrained, not loaded into a mismatched model."""
+    from safetensors.torch import save_file
+
+    monkeypatch.setenv("MODELPRESS_CACHE", str(tmp_path))
+    key = ("digits", "lenet-300-100")
+    monkeypatch.setitem(builtin.RECIPES, key, builtin.Recipe(epochs=1))
+    path = builtin.baseline_path(*key)
+    path.parent.mkdir(parents=True)
+    stale = {"fc1.weight": torch.zeros(7, 64)}
+    save_file(stale, str(path), metadata={"recipe": builtin._recipe_tag(*key)})
+    model = get("digits").model()
+    assert model.fc1.weight.shape == (300, 64) and model.fc1.weight.abs().sum() > 0
+    assert builtin._read_fitting(path, builtin._recipe_tag(*key), builtin._shapes(model, "")) is not None
+
+
 def test_parallel_first_calls_train_once(tmp_path, monkeypatch):
     monkeypatch.setenv("MODELPRESS_CACHE", str(tmp_path))
     real, calls = builtin._train_baseline, []
