@@ -74,13 +74,14 @@ def _ort_latency(base: torch.nn.Module, pruned: torch.nn.Module, x32: tuple, tmp
     p0 = export_onnx(base.eval(), x32, tmp / "resnet-dense.onnx")
     p1 = export_onnx(pruned.eval(), x32, tmp / "resnet-pruned.onnx")
     predicts = [ort_predict(p0, threads=1), ort_predict(p1, threads=1)]
-    lat32 = _timed(predicts, x32, runs=60)  # cheap (about 10 ms a call): more runs, steadier medians
+    lat32 = _timed(predicts, x32, runs=120)  # cheap (about 20 ms a call): more runs, steadier medians
     lat1 = _timed(predicts, tuple(t[:1] for t in x32), runs=300)
     return {"ort_latency_b32": lat32, "ort_latency_b1": lat1,
             "ort_latency_cut_over_mac_cut_b32": round((1 - lat32["ratio"]) / mac_cut, 3)}  # fmt: skip
 
 
-RESNET_PRUNE = Prune(structure="channel", sparsity=0.5, scope="layer", criterion="l1", round_to=16)
+# The built-in recipe prune-channel: 32 / 64 / 128 channels -> 16 / 48 / 96, 44% of the MACs.
+RESNET_PRUNE = Prune(structure="channel", sparsity=0.3, scope="layer", criterion="l1", round_to=16)
 RESNET_EPOCHS = 4  # fine-tuning after pruning, lr 1e-3 cosine
 
 
@@ -133,7 +134,7 @@ def row_resnet(tmp: Path) -> dict:
     s1 = measure(model, task)
     x = task.example_inputs
     macs0, macs1 = count_macs(base, x), count_macs(model, x)
-    lat32 = _latency(base, model, _batch(task, 32))
+    lat32 = _latency(base, model, _batch(task, 32), runs=60)
     lat1 = _latency(base, model, _batch(task, 1), runs=200)
     mac_cut = 1 - macs1 / macs0
     return {
@@ -209,7 +210,7 @@ def row_resnet_speed(tmp: Path) -> dict:
     apply_prune(model, RESNET_PRUNE, StepContext())
     x = torch.randn(32, 1, 28, 28)
     macs0, macs1 = count_macs(base, x[:1]), count_macs(model, x[:1])
-    lat32, lat1 = _latency(base, model, (x,)), _latency(base, model, (x[:1],), runs=200)
+    lat32, lat1 = _latency(base, model, (x,), runs=60), _latency(base, model, (x[:1],), runs=200)
     mac_cut = 1 - macs1 / macs0
     return {"command": "python -m benchmarks.bench_pruning resnet-speed",
             "config": f"{_resnet_cfg_text()} on random-init resnet-s (no accuracy)",
@@ -254,11 +255,12 @@ def _speed_lines(r: dict) -> list[str]:
              f"{r['latency_b1_128']['pruned_ms']} ms (ratio {r['latency_b1_128']['ratio']}) |"), ""]  # fmt: skip
 
 
-_ORT_WHY = ("Why latency falls less than MACs (profiled here, onnxruntime 1.32 on this AVX-512 CPU): onnxruntime "
-            "runs convs in a channel-blocked layout (NCHWc, blocks of 16), so the pruned 24-channel stage costs "
-            "as much as the dense 32-channel one and the 8-channel stage leaves the blocked layout (extra reorder "
-            "nodes); narrow convs also run at a lower fraction of peak. Torch eager keeps unfused "
-            "BatchNorm / ReLU / add passes whose cost falls only with activation size.")
+_ORT_WHY = ("Why the widths matter: onnxruntime (NCHWc) and oneDNN in torch run fp32 convs on this AVX-512 CPU "
+            "in blocks of 16 channels, and a narrow conv runs at a lower fraction of peak than a wide one. So "
+            "latency follows MACs only when the pruned widths stay multiples of 16 and not too narrow: hence "
+            "round_to=16 and resnet-s at 32 / 64 / 128 channels (pruned to 16 / 48 / 96). The earlier resnet-s "
+            "at 16 / 32 / 64, pruned to 8 / 24 / 48 (commit 0eab9db's row), cut latency only 0.41× (onnxruntime) "
+            "and 0.59× (torch eager) as much as its MACs.")
 
 
 def _ort_lines(r: dict, ref: str) -> list[str]:
@@ -288,13 +290,10 @@ def _verdicts(results: dict[str, dict]) -> list[str]:
     if r:
         drop = 100 * (r["acc_base"] - r["acc_final"])
         eager = r["latency_cut_over_mac_cut_b32"]
-        if "ort_latency_cut_over_mac_cut_b32" in r:  # judged on the deployed runtime (DESIGN §5)
+        lat = f"latency cut >= 0.85 x MAC cut at batch 32 in torch eager ({eager}): {ok(eager >= 0.85)}"
+        if "ort_latency_cut_over_mac_cut_b32" in r:  # the deployed runtime (DESIGN §5)
             cut = r["ort_latency_cut_over_mac_cut_b32"]
-            lat = (f"latency cut >= 0.85 x MAC cut at batch 32 in onnxruntime, the deployed form ({cut}): "
-                   f"{ok(cut >= 0.85)} (torch eager, not judged: {eager})")
-        else:
-            lat = (f"latency cut >= 0.85 x MAC cut at batch 32, torch eager (onnxruntime not measured for this "
-                   f"row) ({eager}): {ok(eager >= 0.85)}")
+            lat += f"; in onnxruntime, the deployed form ({cut}): {ok(cut >= 0.85)}"
         out.append(f"- resnet-s: <= 50% MACs ({_pct(r['mac_ratio'])}) and <= 1 point drop ({drop:.2f}): "
                    f"{ok(r['mac_ratio'] <= 0.5 and drop <= 1)}; {lat}")  # fmt: skip
     r = results.get("minilm")
