@@ -149,9 +149,8 @@ def cnn(tmp: Path, model_name: str) -> list[str]:
     sim8, dep8 = evaluate(q8, task), task.metric(ort_predict(p8), task.test)
     batch = tuple(t[:32] for t in task.test.inputs)
     l32 = time_interleaved([ort_predict(p_fp32), ort_predict(p8)], batch, threads=1, warmup=3, runs=20)
-    # 4-bit weights: PTQ vs QAT (2 epochs on 15k training images)
-    # 4-bit: groups of 32 inputs per scale (per channel where a row is not a multiple of 32: LeNet's convs,
-    # the stem); QAT: 2 epochs over 15k training images (measured: 1 epoch left resnet-s 2.1 points down)
+    # 4-bit weights, PTQ vs QAT: groups of 32 inputs per scale (per channel where a row is not a multiple of
+    # 32: LeNet's convs, the stem); QAT: 2 epochs over 15k training images, lr 1e-4 decayed by cosine
     q4 = copy.deepcopy(fp32)
     apply_quantize(q4, Quantize(mode="int4-weight"), _ctx(task))
     qat = copy.deepcopy(fp32)
@@ -169,7 +168,7 @@ def cnn(tmp: Path, model_name: str) -> list[str]:
              f"{100 * (acc_fp32 - dep8):.2f} | – |"),
              (f"| 4-bit weights, PTQ (group 32) | {evaluate(q4, task):.4f} | "
              f"{100 * (acc_fp32 - evaluate(q4, task)):.2f} | {sizes['int4']:,} ({sizes['int4'] / sizes['fp32']:.3f}×) |"),
-             (f"| 4-bit weights, QAT (2 epochs on 15k images, {qat_s:.0f} s) | {evaluate(qat, task):.4f} | "
+             (f"| 4-bit weights, QAT (2 epochs on 15k images, cosine lr, {qat_s:.0f} s) | {evaluate(qat, task):.4f} | "
              f"{100 * (acc_fp32 - evaluate(qat, task)):.2f} | same as PTQ |"), "",
              f"- deployed vs simulated int8: {100 * (dep8 - sim8):+.2f} points",
              (f"- onnxruntime batch 32, 1 thread: fp32 {l32[0].median_ms:.2f} ms, deployed int8 "

@@ -147,6 +147,8 @@ def test_clear_errors(trained, digits_task):
         Quantize(mode="int4-weight", group_size=48)
     with pytest.raises(BadInputError, match="mode"):
         Quantize(mode="int2")
+    with pytest.raises(BadInputError, match="`schedule` of `Quantize`"):
+        Quantize(mode="qat", schedule="step")
     with pytest.raises(BadInputError, match="needs data"):
         apply_quantize(copy.deepcopy(trained), Quantize(mode="int8-static"), StepContext())
     with pytest.raises(BadInputError, match="calibration"):

@@ -5,11 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from modelpress.errors import bad_value, is_int, is_number
+from modelpress.tasks.train import OPTIMIZERS, SCHEDULES
 
 __all__ = ["FineTune"]
-
-_OPTIMIZERS = ("adam", "adamw", "sgd")
-_SCHEDULES = ("constant", "cosine")
 
 
 @dataclass(frozen=True)
@@ -41,9 +39,9 @@ class FineTune:
             raise bad_value("lr", "FineTune", "a float in (0, 10)", self.lr, "a typical value is 1e-3.")
         if self.batch_size is not None and not is_int(self.batch_size, 1):
             raise bad_value("batch_size", "FineTune", "an int ≥ 1 or null", self.batch_size)
-        if self.optimizer not in _OPTIMIZERS:
-            raise bad_value("optimizer", "FineTune", f"one of {list(_OPTIMIZERS)}", self.optimizer)
+        if self.optimizer not in OPTIMIZERS:
+            raise bad_value("optimizer", "FineTune", f"one of {list(OPTIMIZERS)}", self.optimizer)
         if not is_number(self.weight_decay) or self.weight_decay < 0:
             raise bad_value("weight_decay", "FineTune", "a float ≥ 0", self.weight_decay)
-        if self.schedule not in _SCHEDULES:
-            raise bad_value("schedule", "FineTune", f"one of {list(_SCHEDULES)}", self.schedule)
+        if self.schedule not in SCHEDULES:
+            raise bad_value("schedule", "FineTune", f"one of {list(SCHEDULES)}", self.schedule)

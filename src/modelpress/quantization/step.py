@@ -142,7 +142,7 @@ def _train_qat(model: nn.Module, plans: list[Plan], act_qparams: dict[str, tuple
         inner = model.get_submodule(p.name)
         swap(model, p.name, FakeQuantLayer(inner, p.spec, act=p.act, act_init=act_qparams.get(p.name),
                                            learn=config.learn_ranges))
-    losses = train(model, task.train, task.loss, epochs=config.epochs, lr=config.lr,
+    losses = train(model, task.train, task.loss, epochs=config.epochs, lr=config.lr, schedule=config.schedule,
                    batch_size=task.batch_size, seed=ctx.seed, progress=ctx.progress)
     log.details["qat_losses"] = [round(x, 6) for x in losses]
     log.details["qat_ranges"] = "learned (LSQ)" if config.learn_ranges else "observed (moving min-max)"
