@@ -5,9 +5,8 @@
    artifact bytes vs the fp32 artifact, per-layer kept fractions beside Han et al. 2015's 8% / 9% / 26%.
 2. resnet-s on Fashion-MNIST, channel pruning (:data:`RESNET_PRUNE`) to <= 50% of the MACs, then
    fine-tuning; latency ratio timed interleaved in one process at batch 32 and batch 1, 1 thread, both in
-   torch eager and in onnxruntime (the ONNX export, the deployed form that issue 3's latency bar is judged
-   on). ``resnet-ort`` adds the onnxruntime figures to a stored ``resnet`` row without re-running
-   fine-tuning (latency depends on the pruned shapes, not on the weights).
+   torch eager and in onnxruntime (the ONNX export, the deployed form); issue 3's latency bar is checked
+   in both.
 3. MiniLM on bbc-news, heads + FFN neurons to <= 60% of the encoder's parameters, short fine-tuning;
    latency ratio at batch 1 x 128 tokens.
 
@@ -161,26 +160,6 @@ def row_resnet(tmp: Path) -> dict:
         "latency_cut_over_mac_cut_b32": round((1 - lat32["ratio"]) / mac_cut, 3),
         **_ort_latency(base, model, _batch(task, 32), tmp, mac_cut),
     }  # fmt: skip
-
-
-def row_resnet_ort(tmp: Path) -> dict:
-    """The stored ``resnet`` row plus its onnxruntime latency, without re-running fine-tuning: the same
-    pruning of the same cached baseline gives the same shapes, and latency does not depend on weights.
-    The torch eager figures of the stored row are kept as they were measured."""
-    stored = _stored().get("resnet")
-    if stored is None:
-        raise SystemExit("no stored `resnet` row: run `python -m benchmarks.bench_pruning resnet` first")
-    task = get("fashion-mnist")
-    base = task.model("resnet-s").eval()
-    model = copy.deepcopy(base)
-    apply_prune(model, RESNET_PRUNE, StepContext(task=task, progress=False))
-    macs1 = count_macs(model, task.example_inputs)
-    if macs1 != stored["macs_final"]:
-        raise SystemExit(f"pruned MACs {macs1} != stored {stored['macs_final']}: run the `resnet` row")
-    ort = _ort_latency(base, model, _batch(task, 32), tmp, 1 - stored["mac_ratio"])
-    note = ("onnxruntime latency added later by `python -m benchmarks.bench_pruning resnet-ort` on the same "
-            "pruned shapes (not fine-tuned: weights do not change latency)")
-    return {**stored, **ort, "ort_note": note}
 
 
 def _encoder_params(model) -> int:
@@ -357,8 +336,6 @@ def render(results: dict[str, dict]) -> str:
                   f"{r['latency_b1']['pruned_ms']} ms ({_ratio(r['latency_b1'])}) |"),
                   *_ort_lines(r, " | "),
                   f"| artifact bytes | | {r['bytes_base']:,} → {r['bytes_final']:,} |", ""]  # fmt: skip
-        if "ort_note" in r:
-            lines += [f"Note: {r['ort_note']} (load {r.get('ort_loadavg', '?')}).", ""]
         if "ort_latency_b32" in r:
             lines += [_ORT_WHY, ""]
     r = results.get("minilm")
@@ -388,20 +365,20 @@ def main(rows: list[str] | None = None) -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     env = os.environ.get("MODELPRESS_BENCH_PRUNING_ROWS")
     rows = rows or (env.split(",") if env else list(ROWS))
+    rows_fn = {"lenet": row_lenet, "resnet": row_resnet, "minilm": row_minilm, "resnet-speed": row_resnet_speed,
+               "minilm-speed": row_minilm_speed}  # fmt: skip
+    unknown = [r for r in rows if r not in rows_fn]
+    if unknown:
+        print(f"bench_pruning: error: unknown row(s) {unknown}; choose from {list(rows_fn)}", file=sys.stderr)
+        raise SystemExit(2)
     tmp = cache_dir() / "bench" / "tmp"
     tmp.mkdir(parents=True, exist_ok=True)
     for row in rows:
         t0 = time.perf_counter()
-        rows_fn = {"lenet": row_lenet, "resnet": row_resnet, "minilm": row_minilm, "resnet-speed": row_resnet_speed,
-                   "minilm-speed": row_minilm_speed, "resnet-ort": row_resnet_ort}  # fmt: skip
         result = rows_fn[row](tmp)
         # Other jobs on the machine skew latency: record the 1-minute load average next to the figures.
-        if row == "resnet-ort":  # extends the stored resnet row: its own seconds / load stay as measured
-            result["ort_loadavg"] = round(os.getloadavg()[0], 1)
-            row = "resnet"
-        else:
-            result["seconds"] = round(time.perf_counter() - t0)
-            result["loadavg"] = round(os.getloadavg()[0], 1)
+        result["seconds"] = round(time.perf_counter() - t0)
+        result["loadavg"] = round(os.getloadavg()[0], 1)
         _store(row, result)
         print(json.dumps({row: result}, indent=1), flush=True)
     text = render(_stored())
