@@ -172,20 +172,22 @@ def _summary_row(name: str, report: dict) -> list[str]:
 
 def summarize(report: dict) -> str:
     """A plain-text summary of a run: one row per stage, then the ratios."""
+    from modelpress.pipeline.report import interleaved_ratios
+
     rows = [["baseline", report["baseline"]]] + [
         [f"{i + 1}. {s['name']}", s["stats"]] for i, s in enumerate(report["steps"])
     ]
     if report.get("deployed"):
         rows.append(["deployed (onnxruntime)", report["deployed"]])
+    lat = report["latency_interleaved"]
     table = [
         [label, f"{s['size_bytes']:,}", f"{s['nonzero_params']:,}", f"{s['macs']:,}", f"{s['latency_ms']:.3f}",
-         f"{s['metric']:.4f}"]
-        for label, s in rows
-    ]
-    text = _table(table, ["stage", "bytes", "non-zero", "MACs", "latency ms", report["metric_name"]])
-    lat = report["latency_interleaved"]
-    text += f"\nlatency vs baseline (interleaved, batch {lat['batch_size']}, {lat['threads']} thread): "
-    text += ", ".join(f"{k} {v:.2f}×" for k, v in lat["ratio_vs_baseline"].items())
+         f"{ratio:.2f}×", f"{s['metric']:.4f}"]
+        for (label, s), ratio in zip(rows, interleaved_ratios(report), strict=True)
+    ]  # fmt: skip
+    text = _table(table, ["stage", "bytes", "non-zero", "MACs", "latency ms", "× baseline", report["metric_name"]])
+    text += (f"\nlatency ms: each stage timed alone; × baseline: all stages timed interleaved in one process "
+             f"(batch {lat['batch_size']}, {lat['threads']} thread), the figure to compare")  # fmt: skip
     skipped = [f"{s['name']}: {k['module']} ({k['why']})" for s in report["steps"] for k in s.get("skipped", [])]
     if skipped:
         text += "\nskipped: " + "; ".join(skipped)

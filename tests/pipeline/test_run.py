@@ -58,11 +58,27 @@ def test_artifact_reloads_to_same_metric(compressed_run, digits):
     assert mp.measure(loaded, digits, runs=3).metric == pytest.approx(result.compressed.metric, abs=1e-9)
 
 
+def test_every_step_is_timed_interleaved_with_the_baseline(digits):
+    """Each step's model is kept and timed side by side with the baseline and the deployed model, so the
+    per-stage latency ratios are comparable (each step's own latency_ms is timed alone)."""
+    from modelpress.commands import summarize
+
+    recipe = mp.Recipe.from_list([mp.Prune(structure="neuron", sparsity=0.5), mp.FineTune(epochs=1, lr=1e-4)])
+    result = mp.run(recipe, digits, settings=mp.MeasureSettings(runs=3), progress=False)
+    lat = result.report["latency_interleaved"]
+    assert len(lat["steps_ratio_vs_baseline"]) == 2 and min(lat["steps_ratio_vs_baseline"]) > 0
+    assert lat["steps_ratio_vs_baseline"][-1] == lat["ratio_vs_baseline"]["compressed"]
+    table = summarize(result.report).splitlines()
+    rows = [line for line in table if line.startswith(("baseline", "1. prune", "2. finetune", "deployed"))]
+    assert len(rows) == 4 and all("×" in line for line in rows)
+    assert rows[0].split()[5] == "1.00×"
+
+
 def test_cli_compress_and_evaluate(tmp_path, capsys):
     out = tmp_path / "cli"
     assert main(["compress", "--task", "digits", "--recipe", "finetune", "--out", str(out), "--runs", "3"]) == 0
     text = capsys.readouterr().out
-    assert "deployed (onnxruntime)" in text and "latency vs baseline" in text
+    assert "deployed (onnxruntime)" in text and "× baseline" in text and "timed interleaved" in text
     js = tmp_path / "stats.json"
     assert main(["evaluate", "--task", "digits", "--model", str(out / "model"), "--json", str(js), "--runs", "3"]) == 0
     stats = json.loads(js.read_text())

@@ -72,6 +72,16 @@ def _fmt_bytes(n: float) -> str:
     return str(n)
 
 
+def interleaved_ratios(report: dict[str, Any]) -> list[float]:
+    """Latency / baseline latency, all timed interleaved in one run, for each row of `_rows`: the
+    baseline (1.0), the model after each step, the deployed model."""
+    lat = report["latency_interleaved"]
+    out = [1.0, *lat["steps_ratio_vs_baseline"][: len(report["steps"])]]
+    if report.get("deployed"):
+        out.append(lat["ratio_vs_baseline"]["deployed"])
+    return out
+
+
 def _rows(report: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     rows = [("baseline", report["baseline"])]
     rows += [(f"{i + 1}. {s['name']}", s["stats"]) for i, s in enumerate(report["steps"])]
@@ -114,13 +124,15 @@ def render_html(report: dict[str, Any]) -> str:
     """A self-contained HTML page: the stats table, the plots, skipped modules, the recipe."""
     e = html.escape
     head = "".join(f"<th>{h}</th>" for h in ("", "size", "params", "non-zero", "MACs", "latency ms",
-                                             "p90 ms", "peak mem", report["metric_name"], "runtime"))
+                                             "p90 ms", "× baseline (interleaved)", "peak mem",
+                                             report["metric_name"], "runtime"))  # fmt: skip
     body = ""
-    for label, s in _rows(report):
+    for (label, s), ratio in zip(_rows(report), interleaved_ratios(report), strict=True):
         body += (
             f"<tr><td>{e(label)}</td><td>{_fmt_bytes(s['size_bytes'])}</td><td>{s['params']:,}</td>"
             f"<td>{s['nonzero_params']:,}</td><td>{s['macs']:,}</td><td>{s['latency_ms']:.3f}</td>"
-            f"<td>{s['latency_p90_ms']:.3f}</td><td>{_fmt_bytes(s['peak_mem_bytes'])}</td>"
+            f"<td>{s['latency_p90_ms']:.3f}</td><td>{ratio:.2f}×</td>"
+            f"<td>{_fmt_bytes(s['peak_mem_bytes'])}</td>"
             f"<td>{s['metric']:.4f}</td><td>{e(s['runtime'])}</td></tr>"
         )
     skipped = "".join(
@@ -141,7 +153,8 @@ def render_html(report: dict[str, Any]) -> str:
 td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}td:first-child{{text-align:left}}</style></head><body>
 <h1>modelpress report — task <code>{e(report['task'])}</code></h1>
 <p>Size is bytes on disk; latency is the median of timed runs at batch {lat.get('batch_size', '?')} with
-{lat.get('threads', '?')} thread(s); the metric is measured on the held-out test split.</p>
+{lat.get('threads', '?')} thread(s): "latency ms" timed each stage alone, "× baseline" timed all of them
+interleaved in one process (the figure to compare). The metric is measured on the held-out test split.</p>
 <table><tr>{head}</tr>{body}</table>
 <p>Latency ratios to the baseline, timed interleaved in one process: {e(json.dumps(lat.get('ratio_vs_baseline', {})))}</p>
 <img src="data:image/png;base64,{_plot_png(report)}"/>
