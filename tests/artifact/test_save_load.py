@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from torch import Tensor, nn
+from torch import nn
 from torch.nn.utils import parametrize
 
 from modelpress.artifact import bake, folder_bytes, load, save
@@ -42,19 +42,11 @@ def test_roundtrip_builtin_is_bit_exact(tmp_path, name, assert_same, manifest_of
     assert folder_bytes(folder) == sum(f.stat().st_size for f in folder.iterdir())
 
 
-def test_save_does_not_touch_the_callers_model_and_bakes_masks(tmp_path):
-    class Mask(nn.Module):
-        def __init__(self, m: Tensor) -> None:
-            super().__init__()
-            self.register_buffer("m", m)
-
-        def forward(self, w: Tensor) -> Tensor:
-            return w * self.m
-
+def test_save_does_not_touch_the_callers_model_and_bakes_masks(tmp_path, multiply_mask):
     torch.manual_seed(0)
     model = build("lenet-300-100")
     mask = (torch.rand_like(model.fc1.weight) > 0.8).float()
-    parametrize.register_parametrization(model.fc1, "weight", Mask(mask))
+    multiply_mask(model.fc1, mask)
     expected = model.fc1.weight.detach().clone()
     loaded = load(save(model, tmp_path / "a"))
     assert parametrize.is_parametrized(model.fc1)  # caller's model untouched

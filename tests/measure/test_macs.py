@@ -29,19 +29,10 @@ def test_per_example_whatever_the_batch(lenet):
     assert count_macs(lenet(), (torch.randn(7, 1, 28, 28),)) == 266_200
 
 
-class _Mask(nn.Module):
-    def __init__(self, mask: torch.Tensor) -> None:
-        super().__init__()
-        self.register_buffer("mask", mask)
-
-    def forward(self, w: torch.Tensor) -> torch.Tensor:
-        return w * self.mask
-
-
-def test_parametrized_model_counts_like_dense_and_is_left_alone(lenet):
+def test_parametrized_model_counts_like_dense_and_is_left_alone(lenet, multiply_mask):
     model = lenet().train()
     layer = model.fc1
-    parametrize.register_parametrization(layer, "weight", _Mask(torch.ones_like(layer.weight)))
+    multiply_mask(layer, torch.ones_like(layer.weight))
     assert count_macs(model, (torch.randn(1, 1, 28, 28),)) == 266_200
     assert parametrize.is_parametrized(layer, "weight")  # the caller's model keeps its mask
     assert model.training and layer.training  # and its mode

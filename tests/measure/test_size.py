@@ -36,21 +36,12 @@ def test_exactly_1000_planted_zeros(lenet):
     assert nonzero_params(model) == 266_610 - 1000
 
 
-class _Mask(nn.Module):
-    def __init__(self, mask: Tensor) -> None:
-        super().__init__()
-        self.register_buffer("mask", mask)
-
-    def forward(self, w: Tensor) -> Tensor:
-        return w * self.mask
-
-
-def test_parametrize_mask_counts_weight_once_with_its_zeros(lenet):
+def test_parametrize_mask_counts_weight_once_with_its_zeros(lenet, multiply_mask):
     model = lenet()
     layer = model.fc2  # 300 → 100: 30,000 weights
     mask = torch.ones_like(layer.weight)
     mask.view(-1)[:12_345] = 0
-    parametrize.register_parametrization(layer, "weight", _Mask(mask))
+    multiply_mask(layer, mask)
     # parametrized modules hold `original` + the mask buffer: the count must still be the dense one
     assert count_params(model) == (266_610, 266_610 - 12_345)
     assert parametrize.is_parametrized(layer)  # the caller's model is untouched

@@ -191,20 +191,9 @@ def test_dynamic_deployment_leaves_float_layers_float(tmp_path):
     assert torch.allclose(ort_predict(path)(x), m(x), atol=2e-2)
 
 
-class _Mask(nn.Module):
-    def __init__(self, mask: torch.Tensor) -> None:
-        super().__init__()
-        self.register_buffer("mask", mask)
-
-    def forward(self, w: torch.Tensor) -> torch.Tensor:
-        return w * self.mask
-
-
-def test_pruned_parametrized_layers_are_quantized_with_zeros_kept(trained):
-    from torch.nn.utils import parametrize
-
+def test_pruned_parametrized_layers_are_quantized_with_zeros_kept(trained, multiply_mask):
     mask = (torch.rand_like(trained.fc1.weight) > 0.5).float()
-    parametrize.register_parametrization(trained.fc1, "weight", _Mask(mask))
+    multiply_mask(trained.fc1, mask)
     apply_quantize(trained, Quantize(mode="int8-dynamic"), StepContext())
     assert isinstance(trained.fc1, QuantLinear)
     assert bool((trained.fc1.qweight[mask == 0] == 0).all())
