@@ -11,6 +11,21 @@ from modelpress.tasks import metrics
 from modelpress.tasks.task import Split
 
 
+def test_metric_of_stored_outputs_larger_than_one_batch():
+    """Outputs computed once (quantization sensitivity, deployment candidates) are scored through the
+    same metric; accuracy feeds 512 examples at a time, and 1300 rows must not be handed back at once."""
+    torch.manual_seed(0)
+    targets = torch.randint(0, 5, (1300,))
+    split = Split((torch.zeros(1300, 3),), targets)
+    predicted = torch.where(torch.rand(1300) < 0.7, targets, (targets + 1) % 5)
+    outputs = torch.nn.functional.one_hot(predicted, 5).float()
+    expected = int((predicted == targets).sum()) / 1300
+    assert metrics.ACCURACY.on_outputs(outputs, split) == pytest.approx(expected, abs=1e-12)
+    assert metrics.ACCURACY.on_outputs(outputs, split) == pytest.approx(expected, abs=1e-12)  # again
+    with pytest.raises(ValueError, match="1299 output rows"):
+        metrics.ACCURACY.on_outputs(outputs[:-1], split)
+
+
 def test_accuracy_planted():
     targets = torch.tensor([0, 1, 2, 3, 0, 1, 2, 3, 0, 1])
     split = Split((torch.zeros(10, 2),), targets)

@@ -208,7 +208,7 @@ def measure_candidates(paths: dict[str, Path], task: Task | None, split: Split |
             predict = ort_predict(path, threads=1)
             if task is not None and split is not None:
                 out = predict(split.inputs)
-                row["metric"] = task.metric(lambda _i, out=out: out, split)
+                row["metric"] = task.metric.on_outputs(out, split)
                 if sim_out is not None:
                     row["max_abs_diff_to_simulation"] = float((out.float() - sim_out.float()).abs().max())
             predicts.append(predict)
@@ -253,7 +253,7 @@ def deploy(onnx_path: Path, model: nn.Module, config: Quantize, task: Task | Non
         example = tuple(t[:1] for t in split.inputs) if split is not None else None
         rows = measure_candidates(paths, task, split, sim_out, example)
         rows += [{"format": f, "error": e} for f, e in errors.items()]
-        ref = task.metric(lambda _i: sim_out, split) if (task and split is not None and sim_out is not None) else None
+        ref = task.metric.on_outputs(sim_out, split) if (task and split is not None and sim_out is not None) else None
         forced = [r for r in rows if r["format"] == config.deploy and "error" not in r]
         if forced:
             best, why = forced[0], f"forced by `deploy: {config.deploy}`"

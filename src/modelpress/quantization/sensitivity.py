@@ -35,7 +35,7 @@ def _score(model: nn.Module, task: Task, split: Split) -> tuple[float, Tensor]:
     """The task metric on ``split`` and the raw outputs (computed once, used for both)."""
     predict = torch_predict(model, batch_size=64)
     out = predict(split.inputs)
-    metric = task.metric(lambda _inputs, out=out: out, split)
+    metric = task.metric.on_outputs(out, split)
     return metric, out
 
 

@@ -71,6 +71,23 @@ class Metric:
     def __call__(self, predict: Predict, split: Split) -> float:
         return float(self.fn(predict, split))
 
+    def on_outputs(self, outputs: Tensor, split: Split) -> float:
+        """The metric of ``outputs`` already computed for every example of ``split``, in order
+        (``(len(split), ...)``), for callers that need the outputs too. The metric's predict calls are
+        answered with the next rows, so it may feed the split in batches of any size."""
+        if len(outputs) != len(split):
+            raise ValueError(f"{len(outputs)} output rows for a split of {len(split)} examples")
+        cursor = 0
+
+        def replay(inputs: tuple[Tensor, ...]) -> Tensor:
+            nonlocal cursor
+            n = len(inputs[0])
+            rows = outputs[cursor : cursor + n]
+            cursor = (cursor + n) % len(outputs)
+            return rows
+
+        return self(replay, split)
+
 
 @dataclass(frozen=True)
 class Task:
