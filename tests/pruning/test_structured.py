@@ -200,3 +200,14 @@ class MHAModel(nn.Module):
 
     def forward(self, x):
         return self.fc(self.mha(x, x, x)[0].mean(1))
+
+
+def test_folding_weight_masks_leaves_earlier_copies_intact():
+    """Structured pruning folds earlier weight masks; a deep copy taken before (a rollback backup, a
+    timing snapshot) shares torch's parametrized class and must keep its masked weight."""
+    model = build("lenet-300-100")
+    apply_prune(model, Prune(structure="weight", sparsity=0.5), StepContext())
+    backup = copy.deepcopy(model)
+    apply_prune(model, Prune(structure="neuron", sparsity=0.3), StepContext())
+    assert model.fc1.out_features == 210 and backup.fc1.weight.shape == (300, 784)
+    assert float((backup.fc1.weight == 0).float().mean()) == pytest.approx(0.5, abs=1e-3)

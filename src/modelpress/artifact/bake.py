@@ -9,7 +9,7 @@ from torch.nn.utils import parametrize
 
 from modelpress.source import attach_source, get_source
 
-__all__ = ["bake"]
+__all__ = ["bake", "unparametrize"]
 
 
 def bake(model: nn.Module) -> nn.Module:
@@ -22,15 +22,22 @@ def bake(model: nn.Module) -> nn.Module:
     baked = copy.deepcopy(model)
     for module in baked.modules():
         if parametrize.is_parametrized(module):
-            # deepcopy shares the dynamically made `Parametrized<Cls>` class with the original, and
-            # removal deletes the weight property from that class: give the copy its own class first,
-            # or the caller's model would lose its `weight`.
-            cls = type(module)
-            body = {k: v for k, v in vars(cls).items() if k not in ("__dict__", "__weakref__")}
-            module.__class__ = type(cls.__name__, cls.__bases__, body)
             for name in list(module.parametrizations.keys()):
-                parametrize.remove_parametrizations(module, name, leave_parametrized=True)
+                unparametrize(module, name)
     source = get_source(model)
     if source is not None and get_source(baked) is None:
         attach_source(baked, source)
     return baked
+
+
+def unparametrize(module: nn.Module, name: str) -> None:
+    """Remove the parametrizations of ``module.<name>``, keeping the effective tensor as a plain one.
+
+    A deep copy of a parametrized module shares its dynamically made ``Parametrized<Cls>`` class with the
+    original, and removal deletes the ``name`` property from that class: so the module first gets a class
+    of its own, or every copy (a rollback backup, a timing snapshot) would lose its ``name``.
+    """
+    cls = type(module)
+    body = {k: v for k, v in vars(cls).items() if k not in ("__dict__", "__weakref__")}
+    module.__class__ = type(cls.__name__, cls.__bases__, body)
+    parametrize.remove_parametrizations(module, name, leave_parametrized=True)

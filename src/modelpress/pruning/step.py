@@ -9,6 +9,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
+from modelpress.artifact.bake import unparametrize
 from modelpress.context import Skipped, StepContext, StepLog
 from modelpress.errors import BadInputError
 from modelpress.pruning.config import Prune
@@ -152,7 +153,7 @@ def _fold_masks(model: nn.Module) -> int:
         if parametrize.is_parametrized(m, "weight") and all(
             isinstance(p, WeightMask) for p in m.parametrizations["weight"]
         ):
-            parametrize.remove_parametrizations(m, "weight", leave_parametrized=True)
+            unparametrize(m, "weight")  # a copy of the model (e.g. a rollback backup) keeps its mask
             n += 1
     return n
 
