@@ -19,7 +19,7 @@ from modelpress.artifact import folder_bytes, save
 from modelpress.context import StepContext, StepLog
 from modelpress.errors import BadInputError, CompressionError, bad_value, is_int
 from modelpress.measure import measure, measure_onnx
-from modelpress.measure._model import batch_of
+from modelpress.measure._model import baked_eval_copy, batch_of
 from modelpress.measure.latency import time_interleaved
 from modelpress.measure.runtime import ort_predict
 from modelpress.measure.stats import Stats
@@ -109,16 +109,18 @@ def run(
         )
     check_fits(original, task)
     out_dir = _prepare_out(out, original)
-    reference, work = copy.deepcopy(original), copy.deepcopy(original)  # the caller's model stays untouched
+    reference, work = baked_eval_copy(original), copy.deepcopy(original)  # the caller's model stays untouched
     kw = {"threads": settings.threads, "batch_size": settings.batch_size, "warmup": settings.warmup,
           "runs": settings.runs}
     _say(progress, f"measuring the baseline on `{task.name}` ...")
     baseline = measure(work, task, **kw)
     step_rows: list[dict[str, Any]] = []
-    earlier: list[nn.Module] = []  # the model after each step but the last, to time them all side by side
+    # the model after each step but the last, baked as shipped (no mask parametrizations), to time them all
+    # side by side at the end
+    earlier: list[nn.Module] = []
     for i, step in enumerate(recipe.steps):
         if i > 0:
-            earlier.append(copy.deepcopy(work))
+            earlier.append(baked_eval_copy(work))
         _say(progress, f"step {i + 1}/{len(recipe.steps)}: {step.key} ...")
         backup = copy.deepcopy(work)
         t0 = time.perf_counter()
@@ -142,8 +144,8 @@ def run(
         deployed, deploy_info = None, {}
         if deploy:
             deployed, deploy_info = _deploy(work, recipe, task, onnx_path, settings, compressed, seed)
-        interleaved = _time_side_by_side(reference, [*earlier, work], onnx_path if deployed else None, task,
-                                         settings)
+        stages = [reference, *earlier, baked_eval_copy(work)]
+        interleaved = _time_side_by_side(stages, onnx_path if deployed else None, task, settings)
     report = build_report(task, recipe, baseline, step_rows, compressed, deployed, deploy_info, interleaved)
     if out_dir is not None:
         # measured sizes come from a bare save; the written artifact also records the recipe in its manifest
@@ -189,25 +191,26 @@ def _deploy(work, recipe, task, path, settings, compressed, seed) -> tuple[Stats
     return deployed, info
 
 
-def _time_side_by_side(reference: nn.Module, stages: list[nn.Module], onnx_path: Path | None, task: Task,
+def _time_side_by_side(stages: list[nn.Module], onnx_path: Path | None, task: Task,
                        settings: MeasureSettings) -> dict[str, Any]:  # fmt: skip
-    """Baseline, the model after each step (torch; the last one is ``compressed``) and deployed
-    (onnxruntime) timed interleaved in one process. Each step's own ``latency_ms`` is timed alone, at
-    another moment; these ratios are the ones to compare."""
+    """The baseline (``stages[0]``), the model after each step (the last one is ``compressed``), all baked
+    eval-mode copies as the artifact ships them, and the deployed ONNX model (onnxruntime), timed
+    interleaved in one process. Each step's own ``latency_ms`` is timed alone, at another moment; these
+    ratios are the ones to compare."""
     inputs = batch_of(task.test, settings.batch_size)
-    predicts = [torch_predict(m.eval()) for m in (reference, *stages)]
+    predicts = [torch_predict(m) for m in stages]
     if onnx_path is not None:
         predicts.append(ort_predict(onnx_path, threads=settings.threads))
     lat = time_interleaved(predicts, inputs, threads=settings.threads, warmup=settings.warmup, runs=settings.runs)
     ms = [x.median_ms for x in lat]
     names = ["baseline", "compressed"] + (["deployed"] if onnx_path is not None else [])
-    picked = [ms[0], ms[len(stages)]] + ms[len(stages) + 1:]  # baseline, the last stage, deployed
+    picked = [ms[0], ms[len(stages) - 1]] + ms[len(stages):]  # baseline, the last stage, deployed
     return {
         "threads": settings.threads,
         "batch_size": settings.batch_size,
         "median_ms": {k: round(v, 4) for k, v in zip(names, picked, strict=True)},
         "ratio_vs_baseline": {k: round(v / ms[0], 4) for k, v in zip(names, picked, strict=True)},
-        "steps_ratio_vs_baseline": [round(v / ms[0], 4) for v in ms[1 : len(stages) + 1]],
+        "steps_ratio_vs_baseline": [round(v / ms[0], 4) for v in ms[1 : len(stages)]],
     }
 
 
