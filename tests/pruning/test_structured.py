@@ -211,3 +211,10 @@ def test_folding_weight_masks_leaves_earlier_copies_intact():
     apply_prune(model, Prune(structure="neuron", sparsity=0.3), StepContext())
     assert model.fc1.out_features == 210 and backup.fc1.weight.shape == (300, 784)
     assert float((backup.fc1.weight == 0).float().mean()) == pytest.approx(0.5, abs=1e-3)
+
+
+@pytest.mark.parametrize(("per_layer", "ffn_kept"), [({"no-such-layer": 0.5}, 48), ({r".*intermediate\.dense": 0.5}, 32)])
+def test_ffn_keeps_its_own_fraction_unless_a_per_layer_entry_matches(per_layer, ffn_kept):
+    model = tiny_bert()  # 64 FFN neurons per layer; ffn=0.25 removes 16
+    apply_prune(model, Prune(structure="head", sparsity=0.5, ffn=0.25, per_layer=per_layer), StepContext())
+    assert model.encoder.encoder.layer[0].intermediate.dense.out_features == ffn_kept

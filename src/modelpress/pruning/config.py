@@ -133,12 +133,20 @@ class Prune:
             out.append((pattern, float(s)))
         return tuple(out)
 
-    def sparsity_for(self, name: str) -> float:
-        """The sparsity for the layer called ``name``: the first matching ``per_layer`` entry, else ``sparsity``."""
+    def override_for(self, name: str) -> float | None:
+        """The first ``per_layer`` sparsity whose pattern fully matches ``name``, or None."""
         for pattern, s in self.per_layer or ():
             if re.fullmatch(pattern, name):
                 return s
-        return float(self.sparsity)
+        return None
+
+    def sparsity_for(self, name: str, default: float | None = None) -> float:
+        """The sparsity for the layer called ``name``: its ``per_layer`` override, else ``default``
+        (``sparsity`` when None)."""
+        s = self.override_for(name)
+        if s is not None:
+            return s
+        return float(self.sparsity if default is None else default)
 
     @property
     def ffn_sparsity(self) -> float:

@@ -59,7 +59,7 @@ def prune_weights(targets: list[tuple[str, nn.Module]], config: Prune,
     """Mask the smallest-magnitude weights of ``targets`` (in place) to ``schedule(s)`` of each layer's
     final sparsity ``s`` (``config.sparsity_for(name)``); scope "global" ranks all layers without a
     ``per_layer`` override together. Returns the sparsity reached per layer."""
-    own = {n: m for n, m in targets if config.per_layer and any(_match(p, n) for p, _ in config.per_layer)}
+    own = {n: m for n, m in targets if config.override_for(n) is not None}
     shared = [(n, m) for n, m in targets if n not in own]
     masks: dict[str, Tensor] = {}
     if config.scope == "global" and shared:
@@ -73,12 +73,6 @@ def prune_weights(targets: list[tuple[str, nn.Module]], config: Prune,
         set_mask(m, masks[n])
         reached[n] = 1.0 - float(masks[n].sum()) / masks[n].numel()
     return reached
-
-
-def _match(pattern: str, name: str) -> bool:
-    import re
-
-    return re.fullmatch(pattern, name) is not None
 
 
 def _geometric(fraction: float) -> Callable[[float], float]:

@@ -15,7 +15,6 @@ masked model, used by the tests to check outputs agree).
 
 from __future__ import annotations
 
-import re
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -220,7 +219,7 @@ def plan_structured(model: nn.Module, config: Prune, example_inputs: tuple[Tenso
         if config.ffn_sparsity > 0:
             for name, lin in _ffn_linears(model):
                 if accept(name, lin):
-                    s = config.sparsity_for(name) if config.per_layer else config.ffn_sparsity
+                    s = config.sparsity_for(name, default=config.ffn_sparsity)
                     candidates.append(Unit(name, "ffn", lin, lin.out_features, sparsity=s))
     else:
         kind = nn.Linear if config.structure == "neuron" else nn.modules.conv._ConvNd
@@ -264,7 +263,7 @@ def plan_structured(model: nn.Module, config: Prune, example_inputs: tuple[Tenso
 def _choose(units: list[Unit], config: Prune) -> None:
     """Fill ``unit.remove``: per layer, or by one threshold over normalised scores (scope "global";
     heads, FFN neurons and channels are ranked separately, units with a per_layer override locally)."""
-    overridden = {u.name for u in units if any(re.fullmatch(p, u.name) for p, _ in config.per_layer or ())}
+    overridden = {u.name for u in units if config.override_for(u.name) is not None}
     local = [u for u in units if config.scope == "layer" or u.name in overridden]
     for u in local:
         rt = 1 if u.kind == "head" else config.round_to
