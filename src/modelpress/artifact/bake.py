@@ -7,7 +7,6 @@ import copy
 from torch import nn
 from torch.nn.utils import parametrize
 
-from modelpress.source import attach_source, get_source
 
 __all__ = ["bake", "unparametrize"]
 
@@ -24,10 +23,7 @@ def bake(model: nn.Module) -> nn.Module:
         if parametrize.is_parametrized(module):
             for name in list(module.parametrizations.keys()):
                 unparametrize(module, name)
-    source = get_source(model)
-    if source is not None and get_source(baked) is None:
-        attach_source(baked, source)
-    return baked
+    return baked  # deepcopy carries the attached source along
 
 
 def unparametrize(module: nn.Module, name: str) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor, nn
 
 from modelpress.errors import BadInputError, bad_value, is_int
@@ -66,9 +65,3 @@ def check_inputs(inputs: object, owner: str) -> tuple[Tensor, ...]:
             f"{[tuple(t.shape) for t in inputs]}."
         )
     return tuple(inputs)
-
-
-@torch.no_grad()
-def forward(model: nn.Module, inputs: tuple[Tensor, ...]) -> object:
-    """``model(*inputs)`` without autograd."""
-    return model(*inputs)

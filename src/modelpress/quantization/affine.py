@@ -25,7 +25,6 @@ __all__ = [
     "qrange",
     "quantize",
     "quantize_weight",
-    "reduce_ranges",
     "weight_qparams",
 ]
 
@@ -89,15 +88,6 @@ def fake_quantize(x: Tensor, scale: Tensor, zero_point: Tensor, qmin: int, qmax:
     rounded = v + (torch.round(v) - v).detach()
     clipped = torch.clamp(rounded, qmin, qmax)
     return (clipped - zp) * scale
-
-
-def reduce_ranges(x: Tensor, dims: tuple[int, ...]) -> tuple[Tensor, Tensor]:
-    """Min and max of ``x`` over ``dims`` (kept as size-1 dims, so the result broadcasts against x)."""
-    lo, hi = x, x
-    for d in sorted(dims):
-        lo = lo.amin(dim=d, keepdim=True)
-        hi = hi.amax(dim=d, keepdim=True)
-    return lo, hi
 
 
 def group_view(w: Tensor, granularity: str, group_size: int) -> Tensor:

@@ -133,7 +133,7 @@ def build_candidate(fmt: str, src: Path, dst: Path, model: onnx.ModelProto, matc
         new, left = to_matmul_nbits(model, matched, accuracy_level=4 if fmt.endswith("compute") else 0)
         onnx.save(new, str(dst))
         return left
-    if fmt != "fp16" and not fmt.startswith("nbits") and not int8_nodes:
+    if not int8_nodes:
         # onnxruntime reads an empty node list as "quantize every node": never hand it one
         raise ValueError("no quantized layer was found in the ONNX graph")
     if fmt == "dynamic":

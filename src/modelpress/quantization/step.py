@@ -116,10 +116,8 @@ def apply_quantize(model: nn.Module, config: Quantize, ctx: StepContext) -> Step
     floats = {p.name: model.get_submodule(p.name) for p in plans}
     if config.mode == "qat":
         _train_qat(model, plans, act_qparams, config, ctx, task, log)
-        wrappers = {p.name: model.get_submodule(p.name) for p in plans}
-        quantized = {n: w.convert() for n, w in wrappers.items()}
-        floats = {n: w.inner for n, w in wrappers.items()}
-        for n, f in floats.items():
+        quantized = {n: model.get_submodule(n).convert() for n in floats}
+        for n, f in floats.items():  # the wrappers trained `floats` in place: put them back for _place
             swap(model, n, f)
     else:
         quantized = {p.name: quantized_module(floats[p.name], p, config, act_qparams) for p in plans}
