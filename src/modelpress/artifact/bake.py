@@ -7,7 +7,6 @@ import copy
 from torch import nn
 from torch.nn.utils import parametrize
 
-
 __all__ = ["bake", "unparametrize"]
 
 
