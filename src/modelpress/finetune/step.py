@@ -16,8 +16,8 @@ __all__ = ["apply_finetune"]
 def apply_finetune(model: nn.Module, config: FineTune, ctx: StepContext) -> StepLog:
     """Fine-tune ``model`` in place on ``ctx.task.train``; log the mean loss of each epoch."""
     task = ctx.require_task("finetune")
-    was_training = model.training
-    losses = train(
+    losses = train(  # restores the model's train / eval mode itself
+
         model,
         task.train,
         task.loss,
@@ -30,5 +30,4 @@ def apply_finetune(model: nn.Module, config: FineTune, ctx: StepContext) -> Step
         seed=ctx.seed,
         progress=ctx.progress,
     )
-    model.train(was_training)
     return StepLog("finetune", asdict(config), details={"epoch_losses": [round(x, 6) for x in losses]})

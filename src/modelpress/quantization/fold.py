@@ -62,12 +62,6 @@ def fold_conv_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> None:
             conv.bias.copy_(new_bias)
 
 
-def _set(model: nn.Module, name: str, new: nn.Module) -> None:
-    parent_name, _, leaf = name.rpartition(".")
-    parent = model.get_submodule(parent_name) if parent_name else model
-    setattr(parent, leaf, new)
-
-
 def fold_batchnorm(model: nn.Module) -> list[tuple[str, str]]:
     """Fold every Conv2d → BatchNorm2d pair of ``model`` in place; return the ``(conv, bn)`` names.
 
@@ -98,5 +92,5 @@ def fold_batchnorm(model: nn.Module) -> list[tuple[str, str]]:
              and not parametrize.is_parametrized(mods[c])]
     for conv_name, bn_name in pairs:
         fold_conv_bn(mods[conv_name], mods[bn_name])
-        _set(model, bn_name, FoldedBatchNorm(mods[bn_name].num_features))
+        model.set_submodule(bn_name, FoldedBatchNorm(mods[bn_name].num_features))
     return pairs

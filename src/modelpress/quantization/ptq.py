@@ -121,8 +121,6 @@ def quantized_module(float_module: nn.Module, plan: Plan, config: Quantize,
 
 def swap(model: nn.Module, name: str, new: nn.Module) -> nn.Module:
     """Put ``new`` at ``name`` in ``model``; return the module that was there."""
-    parent_name, _, leaf = name.rpartition(".")
-    parent = model.get_submodule(parent_name) if parent_name else model
-    old = getattr(parent, leaf)
-    setattr(parent, leaf, new)
+    old = model.get_submodule(name)
+    model.set_submodule(name, new)
     return old
