@@ -22,6 +22,7 @@ __all__ = [
     "WeightMask",
     "get_mask",
     "global_magnitude_masks",
+    "lowest_mask",
     "magnitude_mask",
     "n_pruned",
     "set_mask",
@@ -36,7 +37,7 @@ def n_pruned(numel: int, sparsity: float) -> int:
     return min(numel, math.floor(sparsity * numel + 0.5))
 
 
-def _lowest(scores: Tensor, k: int) -> Tensor:
+def lowest_mask(scores: Tensor, k: int) -> Tensor:
     """A bool tensor (same shape as ``scores``) that is False at the ``k`` lowest scores, True elsewhere.
 
     Exactly ``k`` False entries, ties broken by position (a stable sort), so the sparsity is exact.
@@ -52,7 +53,7 @@ def _lowest(scores: Tensor, k: int) -> Tensor:
 def magnitude_mask(weight: Tensor, sparsity: float) -> Tensor:
     """Keep-mask of ``weight`` (bool, same shape): False at the ``round(sparsity · numel)`` weights of
     smallest magnitude. Raises BadInputError for a sparsity outside [0, 1)."""
-    return _lowest(weight.detach().abs().float(), n_pruned(weight.numel(), sparsity))
+    return lowest_mask(weight.detach().abs().float(), n_pruned(weight.numel(), sparsity))
 
 
 def global_magnitude_masks(weights: Mapping[str, Tensor], sparsity: float) -> dict[str, Tensor]:
@@ -62,7 +63,7 @@ def global_magnitude_masks(weights: Mapping[str, Tensor], sparsity: float) -> di
         return {}
     names = list(weights)
     flat = torch.cat([weights[n].detach().abs().float().reshape(-1) for n in names])
-    keep = _lowest(flat, n_pruned(flat.numel(), sparsity))
+    keep = lowest_mask(flat, n_pruned(flat.numel(), sparsity))
     out, start = {}, 0
     for n in names:
         size = weights[n].numel()

@@ -27,7 +27,7 @@ from torch.nn.utils import parametrize
 
 from modelpress.context import Skipped
 from modelpress.pruning.config import Prune
-from modelpress.pruning.masks import WeightMask, n_pruned
+from modelpress.pruning.masks import WeightMask, lowest_mask, n_pruned
 from modelpress.select import Selector
 
 __all__ = ["StructuredPlan", "Unit", "apply_plan", "find_attention", "plan_structured", "zero_plan"]
@@ -186,8 +186,9 @@ def _count(size: int, n_remove: int, round_to: int) -> int:
     return size - max(kept, 1)
 
 
-def _lowest(scores: Tensor, k: int) -> list[int]:
-    return sorted(torch.sort(scores, stable=True).indices[:k].tolist()) if k > 0 else []
+def _lowest_indices(scores: Tensor, k: int) -> list[int]:
+    """The positions of the ``k`` lowest scores (ties by position), ascending."""
+    return (~lowest_mask(scores, k)).nonzero().flatten().tolist()
 
 
 def plan_structured(model: nn.Module, config: Prune, example_inputs: tuple[Tensor, ...], *,
@@ -267,7 +268,7 @@ def _choose(units: list[Unit], config: Prune) -> None:
     local = [u for u in units if config.scope == "layer" or u.name in overridden]
     for u in local:
         rt = 1 if u.kind == "head" else config.round_to
-        u.remove = _lowest(u.scores, _count(u.size, n_pruned(u.size, u.sparsity), rt))
+        u.remove = _lowest_indices(u.scores, _count(u.size, n_pruned(u.size, u.sparsity), rt))
     rest = [u for u in units if u not in local]
     for kind in {u.kind for u in rest}:
         pool = [u for u in rest if u.kind == kind]
@@ -277,15 +278,13 @@ def _choose(units: list[Unit], config: Prune) -> None:
         k = n_pruned(flat.numel(), s)
         if k == 0:
             continue
-        order = torch.sort(flat, stable=True).indices[:k]
-        cut = torch.zeros(flat.numel(), dtype=torch.bool)
-        cut[order] = True
+        cut = ~lowest_mask(flat, k)
         start = 0
         for u, sc in zip(pool, normed, strict=True):
             n_cut = int(cut[start : start + u.size].sum())
             start += u.size
             rt = 1 if u.kind == "head" else config.round_to
-            u.remove = _lowest(sc, _count(u.size, n_cut, rt))
+            u.remove = _lowest_indices(sc, _count(u.size, n_cut, rt))
 
 
 def apply_plan(plan: StructuredPlan) -> None:
