@@ -172,13 +172,9 @@ def _summary_row(name: str, report: dict) -> list[str]:
 
 def summarize(report: dict) -> str:
     """A plain-text summary of a run: one row per stage, then the ratios."""
-    from modelpress.pipeline.report import interleaved_ratios
+    from modelpress.pipeline.report import interleaved_ratios, stage_rows
 
-    rows = [["baseline", report["baseline"]]] + [
-        [f"{i + 1}. {s['name']}", s["stats"]] for i, s in enumerate(report["steps"])
-    ]
-    if report.get("deployed"):
-        rows.append(["deployed (onnxruntime)", report["deployed"]])
+    rows = stage_rows(report)
     lat = report["latency_interleaved"]
     table = [
         [label, f"{s['size_bytes']:,}", f"{s['nonzero_params']:,}", f"{s['macs']:,}", f"{s['latency_ms']:.3f}",

@@ -73,7 +73,7 @@ def _fmt_bytes(n: float) -> str:
 
 
 def interleaved_ratios(report: dict[str, Any]) -> list[float]:
-    """Latency / baseline latency, all timed interleaved in one run, for each row of `_rows`: the
+    """Latency / baseline latency, all timed interleaved in one run, for each row of `stage_rows`: the
     baseline (1.0), the model after each step, the deployed model."""
     lat = report["latency_interleaved"]
     out = [1.0, *lat["steps_ratio_vs_baseline"][: len(report["steps"])]]
@@ -82,7 +82,8 @@ def interleaved_ratios(report: dict[str, Any]) -> list[float]:
     return out
 
 
-def _rows(report: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+def stage_rows(report: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """(label, stats) per stage of a report: the baseline, each step ("1. prune" ...), the deployed model."""
     rows = [("baseline", report["baseline"])]
     rows += [(f"{i + 1}. {s['name']}", s["stats"]) for i, s in enumerate(report["steps"])]
     if report.get("deployed"):
@@ -97,7 +98,7 @@ def _plot_png(report: dict[str, Any]) -> str:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = _rows(report)
+    rows = stage_rows(report)
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.8))
     for label, s in rows:
         ax1.scatter(s["size_bytes"] / 1024, s["metric"], s=40)
@@ -127,7 +128,7 @@ def render_html(report: dict[str, Any]) -> str:
                                              "p90 ms", "× baseline (interleaved)", "peak mem",
                                              report["metric_name"], "runtime"))  # fmt: skip
     body = ""
-    for (label, s), ratio in zip(_rows(report), interleaved_ratios(report), strict=True):
+    for (label, s), ratio in zip(stage_rows(report), interleaved_ratios(report), strict=True):
         body += (
             f"<tr><td>{e(label)}</td><td>{_fmt_bytes(s['size_bytes'])}</td><td>{s['params']:,}</td>"
             f"<td>{s['nonzero_params']:,}</td><td>{s['macs']:,}</td><td>{s['latency_ms']:.3f}</td>"
