@@ -18,7 +18,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from modelpress.measure._model import baked_eval_copy, check_inputs, first_rows
 
-__all__ = ["count_macs"]
+__all__ = ["count_baked_macs", "count_macs"]
 
 
 def count_macs(model: nn.Module, example_inputs: tuple[Tensor, ...]) -> int:
@@ -29,9 +29,13 @@ def count_macs(model: nn.Module, example_inputs: tuple[Tensor, ...]) -> int:
     under ``no_grad``, on a copy, so ``model`` is not changed. MACs = FLOPs / 2 as the counter counts a
     multiply-add as 2 FLOPs. Raises `BadInputError` if the inputs are not a tuple of batched tensors.
     """
+    return count_baked_macs(baked_eval_copy(model), example_inputs)
+
+
+def count_baked_macs(baked: nn.Module, example_inputs: tuple[Tensor, ...]) -> int:
+    """`count_macs` of a model already baked (`baked_eval_copy`), without another copy."""
     inputs = first_rows(check_inputs(example_inputs, "count_macs"), 1)
-    copy = baked_eval_copy(model)
     counter = FlopCounterMode(display=False)
     with torch.no_grad(), counter:
-        copy(*inputs)
+        baked(*inputs)
     return int(counter.get_total_flops()) // 2

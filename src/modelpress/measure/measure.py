@@ -9,11 +9,11 @@ from torch import nn
 from modelpress.errors import bad_value
 from modelpress.measure._model import baked_eval_copy, batch_of, check_positive_int
 from modelpress.measure.latency import time_one
-from modelpress.measure.macs import count_macs
+from modelpress.measure.macs import count_baked_macs
 from modelpress.measure.memory import peak_forward_bytes, peak_onnx_bytes
 from modelpress.measure.onnx_size import onnx_bytes, onnx_params
 from modelpress.measure.runtime import ort_predict
-from modelpress.measure.size import artifact_bytes, count_params
+from modelpress.measure.size import artifact_bytes, count_baked_params
 from modelpress.measure.stats import Stats
 from modelpress.tasks.task import Task
 
@@ -72,8 +72,8 @@ def measure(
         size = artifact_bytes(model)
         bar.update()
         baked = baked_eval_copy(model)
-        n_params, n_nonzero = count_params(baked)
-        macs = count_macs(baked, task.example_inputs)
+        n_params, n_nonzero = count_baked_params(baked)
+        macs = count_baked_macs(baked, task.example_inputs)
         bar.update()
         bar.set_postfix_str("latency")
         inputs = batch_of(task.test, batch_size)

@@ -20,7 +20,7 @@ from torch import Tensor, nn
 
 from modelpress.measure._model import baked_eval_copy
 
-__all__ = ["artifact_bytes", "count_params", "nonzero_params", "params"]
+__all__ = ["artifact_bytes", "count_baked_params", "count_params", "nonzero_params", "params"]
 
 
 def artifact_bytes(model: nn.Module) -> int:
@@ -80,7 +80,11 @@ def _dense_tensors(model: nn.Module) -> Iterator[Tensor]:
 
 def count_params(model: nn.Module) -> tuple[int, int]:
     """``(params, nonzero_params)`` of ``model`` baked (see the module docstring)."""
-    baked = baked_eval_copy(model)
+    return count_baked_params(baked_eval_copy(model))
+
+
+def count_baked_params(baked: nn.Module) -> tuple[int, int]:
+    """`count_params` of a model already baked (`baked_eval_copy`), without another copy."""
     total = nonzero = 0
     with torch.no_grad():
         for t in _dense_tensors(baked):
