@@ -29,12 +29,13 @@ import torch
 from modelpress.artifact.onnx import export_onnx
 from modelpress.context import StepContext
 from modelpress.measure import count_macs, measure, time_interleaved
+from modelpress.measure._model import first_rows
 from modelpress.measure.runtime import ort_predict
 from modelpress.pruning import Prune, apply_prune
 from modelpress.tasks import get
 from modelpress.tasks.builtin import cache_dir
 from modelpress.tasks.models import build
-from modelpress.tasks.train import torch_predict, train
+from modelpress.tasks.train import evaluate, torch_predict, train
 
 ROWS = ("lenet", "resnet", "minilm", "resnet-speed", "minilm-speed")
 DOC = Path(__file__).resolve().parent.parent / "docs" / "bench-pruning.md"
@@ -102,10 +103,6 @@ def _resnet_cfg_text() -> str:
     return f"Prune({c.structure}, {c.sparsity}, {c.scope}, {c.criterion}, round_to={c.round_to})"
 
 
-def _batch(task, n: int) -> tuple:
-    return tuple(t[:n] for t in task.test.inputs)
-
-
 def _finetune(model, task, epochs: int, lr: float, batch_size: int | None = None, n: int | None = None,
               schedule: str = "constant"):  # fmt: skip
     split = task.train if n is None else task.train.head(n)
@@ -120,7 +117,7 @@ def row_lenet(tmp: Path) -> dict:
     model = copy.deepcopy(base)
     cfg = Prune(structure="weight", sparsity=0.92, scope="global", schedule="gradual", steps=10, epochs=3, lr=1e-3)
     log = apply_prune(model, cfg, StepContext(task=task, progress=False))
-    after_prune = measure(model, task, runs=5).metric
+    after_prune = evaluate(model, task)
     _finetune(model, task, epochs=3, lr=1e-3)
     s1 = measure(model, task)
     kept = {n: v["kept"] for n, v in log.details["layers"].items()}
@@ -141,13 +138,12 @@ def row_resnet(tmp: Path) -> dict:
     s0 = measure(base, task)
     model = copy.deepcopy(base)
     apply_prune(model, RESNET_PRUNE, StepContext(task=task, progress=False))
-    after_prune = measure(model, task, runs=5).metric
+    after_prune = evaluate(model, task)
     _finetune(model, task, epochs=RESNET_EPOCHS, lr=1e-3, schedule="cosine")
     s1 = measure(model, task)
-    x = task.example_inputs
-    macs0, macs1 = count_macs(base, x), count_macs(model, x)
-    lat32 = _latency(base, model, _batch(task, 32), runs=60)
-    lat1 = _latency(base, model, _batch(task, 1), runs=200)
+    macs0, macs1 = s0.macs, s1.macs
+    lat32 = _latency(base, model, first_rows(task.test.inputs, 32), runs=60)
+    lat1 = _latency(base, model, first_rows(task.test.inputs, 1), runs=200)
     mac_cut = 1 - macs1 / macs0
     return {
         "command": "python -m benchmarks.bench_pruning resnet",
@@ -158,7 +154,7 @@ def row_resnet(tmp: Path) -> dict:
         "bytes_base": s0.size_bytes, "bytes_final": s1.size_bytes,
         "latency_b32": lat32, "latency_b1": lat1,
         "latency_cut_over_mac_cut_b32": round((1 - lat32["ratio"]) / mac_cut, 3),
-        **_ort_latency(base, model, _batch(task, 32), tmp, mac_cut),
+        **_ort_latency(base, model, first_rows(task.test.inputs, 32), tmp, mac_cut),
     }  # fmt: skip
 
 
@@ -169,11 +165,11 @@ def _encoder_params(model) -> int:
 def row_minilm(tmp: Path, epochs: int = 3, n_train: int | None = None) -> dict:
     task = get("bbc-news")
     base = task.model("minilm-l6").eval()
-    acc0 = measure(base, task, runs=3).metric
+    acc0 = evaluate(base, task)
     model = copy.deepcopy(base)
     cfg = Prune(structure="head", sparsity=0.42, ffn=True, scope="layer")
     log = apply_prune(model, cfg, StepContext(task=task, progress=False))
-    after_prune = measure(model, task, runs=3).metric
+    after_prune = evaluate(model, task)
     t0 = time.perf_counter()
     _finetune(model, task, epochs=epochs, lr=1e-4, batch_size=16, n=n_train, schedule="cosine")
     ft_s = time.perf_counter() - t0
@@ -189,7 +185,7 @@ def row_minilm(tmp: Path, epochs: int = 3, n_train: int | None = None) -> dict:
         "encoder_params_base": _encoder_params(base), "encoder_params_final": _encoder_params(model),
         "encoder_ratio": round(_encoder_params(model) / _encoder_params(base), 3),
         "params_base": sum(p.numel() for p in base.parameters()), "params_final": s1.params,
-        "latency_b1_128": _latency(base, model, _batch(task, 1), runs=40),
+        "latency_b1_128": _latency(base, model, first_rows(task.test.inputs, 1), runs=40),
     }  # fmt: skip
 
 
@@ -226,7 +222,7 @@ def row_minilm_speed(tmp: Path) -> dict:
             "ffn_kept": sorted({v["after"] for v in log.details["units"].values() if v["kind"] == "ffn"}),
             "encoder_params_base": _encoder_params(base), "encoder_params_final": _encoder_params(model),
             "encoder_ratio": round(_encoder_params(model) / _encoder_params(base), 3),
-            "latency_b1_128": _latency(base, model, _batch(task, 1), runs=40)}  # fmt: skip
+            "latency_b1_128": _latency(base, model, first_rows(task.test.inputs, 1), runs=40)}  # fmt: skip
 
 
 def _speed_lines(r: dict) -> list[str]:
