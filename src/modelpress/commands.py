@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import tempfile
+from dataclasses import asdict
 from pathlib import Path
 
 from modelpress.errors import BadInputError
@@ -129,7 +130,7 @@ def cmd_sensitivity(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from modelpress import tasks
     from modelpress.measure import format_stats, measure
-    from modelpress.pipeline import Recipe, builtin_recipes, run
+    from modelpress.pipeline import MeasureSettings, Recipe, builtin_recipes, run
 
     task = tasks.get(DEMO_TASK)
     available = builtin_recipes()
@@ -137,12 +138,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
     recipes = {name: Recipe.resolve(name) for name in names}  # every name checked before any work
     print(f"modelpress demo — task {DEMO_TASK} ({task.description}), model {DEMO_MODEL}")
     model = task.model(DEMO_MODEL)
+    settings = MeasureSettings()
+    baseline = measure(model, task, **asdict(settings))  # once, shared by every recipe's report
     print("\nbaseline, measured:")
-    print(format_stats(measure(model, task)))
+    print(format_stats(baseline))
     rows = []
     for name, recipe in recipes.items():
         print(f"\n=== recipe {name} ===")
-        result = run(recipe, task, model=model, out=Path(args.out) / name)
+        result = run(recipe, task, model=model, out=Path(args.out) / name, settings=settings, baseline=baseline)
         rows.append(_summary_row(name, result.report))
     if rows:
         header = ["recipe", "size", "× smaller", task.metric.name, "Δ", "deployed", "deployed ×smaller",

@@ -74,6 +74,22 @@ def test_every_step_is_timed_interleaved_with_the_baseline(digits):
     assert rows[0].split()[5] == "1.00×"
 
 
+def test_a_given_baseline_is_used_not_measured_again(digits, monkeypatch):
+    """Several recipes on one model (the demo) measure the baseline once and hand it to each run."""
+    import importlib
+
+    run_module = importlib.import_module("modelpress.pipeline.run")  # the module, not the function
+    model = digits.model()
+    baseline = mp.measure(model, digits, runs=3)
+    measured = []
+    real = run_module.measure
+    monkeypatch.setattr(run_module, "measure", lambda m, t, **kw: measured.append(1) or real(m, t, **kw))
+    result = mp.run(mp.Recipe.from_list([mp.FineTune(epochs=1, lr=1e-4)]), digits, model=model,
+                    settings=mp.MeasureSettings(runs=3), progress=False, baseline=baseline, deploy=False)  # fmt: skip
+    assert result.baseline is baseline and result.report["baseline"] == baseline.to_dict()
+    assert len(measured) == 1  # the step's model only
+
+
 def test_cli_compress_and_evaluate(tmp_path, capsys):
     out = tmp_path / "cli"
     assert main(["compress", "--task", "digits", "--recipe", "finetune", "--out", str(out), "--runs", "3"]) == 0

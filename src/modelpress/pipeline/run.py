@@ -9,7 +9,7 @@ from __future__ import annotations
 import copy
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -91,6 +91,7 @@ def run(
     progress: bool = True,
     seed: int = 0,
     deploy: bool = True,
+    baseline: Stats | None = None,
 ) -> RunResult:
     """Apply ``recipe`` to a copy of ``model`` (default: the task's trained baseline), measuring after each step.
 
@@ -98,6 +99,8 @@ def run(
     ``out/model.onnx`` (the deployed model, when exportable), ``out/report.json`` and ``out/report.html``.
     A step that fails at run time (`CompressionError`) is rolled back and reported; bad input raises
     `BadInputError` before any work is done where it can be detected up front.
+    ``baseline``: the model's `measure` under ``settings``, when the caller already has it (several
+    recipes on one model); measured here when None.
     """
     from modelpress.pipeline.report import build_report, write_report
 
@@ -110,10 +113,10 @@ def run(
     check_fits(original, task)
     out_dir = _prepare_out(out, original)
     reference, work = baked_eval_copy(original), copy.deepcopy(original)  # the caller's model stays untouched
-    kw = {"threads": settings.threads, "batch_size": settings.batch_size, "warmup": settings.warmup,
-          "runs": settings.runs}
-    _say(progress, f"measuring the baseline on `{task.name}` ...")
-    baseline = measure(work, task, **kw)
+    kw = asdict(settings)
+    if baseline is None:
+        _say(progress, f"measuring the baseline on `{task.name}` ...")
+        baseline = measure(work, task, **kw)
     step_rows: list[dict[str, Any]] = []
     # the model after each step but the last, baked as shipped (no mask parametrizations), to time them all
     # side by side at the end
