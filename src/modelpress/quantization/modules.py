@@ -279,7 +279,6 @@ class HalfEmbedding(_Half):
     accepts = nn.Embedding
 
 
-QUANT_TYPES: dict[type[nn.Module], type[_Quantized]] = {
-    nn.Linear: QuantLinear, nn.Conv2d: QuantConv2d, nn.Embedding: QuantEmbedding}
-HALF_TYPES: dict[type[nn.Module], type[_Half]] = {
-    nn.Linear: HalfLinear, nn.Conv2d: HalfConv2d, nn.Embedding: HalfEmbedding}
+# float layer type -> its quantized / 16-bit replacement, from each class's `accepts`
+QUANT_TYPES: dict[type[nn.Module], type[_Quantized]] = {c.accepts: c for c in (QuantLinear, QuantConv2d, QuantEmbedding)}
+HALF_TYPES: dict[type[nn.Module], type[_Half]] = {c.accepts: c for c in (HalfLinear, HalfConv2d, HalfEmbedding)}
