@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from modelpress.errors import bad_value, is_fraction, is_int
+from modelpress.errors import bad_value, is_fraction, is_int, is_number
 
 __all__ = ["CRITERIA", "SCHEDULES", "SCOPES", "STRUCTURES", "Prune"]
 
@@ -93,18 +93,16 @@ class Prune:
             raise bad_value("steps", own, "an int >= 1", self.steps)
         if not is_int(self.epochs, 1):
             raise bad_value("epochs", own, "an int >= 1", self.epochs)
-        if not isinstance(self.lr, (int, float)) or isinstance(self.lr, bool) or not 0 < self.lr < 10:
+        if not is_number(self.lr) or not 0 < self.lr < 10:
             raise bad_value("lr", own, "a float in (0, 10)", self.lr, "a typical value is 1e-3.")
-        if not isinstance(self.ramp, (int, float)) or isinstance(self.ramp, bool) or not 0 < self.ramp <= 1:
+        if not is_number(self.ramp) or not 0 < self.ramp <= 1:
             raise bad_value("ramp", own, "a fraction in (0, 1]", self.ramp)
         if type(self.round_to) is not int or self.round_to not in ROUND_TO:
             raise bad_value(
                 "round_to", own, f"one of {list(ROUND_TO)}", self.round_to,
                 "8 or 16 match the SIMD width of CPU conv kernels (16 fp32 lanes with AVX-512).",
             )  # fmt: skip
-        if isinstance(self.ffn, bool):
-            pass
-        elif not is_fraction(self.ffn):
+        if not isinstance(self.ffn, bool) and not is_fraction(self.ffn):
             raise bad_value("ffn", own, "true, false or a fraction in [0, 1)", self.ffn)
         object.__setattr__(self, "per_layer", self._pairs(self.per_layer))
 

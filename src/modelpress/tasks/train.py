@@ -12,7 +12,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
-from modelpress.errors import bad_value
+from modelpress.errors import bad_value, is_int
 from modelpress.tasks.task import Predict, Split, Task
 
 __all__ = ["OPTIMIZERS", "SCHEDULES", "evaluate", "torch_predict", "train"]
@@ -29,9 +29,9 @@ def _device(model: nn.Module) -> torch.device:
 def _check(
     epochs: int, lr: float, batch_size: int, optimizer: str, weight_decay: float, schedule: str
 ) -> None:
-    if not isinstance(epochs, int) or epochs < 0:
+    if not is_int(epochs, 0):
         raise bad_value("epochs", "train", "an int >= 0", epochs)
-    if not isinstance(batch_size, int) or batch_size < 1:
+    if not is_int(batch_size, 1):
         raise bad_value("batch_size", "train", "an int >= 1", batch_size)
     if not lr > 0:
         raise bad_value("lr", "train", "a float > 0", lr)
@@ -136,7 +136,7 @@ def train(
 def torch_predict(model: nn.Module, batch_size: int = 256) -> Predict:
     """A predict function ``predict(inputs) -> outputs`` running ``model`` in eval mode without gradients,
     ``batch_size`` examples at a time; outputs are concatenated on the CPU."""
-    if not isinstance(batch_size, int) or batch_size < 1:
+    if not is_int(batch_size, 1):
         raise bad_value("batch_size", "torch_predict", "an int >= 1", batch_size)
 
     def predict(inputs: tuple[Tensor, ...]) -> Tensor:
