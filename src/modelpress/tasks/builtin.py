@@ -58,6 +58,7 @@ class _Spec:
     default_model: str
     models: tuple[str, ...]
     batch_size: int = 64
+    embedding_cosine: bool = False  # an extra metric for text encoders (tasks.metrics.embedding_cosine)
 
 
 _SPECS: dict[str, _Spec] = {
@@ -89,6 +90,7 @@ _SPECS: dict[str, _Spec] = {
         "minilm-l6",
         ("minilm-l6",),
         batch_size=32,
+        embedding_cosine=True,
     ),
 }
 
@@ -275,7 +277,7 @@ def get(name: str) -> Task:
     spec = _spec(name)
     splits = spec.loader()
     extra: dict[str, Callable[[nn.Module], float]] = {}
-    if name == "bbc-news":
+    if spec.embedding_cosine:
         extra["embedding_cosine"] = functools.partial(embedding_cosine, task_name=name)
 
     def model(model_name: str | None = None) -> nn.Module:
@@ -323,7 +325,7 @@ def describe() -> list[dict[str, Any]]:
             )
         except BadInputError as e:
             row["error"] = str(e)
-        if name == "bbc-news":
+        if spec.embedding_cosine:
             row["extra_metrics"] = ["embedding_cosine"]
         rows.append(row)
     return rows
