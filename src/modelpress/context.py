@@ -11,10 +11,13 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from torch import nn
+
+    from modelpress.measure.stats import Stats
     from modelpress.select import Selector
     from modelpress.tasks.task import Task
 
-__all__ = ["Skipped", "StepContext", "StepLog"]
+__all__ = ["DeployTarget", "Skipped", "StepContext", "StepLog", "Swapped"]
 
 
 @dataclass(frozen=True)
@@ -23,6 +26,26 @@ class Skipped:
 
     module: str
     why: str
+
+
+@dataclass(frozen=True)
+class Swapped:
+    """A module a step replaced: its qualified name, the class it had and the class it has now."""
+
+    module: str
+    from_type: str
+    to_type: str
+
+
+@dataclass(frozen=True)
+class DeployTarget:
+    """Where the model will run: the runtime (``auto`` lets the deploy step measure and choose), the
+    examples per call and the intra-op threads. Steps that decide by timing (a factored layer against its
+    dense form, a deployment format) time in this setting."""
+
+    runtime: str = "auto"
+    batch_size: int = 1
+    threads: int = 1
 
 
 @dataclass
@@ -34,11 +57,24 @@ class StepLog:
     config: dict[str, Any]
     skipped: list[Skipped] = field(default_factory=list)
     details: dict[str, Any] = field(default_factory=dict)
+    swapped: list[Swapped] = field(default_factory=list)
+
+    def swap(self, module: str, before: object, after: object) -> None:
+        """Record that ``module`` (a qualified name) went from ``before`` to ``after`` (modules or types)."""
+        def name(x: object) -> str:
+            t = x if isinstance(x, type) else type(x)
+            return t.__name__
+        self.swapped.append(Swapped(module, name(before), name(after)))
+
+    def skip(self, module: str, why: str) -> None:
+        """Record that ``module`` was left alone, and why."""
+        self.skipped.append(Skipped(module, why))
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "name": self.name,
             "config": self.config,
+            "swapped": [{"module": s.module, "from": s.from_type, "to": s.to_type} for s in self.swapped],
             "skipped": [{"module": s.module, "why": s.why} for s in self.skipped],
             "details": self.details,
         }
@@ -47,12 +83,19 @@ class StepLog:
 @dataclass(frozen=True)
 class StepContext:
     """What a handler may use: the task (data, metric, loss; None for a bare ``compress_`` call), the
-    module selector (None = every module the step supports), whether to show progress bars, a seed."""
+    module selector (None = every module the step supports), whether to show progress bars, a seed;
+    ``reference``, the model the recipe started from (eval mode, never to be modified: the default
+    teacher of distillation and the fp32 model fidelity is measured against; None for a bare
+    ``compress_`` call without one); ``baseline``, its measured `Stats` (None when not measured); and
+    ``target``, the deployment setting that timing decisions are made in."""
 
     task: Task | None = None
     select: Selector | None = None
     progress: bool = True
     seed: int = 0
+    reference: nn.Module | None = None
+    baseline: Stats | None = None
+    target: DeployTarget = field(default_factory=DeployTarget)
 
     def require_task(self, step: str) -> Task:
         """The task, or a clear error saying the step needs one."""

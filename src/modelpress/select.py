@@ -11,10 +11,13 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from torch import nn
+from torch.nn.utils import parametrize
 
+from modelpress.context import Skipped
 from modelpress.errors import BadInputError
 
-__all__ = ["Selector", "all_modules", "by_name", "by_type", "exclude", "from_spec", "modules"]
+__all__ = ["NEUTRAL_TYPES", "Selector", "Target", "all_modules", "by_name", "by_type", "exclude", "from_spec",
+           "modules", "targets"]
 
 
 @dataclass(frozen=True)
@@ -72,6 +75,68 @@ def modules(model: nn.Module, select: Selector | None) -> Iterator[tuple[str, nn
     for name, module in model.named_modules():
         if select is None or select(name, module):
             yield name, module
+
+
+# Layers with weights that no compression step is expected to change (normalization); `targets` does not
+# list them as skipped, since nobody asked for them.
+NEUTRAL_TYPES: tuple[type[nn.Module], ...] = (
+    nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm, nn.modules.normalization.RMSNorm,
+)
+
+
+@dataclass(frozen=True)
+class Target:
+    """A module a step may change: its qualified ``name``, the ``module``, the accepted ``base`` type it is
+    an instance of, and whether its class overrides ``forward`` (``custom_forward``; e.g. a Conv2d
+    subclass that pads in forward). A step handles a custom forward by keeping it (changing the weight
+    in place, or wrapping the call) or skips the target with that reason."""
+
+    name: str
+    module: nn.Module
+    base: type[nn.Module]
+    custom_forward: bool
+
+
+def _base_of(module: nn.Module, accepts: tuple[type[nn.Module], ...]) -> type[nn.Module] | None:
+    cls = parametrize.type_before_parametrizations(module)
+    for base in accepts:
+        if issubclass(cls, base):
+            return base
+    return None
+
+
+def _owns_weights(module: nn.Module) -> bool:
+    return any(True for _ in module.parameters(recurse=False))
+
+
+def targets(model: nn.Module, select: Selector | None, accepts: tuple[type[nn.Module], ...], *,
+            step: str = "this step") -> tuple[list[Target], list[Skipped]]:
+    """The one rule for which modules a step may touch.
+
+    Walks ``model.named_modules()`` in order; a module the selector rejects is ignored. A module that is
+    an instance of one of ``accepts`` (by ``isinstance``, so subclasses count; pruning parametrizations
+    are looked through) is a `Target`, and nothing under it is visited. Every other selected module that
+    owns weights itself and is not a normalization layer (`NEUTRAL_TYPES`) is returned as `Skipped`
+    with the reason, so no layer is passed over in silence. ``step`` names the step in those reasons.
+    """
+    found: list[Target] = []
+    skipped: list[Skipped] = []
+    taken: list[str] = []
+    handled = ", ".join(t.__name__ for t in accepts)
+    for name, module in model.named_modules():
+        if any(name.startswith(t + ".") or t == "" for t in taken):
+            continue
+        if select is not None and not select(name, module):
+            continue
+        base = _base_of(module, accepts)
+        if base is not None:
+            cls = parametrize.type_before_parametrizations(module)
+            found.append(Target(name, module, base, cls.forward is not base.forward))
+            taken.append(name)
+        elif _owns_weights(module) and not isinstance(module, NEUTRAL_TYPES):
+            skipped.append(Skipped(name or "(root)", f"{type(module).__name__} has weights but {step} handles "
+                                                     f"only {handled}"))
+    return found, skipped
 
 
 _TYPE_NAMES = {"linear": nn.Linear, "conv2d": nn.Conv2d, "conv1d": nn.Conv1d, "embedding": nn.Embedding}

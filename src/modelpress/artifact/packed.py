@@ -1,11 +1,22 @@
-"""The contract between compressed modules and the artifact.
+"""The swap protocol: the contract between a compressed module and the artifact.
 
-A technique's compressed module (``SparseLinear``, ``QuantLinear``, ...) subclasses `PackedModule`. On
-save, the artifact calls :meth:`PackedModule.pack` and stores the returned tensors in safetensors and the
-returned JSON-able ``meta`` in the manifest, with the class's import path; on load it imports the class
-(only from inside the ``modelpress`` package, and only a `PackedModule` subclass) and calls
-:meth:`PackedModule.unpack`. Plain modules (``nn.Linear`` with many zeros, say) need none of this: the
-artifact chooses a lossless packed encoding per tensor by itself.
+A technique's compressed module (``QuantLinear``, a factored linear, a clustered conv, ...) subclasses
+`PackedModule`. Swaps nest: a swapped module may hold plain children (the two ``nn.Linear`` of a
+factored layer) and swapped children (those same factors after a later ``Quantize``), and may itself sit
+inside another swapped module. The artifact walks the model and, for every `PackedModule`:
+
+- stores what :meth:`PackedModule.pack` returns — the module's *own* tensors (those not inside any child
+  module) and JSON-able ``meta`` — under the module's path, with its class's import path;
+- stores its plain children's tensors as ordinary state-dict entries, and recurses into its swapped
+  children, which are stored the same way under their own paths.
+
+On load it imports the class (only from inside the ``modelpress`` package, and only a `PackedModule`
+subclass), calls :meth:`PackedModule.unpack` — which must rebuild the module *with* its children at their
+stored shapes (their values are then loaded) — sets it at its path, and then does the same for the swapped
+modules beneath it, outermost first.
+
+Plain modules (an ``nn.Linear`` with many zeros, say) need none of this: the artifact chooses a lossless
+packed encoding per tensor by itself.
 """
 
 from __future__ import annotations
@@ -18,22 +29,33 @@ __all__ = ["PackedModule"]
 
 
 class PackedModule(nn.Module):
-    """Base of every compressed module that stores itself in a packed form.
+    """Base of every swapped (compressed) module.
 
-    Subclasses implement ``pack`` and ``unpack`` so that ``unpack(*pack())`` rebuilds a module whose
-    forward is bit-exact to the original's, and ``to_dense()`` returns an equivalent standard module
-    (used by ONNX export where the packed form has no operator).
+    Subclasses implement:
+
+    - ``pack()`` / ``unpack()``: ``unpack(*pack())`` (plus the children's state) rebuilds a module whose
+      forward is bit-exact to the original's;
+    - ``export_module()``: the deployable form — what ONNX export runs and what params and MACs count
+      (for a factored layer: the factors, as a sequence of standard modules). The default is
+      ``to_dense()``, right for modules whose packed form only changes storage;
+    - ``to_dense()``: the exact dense inverse — one standard module (``nn.Linear``, ``nn.Conv2d``, ...)
+      computing the same function, for tests and for techniques that need dense weights.
     """
 
     def pack(self) -> tuple[dict[str, Tensor], dict[str, Any]]:
-        """Return ``(tensors, meta)``: tensors to store (any dtype, any shape) and JSON-able metadata."""
+        """Return ``(tensors, meta)``: the module's own tensors to store (any dtype, any shape; not those
+        of child modules) and JSON-able metadata that ``unpack`` needs to rebuild it."""
         raise NotImplementedError
 
     @classmethod
     def unpack(cls, tensors: dict[str, Tensor], meta: dict[str, Any]) -> PackedModule:
-        """Rebuild the module from what :meth:`pack` returned."""
+        """Rebuild the module from what :meth:`pack` returned, children included at their stored shapes."""
         raise NotImplementedError
 
     def to_dense(self) -> nn.Module:
-        """An equivalent standard module (``nn.Linear``, ``nn.Conv2d``, ...)."""
+        """The exact dense inverse: one standard module computing the same function."""
         raise NotImplementedError
+
+    def export_module(self) -> nn.Module:
+        """The deployable form (standard modules only) that ONNX export, params and MACs see."""
+        return self.to_dense()
