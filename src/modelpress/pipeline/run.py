@@ -16,7 +16,7 @@ from typing import Any
 from torch import nn
 
 from modelpress.artifact import folder_bytes, save
-from modelpress.context import StepContext, StepLog
+from modelpress.context import DeployTarget, StepContext, StepLog
 from modelpress.errors import BadInputError, CompressionError, bad_value, is_int
 from modelpress.measure import measure, measure_onnx
 from modelpress.measure._model import baked_eval_copy, batch_of
@@ -59,13 +59,23 @@ def compress_(
     task: Task | None = None,
     progress: bool = True,
     seed: int = 0,
+    reference: nn.Module | None = None,
+    baseline: Stats | None = None,
+    target: DeployTarget | None = None,
 ) -> StepLog:
-    """Apply one step to ``model`` in place and return its log (what it did, what it skipped)."""
+    """Apply one step to ``model`` in place and return its log (what it did, what it skipped).
+
+    ``reference``: the model to learn from or compare with (the teacher of ``Distill`` and of
+    ``FineTune(distill=True)``; never modified); ``baseline`` its measured stats; ``target`` the
+    deployment setting that steps deciding by timing time in (default: auto runtime, batch 1, 1 thread).
+    """
     if isinstance(step, RecipeStep):
         select = select if select is not None else step.selector
         step = step.config
     kind = kind_of(step)
-    return kind.apply(model, step, StepContext(task=task, select=select, progress=progress, seed=seed))
+    ctx = StepContext(task=task, select=select, progress=progress, seed=seed, reference=reference,
+                      baseline=baseline, target=target or DeployTarget())
+    return kind.apply(model, step, ctx)
 
 
 @dataclass
@@ -114,6 +124,7 @@ def run(
     out_dir = _prepare_out(out, original)
     reference, work = baked_eval_copy(original), copy.deepcopy(original)  # the caller's model stays untouched
     kw = asdict(settings)
+    target = DeployTarget(runtime="auto", batch_size=settings.batch_size, threads=settings.threads)
     if baseline is None:
         _say(progress, f"measuring the baseline on `{task.name}` ...")
         baseline = measure(work, task, **kw)
@@ -128,7 +139,8 @@ def run(
         backup = copy.deepcopy(work)
         t0 = time.perf_counter()
         try:
-            log = compress_(work, step, task=task, progress=progress, seed=seed)
+            log = compress_(work, step, task=task, progress=progress, seed=seed, reference=reference,
+                            baseline=baseline, target=target)
             error = None
         except CompressionError as e:
             work, log, error = backup, StepLog(step.key, step.to_dict()[step.key]), str(e)
