@@ -17,7 +17,7 @@ from modelpress.context import Skipped
 from modelpress.errors import BadInputError
 
 __all__ = ["NEUTRAL_TYPES", "Selector", "Target", "all_modules", "by_name", "by_type", "exclude", "from_spec",
-           "modules", "targets"]
+           "modules", "targets", "tied_weights"]
 
 
 @dataclass(frozen=True)
@@ -152,6 +152,25 @@ def targets(model: nn.Module, select: Selector | None, accepts: tuple[type[nn.Mo
             skipped.append(Skipped(name or "(root)", f"{type(module).__name__} has weights but {step} handles "
                                                      f"only {handled}"))
     return found, skipped
+
+
+def _weight_tensor(module: nn.Module) -> object | None:
+    if parametrize.is_parametrized(module, "weight"):
+        return module.parametrizations["weight"].original
+    w = module._parameters.get("weight")
+    return w if isinstance(w, nn.Parameter) else None
+
+
+def tied_weights(model: nn.Module) -> dict[str, list[str]]:
+    """Modules whose ``weight`` is one tensor shared with other modules (a language model's output layer
+    tied to its input embedding): ``{name: [the other modules' names]}``, only for shared weights.
+    Looks through pruning parametrizations (their ``original`` is the shared tensor)."""
+    owners: dict[int, list[str]] = {}
+    for name, module in model.named_modules(remove_duplicate=False):
+        w = _weight_tensor(module)
+        if w is not None and name not in owners.setdefault(id(w), []):
+            owners[id(w)].append(name)
+    return {n: [o for o in names if o != n] for names in owners.values() if len(names) > 1 for n in names}
 
 
 _TYPE_NAMES = {"linear": nn.Linear, "conv2d": nn.Conv2d, "conv1d": nn.Conv1d, "embedding": nn.Embedding}

@@ -19,7 +19,7 @@ from modelpress.quantization.config import Quantize
 from modelpress.quantization.modules import HALF_TYPES, QUANT_TYPES, WeightSpec, _Half, _Quantized
 from modelpress.quantization.observers import RangeObserver
 from modelpress.quantization.wrapped import KeepForward
-from modelpress.select import Selector, targets
+from modelpress.select import Selector, targets, tied_weights
 from modelpress.tasks.task import Split
 
 __all__ = ["Plan", "calibrate_inputs", "calibration_split", "plan_layers", "quantized_module", "swap"]
@@ -68,10 +68,15 @@ def plan_layers(model: nn.Module, config: Quantize, select: Selector | None) -> 
     module with weights (a custom layer, an ``nn.GRU``) is returned as skipped, with the reason.
     """
     found, skipped = targets(model, select, tuple(QUANT_TYPES), step=f"quantize ({config.mode})")
+    tied = tied_weights(model)
     plans: list[Plan] = []
     bits = config.weight_bits
     for t in found:
         why = _why_not(t.name, t.module, config)
+        if why is None and t.name in tied:
+            # a swap would give each user its own copy: the model would be untied and store the table twice
+            why = (f"its weight is tied to {', '.join(f'`{o}`' for o in tied[t.name])}; quantizing one user "
+                   "would untie them and store the tensor twice, so it stays float")
         if why is None and t.custom_forward and config.mode == "qat":
             why = (f"{type(t.module).__name__} has its own forward, which quantization-aware training does not "
                    "keep; use a PTQ mode (int8-static, int8-dynamic, int4-weight) for it")
