@@ -70,17 +70,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", default=None, metavar="FILE", help="also write the Stats as JSON to FILE")
     _add_measure_args(p)
 
-    p = sub.add_parser("sensitivity", help="prune one layer at a time at several ratios; metric per layer",
+    p = sub.add_parser("sensitivity", help="apply a step to one layer at a time; the metric per layer",
                        formatter_class=_formatter,
+                       description="Apply any step (prune, quantize, ...) to one layer at a time and measure the "
+                       "task metric on held-out calibration examples (never test).",
                        epilog="examples:\n  modelpress sensitivity --task mnist-5k --model lenet-300-100 --step prune\n"
                        "  modelpress sensitivity --task fashion-mnist --model resnet-s --step prune "
-                       "--structure channel --ratios 0.25 0.5 --out out/sens")
+                       "--structure channel --ratios 0.25 0.5 --out out/sens\n"
+                       "  modelpress sensitivity --task mnist-5k --model lenet-5 --step quantize --out out/qsens\n"
+                       "  modelpress sensitivity --task mnist-5k --step quantize "
+                       "--sweep mode=int8-static,int4-weight --set observer=mse")
     p.add_argument("--task", required=True)
     p.add_argument("--model", default=None)
-    p.add_argument("--step", choices=("prune",), default="prune", help="the technique to probe (default prune)")
-    p.add_argument("--structure", default="weight", help="weight | neuron | channel | head (default weight)")
-    p.add_argument("--ratios", type=float, nargs="+", default=[0.25, 0.5, 0.75, 0.9])
-    p.add_argument("--out", default=None, help="folder for sensitivity.json and sensitivity.png")
+    p.add_argument("--step", default="prune", help="recipe key of the step to probe: prune, quantize, ... "
+                   "(default prune)")
+    p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                   help="a setting of the step, as in a recipe (repeatable), e.g. --set mode=int4-weight")
+    p.add_argument("--sweep", default=None, metavar="FIELD=V1,V2,...",
+                   help="one setting to vary, one column per value (prune: sparsity over --ratios)")
+    p.add_argument("--structure", default=None, help="prune: weight | neuron | channel | head (default weight)")
+    p.add_argument("--ratios", type=float, nargs="+", default=None,
+                   help="prune: fractions removed (default 0.25 0.5 0.75 0.9)")
+    p.add_argument("--limit", type=int, default=None, help="measure on at most this many held-out examples")
+    p.add_argument("--out", default=None, help="folder for sensitivity.json, sensitivity.png, sensitivity.html")
 
     sub.add_parser("tasks", help="list the built-in tasks", formatter_class=_formatter,
                    epilog="examples:\n  modelpress tasks")

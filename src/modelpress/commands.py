@@ -107,21 +107,54 @@ def cmd_compress(args: argparse.Namespace) -> int:
     return 0
 
 
+def _sensitivity_configs(args: argparse.Namespace) -> list:
+    """The step configs of a sensitivity scan from ``--step`` / ``--set`` / ``--sweep`` / prune's
+    ``--structure`` and ``--ratios``, validated as a recipe step is."""
+    import yaml
+
+    from modelpress.pipeline.recipe import Recipe
+
+    def pair(text: str, flag: str) -> tuple[str, str]:
+        key, eq, value = text.partition("=")
+        if not eq or not key:
+            raise BadInputError(f"`{flag}` must be FIELD=VALUE; got {text!r}. Fix: e.g. {flag} mode=int4-weight.")
+        return key.strip(), value
+
+    body = {k: yaml.safe_load(v) for k, v in (pair(t, "--set") for t in args.set)}
+    if args.step != "prune" and (args.structure is not None or args.ratios is not None):
+        raise BadInputError(f"`--structure` / `--ratios` are prune's; got them with --step {args.step}. "
+                            "Fix: use --set FIELD=VALUE and --sweep FIELD=V1,V2 for other steps.")
+    if args.step == "prune" and args.structure is not None:
+        body["structure"] = args.structure
+    field, values = None, [None]
+    if args.sweep is not None:
+        field, text = pair(args.sweep, "--sweep")
+        values = [yaml.safe_load(v) for v in text.split(",")]
+    elif args.step == "prune":
+        field, values = "sparsity", list(args.ratios or (0.25, 0.5, 0.75, 0.9))
+    items = [{args.step: {**body, **({field: v} if field else {})}} for v in values]
+    return [s.config for s in Recipe.from_list(items, name="sensitivity").steps]
+
+
 def cmd_sensitivity(args: argparse.Namespace) -> int:
     from modelpress.pipeline.report import render_sensitivity_html
     from modelpress.pipeline.resolve import resolve_model, resolve_task
-    from modelpress.pruning.sensitivity import sensitivity
+    from modelpress.search.sensitivity import sensitivity
 
+    configs = _sensitivity_configs(args)  # bad flags are reported before any data loads
+    if args.limit is not None and args.limit < 1:
+        raise BadInputError(f"`--limit` must be a positive number of examples; got {args.limit}.")
     task = resolve_task(args.task)
     model = resolve_model(args.model, task)
-    result = sensitivity(model, task, structure=args.structure, ratios=tuple(args.ratios))
+    result = sensitivity(model, task, configs, limit=args.limit)
     print(result.table())
     if args.out:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
         (out / "sensitivity.json").write_text(json.dumps(result.to_dict(), indent=2))
         result.plot(out / "sensitivity.png")
-        page = render_sensitivity_html(result.table(), out / "sensitivity.png", f"sensitivity: {task.name}")
+        title = f"{args.step} sensitivity: {task.name}"
+        page = render_sensitivity_html(result.table(), out / "sensitivity.png", title)
         (out / "sensitivity.html").write_text(page)
         print(f"wrote {out}/sensitivity.json, sensitivity.png and sensitivity.html")
     return 0
