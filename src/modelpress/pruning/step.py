@@ -105,6 +105,7 @@ def _weight(model: nn.Module, config: Prune, ctx: StepContext, log: StepLog) -> 
     log.skipped.extend(skipped)
     if not targets_:
         log.details["note"] = "no Linear / Conv layer selected; nothing pruned"
+        log.details["changed"] = False
         return
     partners = _tied_partners(model, targets_)
     if partners:

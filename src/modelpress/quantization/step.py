@@ -7,6 +7,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.nn.utils import parametrize
 
 from modelpress.context import StepContext, StepLog
 from modelpress.quantization.config import Quantize
@@ -83,7 +84,8 @@ def _record_swaps(model: nn.Module, floats: dict[str, nn.Module], quantized: dic
     """One `StepLog.swapped` row per layer that is quantized now (those kept float are not)."""
     for name, q in quantized.items():
         if model.get_submodule(name) is q:
-            log.swap(name, floats[name], q)
+            # a pruned layer's class is torch's Parametrized<Cls>: record the class it was built as
+            log.swap(name, parametrize.type_before_parametrizations(floats[name]), q)
 
 
 def _summary(model: nn.Module, config: Quantize, log: StepLog, plans: list[Plan]) -> None:
@@ -101,6 +103,10 @@ def _summary(model: nn.Module, config: Quantize, log: StepLog, plans: list[Plan]
     d["kept_forward"] = [p.name for p in plans if p.custom_forward and p.name in quantized]
     if config.weight_bits is None:
         d["note"] = _SIXTEEN_BIT
+    if not quantized:
+        d["changed"] = False
+        d["note"] = "no layer quantized" + (f" ({len(log.skipped)} skipped, see skipped)" if log.skipped else
+                                            " (the selection names no Linear / Conv2d / Embedding layer)")
 
 
 def apply_quantize(model: nn.Module, config: Quantize, ctx: StepContext) -> StepLog:
