@@ -7,9 +7,9 @@ import torch
 from torch import nn
 
 from modelpress.pipeline import MeasureSettings, Recipe, run
+from modelpress.pipeline.report import mark_changed, render_html, step_lines
 from modelpress.pipeline.run import compress_
 from modelpress.quantization import Quantize
-from modelpress.pipeline.report import mark_changed, render_html, step_lines
 from modelpress.tasks import get
 from modelpress.tasks.models import build
 

@@ -13,7 +13,7 @@ from torch import nn
 from modelpress.artifact.onnx import export_onnx
 from modelpress.context import StepContext
 from modelpress.measure.runtime import ort_predict
-from modelpress.quantization import QuantConv2d, QuantLinear, Quantize, apply_quantize
+from modelpress.quantization import QuantConv2d, Quantize, QuantLinear, apply_quantize
 from modelpress.quantization.wrapped import KeepForward
 from modelpress.tasks.task import Task
 from modelpress.tasks.train import evaluate, torch_predict, train
@@ -123,3 +123,28 @@ def test_qat_skips_a_custom_forward_rather_than_drop_it(same, digits_task):
     assert "own forward" in why["c1"] and isinstance(model.c1, SameConv2d)
     assert isinstance(model.fc1, QuantLinear)
 
+
+
+def test_same_padding_layers_deploy_with_integer_convs(same, digits_task, tmp_path):
+    import onnx
+
+    from modelpress.quantization import deploy_quantize
+
+    model = copy.deepcopy(same)
+    cfg = Quantize(mode="int8-static", deploy="static")
+    apply_quantize(model, cfg, StepContext(task=digits_task, progress=False))
+    path = export_onnx(model, digits_task.example_inputs, tmp_path / "m.onnx")
+    details = deploy_quantize(path, model, cfg, StepContext(task=digits_task, progress=False))
+    assert details["format"] == "static" and details["matched_layers"] == 4
+    assert details["float_nodes"] == ["/mix/MatMul"]  # the custom layer, left float as reported
+    graph = onnx.load(str(path)).graph
+    made_by = {o: n for n in graph.node for o in n.output}
+    inits = {t.name: t for t in graph.initializer}
+    convs = [n for n in graph.node if n.op_type == "Conv"]
+    assert len(convs) == 2
+    for conv in convs:  # each conv reads int8 weights through DequantizeLinear: QLinearConv in onnxruntime
+        dq = made_by[conv.input[1]]
+        assert dq.op_type == "DequantizeLinear" and inits[dq.input[0]].data_type == onnx.TensorProto.INT8
+        assert made_by[conv.input[0]].op_type == "DequantizeLinear"
+    deployed = digits_task.metric(ort_predict(path), digits_task.test)
+    assert abs(deployed - evaluate(model, digits_task)) <= 0.01

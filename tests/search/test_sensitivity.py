@@ -87,6 +87,7 @@ def test_one_at_a_time_ranks_a_planted_sensitive_layer_first(lenet, digits):
     base, _, ranked = one_at_a_time(model, ["fc1", "fc2", "fc3"], change, steps_task, split)
     assert ranked[0].module == "fc2" and ranked[0].drop > 0.5
     assert {s.module: s.drop for s in ranked[1:]} == {"fc1": 0.0, "fc3": 0.0}
+    assert ranked[0].metric == pytest.approx(base - ranked[0].drop)
     assert evaluate(model, digits) == evaluate(lenet, digits)  # restored
 
 

@@ -11,7 +11,6 @@ from torch.nn.utils import parametrize
 
 from modelpress.artifact.bake import unparametrize
 from modelpress.context import Skipped, StepContext, StepLog
-from modelpress.select import targets, tied_weights
 from modelpress.errors import BadInputError
 from modelpress.pruning.config import Prune
 from modelpress.pruning.masks import (
@@ -23,6 +22,7 @@ from modelpress.pruning.masks import (
     zhu_gupta_sparsity,
 )
 from modelpress.pruning.structured import apply_plan, plan_structured
+from modelpress.select import targets, tied_weights
 from modelpress.source import get_source
 from modelpress.tasks.models import example_inputs
 
