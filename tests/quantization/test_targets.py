@@ -148,3 +148,23 @@ def test_same_padding_layers_deploy_with_integer_convs(same, digits_task, tmp_pa
         assert made_by[conv.input[0]].op_type == "DequantizeLinear"
     deployed = digits_task.metric(ort_predict(path), digits_task.test)
     assert abs(deployed - evaluate(model, digits_task)) <= 0.01
+
+
+def test_keep_forward_packs_and_unpacks_bit_exactly_for_torch_layers():
+    from modelpress.errors import BadInputError
+    from modelpress.quantization.modules import WeightSpec
+
+    torch.manual_seed(0)
+    conv = nn.Conv2d(3, 8, 3, stride=2, padding=1)
+    kf = KeepForward.wrap(conv, QuantConv2d.from_float(conv, WeightSpec(bits=4)))
+    tensors, meta = kf.pack()
+    assert tensors == {} and meta["inner_class"] == "torch.nn.modules.conv:Conv2d"
+    back = KeepForward.unpack(tensors, meta)
+    back.quant = QuantConv2d.unpack(*kf.quant.pack())  # the loader sets the nested swap itself
+    back.load_state_dict({k: v for k, v in kf.state_dict().items() if k.startswith("inner.")}, strict=False)
+    x = torch.randn(2, 3, 9, 9)
+    assert torch.equal(back(x), kf(x))
+    assert sorted(kf.state_dict()) == ["inner.bias", "quant.qweight", "quant.scale", "quant.zero_point"]
+    user = KeepForward.wrap(SameConv2d(1, 2, 3), QuantConv2d.from_float(SameConv2d(1, 2, 3), WeightSpec()))
+    with pytest.raises(BadInputError, match="SameConv2d"):
+        KeepForward.unpack(*user.pack())
