@@ -119,3 +119,17 @@ def test_cli_quantize_writes_table_json_plot_and_html(tmp_path, capsys):
 def test_cli_bad_flags_exit_2_with_one_message(argv, message, capsys):
     assert main(["sensitivity", "--task", "digits", *argv]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_sqnr_ranks_layers_where_the_metric_saturates(lenet, digits, tmp_path):
+    from modelpress.search.sensitivity import sqnr_db
+
+    ref = torch.tensor([[3.0, 4.0]])
+    assert sqnr_db(ref, ref) == float("inf")
+    assert sqnr_db(ref, ref + torch.tensor([[0.3, 0.4]])) == pytest.approx(20.0)  # noise 1/10 of the signal
+    res = sensitivity(lenet, digits, [Prune(sparsity=0.0), Prune(sparsity=0.9)], limit=64, progress=False)
+    for name in res.layers:
+        assert res.sqnr[name][0] == float("inf") and res.to_dict()["sqnr_db"][name][0] is None  # unchanged
+        assert res.sqnr[name][1] < 40  # 90% of a layer pruned moves the outputs
+    assert "output SQNR" in res.table()
+    assert res.plot(tmp_path / "s.png").read_bytes()[:4] == b"\x89PNG"
