@@ -11,6 +11,7 @@ from torch import nn
 
 from modelpress.artifact.bake import bake
 from modelpress.context import StepContext
+from modelpress.measure.size import count_params
 from modelpress.pruning import Prune, apply_prune
 from modelpress.pruning.masks import get_mask
 from modelpress.pruning.structured import plan_structured, zero_plan
@@ -104,6 +105,11 @@ def tiny_tied_llama() -> nn.Module:
     return LlamaForCausalLM(cfg).eval()
 
 
+def n_zero(model: nn.Module) -> int:
+    """Zero weights, each tensor once (a tied table is one tensor)."""
+    return sum(int((p == 0).sum()) for p in model.parameters())
+
+
 TOKENS = torch.randint(0, 96, (2, 12), generator=torch.Generator().manual_seed(0))
 
 
@@ -114,6 +120,7 @@ def _logits(model: nn.Module) -> torch.Tensor:
 
 def test_tied_weights_stay_tied_through_weight_pruning():
     model = tiny_tied_llama()
+    before = count_params(model)[0]
     emb, head = model.model.embed_tokens, model.lm_head
     assert head.weight is emb.weight  # tied to begin with
     log = apply_prune(model, Prune(sparsity=0.5), StepContext())
@@ -122,8 +129,12 @@ def test_tied_weights_stay_tied_through_weight_pruning():
     assert torch.equal(head.weight, emb.weight) and float((emb.weight == 0).float().mean()) == 0.5
     assert get_mask(emb) is not None and torch.equal(get_mask(emb).mask, get_mask(head).mask)
     assert head.parametrizations["weight"].original is emb.parametrizations["weight"].original
-    # the model that is returned computes exactly what is measured and saved (its baked form)
-    torch.testing.assert_close(_logits(model), _logits(bake(model)), rtol=0, atol=0)
+    # the model that is returned computes exactly what is measured and saved (its baked form), whose
+    # table is still one tensor: stored once, counted once
+    baked = bake(model)
+    torch.testing.assert_close(_logits(model), _logits(baked), rtol=0, atol=0)
+    assert baked.lm_head.weight is baked.model.embed_tokens.weight
+    assert count_params(model) == (before, before - n_zero(baked))
 
 
 def test_tied_weights_stay_tied_through_quantization():
