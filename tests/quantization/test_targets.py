@@ -168,3 +168,18 @@ def test_keep_forward_packs_and_unpacks_bit_exactly_for_torch_layers():
     user = KeepForward.wrap(SameConv2d(1, 2, 3), QuantConv2d.from_float(SameConv2d(1, 2, 3), WeightSpec()))
     with pytest.raises(BadInputError, match="SameConv2d"):
         KeepForward.unpack(*user.pack())
+
+
+def test_batchnorm_after_a_same_padding_conv_is_folded_exactly():
+    from modelpress.quantization.fold import FoldedBatchNorm, fold_batchnorm
+
+    torch.manual_seed(0)
+    model = nn.Sequential(SameConv2d(1, 4, 4), nn.BatchNorm2d(4), nn.ReLU()).eval()
+    with torch.no_grad():
+        model[1].running_mean.uniform_(-1, 1)
+        model[1].running_var.uniform_(0.5, 2)
+        model[1].weight.uniform_(0.5, 2)
+    x = torch.randn(3, 1, 8, 8)
+    before = model(x)
+    assert fold_batchnorm(model) == [("0", "1")] and isinstance(model[1], FoldedBatchNorm)
+    torch.testing.assert_close(model(x), before, rtol=1e-5, atol=1e-5)
