@@ -141,6 +141,10 @@ def targets(model: nn.Module, select: Selector | None, accepts: tuple[type[nn.Mo
     for name, module in model.named_modules():
         if any(name.startswith(t + ".") or t == "" for t in taken):
             continue
+        if getattr(module, "sealed", False) is True:
+            # a swap whose children are part of its encoding (e.g. a layer run with its codes): a later
+            # step changes the swap as a whole or not at all
+            taken.append(name)
         if select is not None and not select(name, module):
             continue
         base = _base_of(module, accepts)

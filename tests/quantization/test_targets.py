@@ -69,7 +69,7 @@ def test_same_padding_subclass_is_quantized_and_keeps_its_forward(same, digits_t
     base = evaluate(model, digits_task)
     log = apply_quantize(model, Quantize(mode="int8-static"), StepContext(task=digits_task, progress=False))
     assert base >= 0.9  # the reference the drops below are stated against
-    assert isinstance(model.c1, KeepForward) and isinstance(model.c1.quant, QuantConv2d)
+    assert isinstance(model.c1, KeepForward) and isinstance(model.c1.inner, SameConv2d)
     assert isinstance(model.fc1, QuantLinear) and isinstance(model.fc2, QuantLinear)
     assert {(s.module, s.from_type, s.to_type) for s in log.swapped} == {
         ("c1", "SameConv2d", "KeepForward"), ("c2", "SameConv2d", "KeepForward"),
@@ -83,7 +83,8 @@ def test_same_padding_subclass_is_quantized_and_keeps_its_forward(same, digits_t
     # the weights the conv sees are on the int8 grid: at most 255 distinct values per output channel
     w = model.c1.inner.weight
     assert all(len(torch.unique(w[o])) <= 255 for o in range(w.shape[0]))
-    assert torch.equal(w, model.c1.quant.weight) and "weight" not in dict(model.c1.inner.named_parameters())
+    assert w is model.c1.weight and "weight" not in dict(model.c1.inner.named_parameters())
+    assert sorted(model.c1.state_dict()) == ["inner.bias", "qweight", "scale", "zero_point"]  # codes, once
     # the exported graph is a padded standard conv with the on-grid weights, and agrees with torch
     path = export_onnx(model, digits_task.example_inputs, tmp_path / "m.onnx")
     import onnx
@@ -150,24 +151,34 @@ def test_same_padding_layers_deploy_with_integer_convs(same, digits_task, tmp_pa
     assert abs(deployed - evaluate(model, digits_task)) <= 0.01
 
 
-def test_keep_forward_packs_and_unpacks_bit_exactly_for_torch_layers():
+def test_keep_forward_packs_and_unpacks_bit_exactly_and_refuses_a_users_class():
     from modelpress.errors import BadInputError
     from modelpress.quantization.modules import WeightSpec
 
-    torch.manual_seed(0)
-    conv = nn.Conv2d(3, 8, 3, stride=2, padding=1)
-    kf = KeepForward.wrap(conv, QuantConv2d.from_float(conv, WeightSpec(bits=4)))
+    kf, (x,) = KeepForward.example()
     tensors, meta = kf.pack()
-    assert tensors == {} and meta["inner_class"] == "torch.nn.modules.conv:Conv2d"
+    assert sorted(tensors) == ["qweight", "scale"] and meta["inner_class"] == "torch.nn.modules.conv:Conv2d"
     back = KeepForward.unpack(tensors, meta)
-    back.quant = QuantConv2d.unpack(*kf.quant.pack())  # the loader sets the nested swap itself
     back.load_state_dict({k: v for k, v in kf.state_dict().items() if k.startswith("inner.")}, strict=False)
-    x = torch.randn(2, 3, 9, 9)
-    assert torch.equal(back(x), kf(x))
-    assert sorted(kf.state_dict()) == ["inner.bias", "quant.qweight", "quant.scale", "quant.zero_point"]
-    user = KeepForward.wrap(SameConv2d(1, 2, 3), QuantConv2d.from_float(SameConv2d(1, 2, 3), WeightSpec()))
+    assert torch.equal(back(x), kf(x)) and torch.equal(back.to_dense()(x), kf(x))
+    conv = SameConv2d(1, 2, 3)
+    user = KeepForward.wrap(conv, QuantConv2d.from_float(conv, WeightSpec()))
     with pytest.raises(BadInputError, match="SameConv2d"):
         KeepForward.unpack(*user.pack())
+
+
+def test_a_later_step_leaves_the_kept_layer_alone(same):
+    model = copy.deepcopy(same)
+    apply_quantize(model, Quantize(mode="int8-weight"), StepContext(progress=False))
+    log = apply_quantize(model, Quantize(mode="int8-weight"), StepContext(progress=False))
+    assert log.swapped == [] and isinstance(model.c1.inner, SameConv2d)
+
+
+def test_16_bit_modes_skip_a_custom_forward_with_the_reason(same):
+    model = copy.deepcopy(same)
+    log = apply_quantize(model, Quantize(mode="fp16"), StepContext(progress=False))
+    why = {s.module: s.why for s in log.skipped}
+    assert "own forward" in why["c1"] and isinstance(model.c1, SameConv2d)
 
 
 def test_batchnorm_after_a_same_padding_conv_is_folded_exactly():

@@ -77,6 +77,9 @@ def plan_layers(model: nn.Module, config: Quantize, select: Selector | None) -> 
             # a swap would give each user its own copy: the model would be untied and store the table twice
             why = (f"its weight is tied to {', '.join(f'`{o}`' for o in tied[t.name])}; quantizing one user "
                    "would untie them and store the tensor twice, so it stays float")
+        if why is None and t.custom_forward and config.weight_bits is None:
+            why = (f"{type(t.module).__name__} has its own forward; 16-bit storage keeps the forward of "
+                   "standard layers only (the integer modes keep it)")
         if why is None and t.custom_forward and config.mode == "qat":
             why = (f"{type(t.module).__name__} has its own forward, which quantization-aware training does not "
                    "keep; use a PTQ mode (int8-static, int8-dynamic, int4-weight) for it")
@@ -124,18 +127,17 @@ def calibrate_inputs(model: nn.Module, names: list[str], split: Split, *, method
 def quantized_module(float_module: nn.Module, plan: Plan, config: Quantize,
                      act_qparams: dict[str, tuple[float, int]]) -> _Quantized | _Half | KeepForward:
     """The quantized (or 16-bit) replacement of one float module; ``float_module`` is not changed. A
-    layer with its own forward is wrapped (`KeepForward`) so that its forward still runs."""
+    layer with its own forward keeps it (`KeepForward`, integer modes only: see `plan_layers`)."""
     if config.weight_bits is None:
         dtype = torch.bfloat16 if config.mode == "bf16" else torch.float16
-        new: _Quantized | _Half = HALF_TYPES[plan.base].from_float(float_module, dtype)
-    else:
-        act, s, z = plan.act, 1.0, 0
-        if act == "static":
-            if plan.name not in act_qparams:
-                act = "none"  # never reached by calibration data: nothing to quantize it with
-            else:
-                s, z = act_qparams[plan.name]
-        new = QUANT_TYPES[plan.base].from_float(float_module, plan.spec, act=act, act_scale=s, act_zp=z)
+        return HALF_TYPES[plan.base].from_float(float_module, dtype)
+    act, s, z = plan.act, 1.0, 0
+    if act == "static":
+        if plan.name not in act_qparams:
+            act = "none"  # never reached by calibration data: nothing to quantize it with
+        else:
+            s, z = act_qparams[plan.name]
+    new = QUANT_TYPES[plan.base].from_float(float_module, plan.spec, act=act, act_scale=s, act_zp=z)
     return KeepForward.wrap(float_module, new) if plan.custom_forward else new
 
 

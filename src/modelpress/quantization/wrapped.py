@@ -1,17 +1,15 @@
 """Quantizing a layer whose class has its own ``forward`` (a Conv2d subclass that pads TF-"SAME" style).
 
 Swapping such a layer for `QuantConv2d` would drop what its forward adds (the padding). `KeepForward`
-instead keeps the layer and calls *its* forward, with its weight replaced by the dequantized codes of a
-`QuantConv2d` / `QuantLinear` / `QuantEmbedding` (or a 16-bit module) held beside it:
+instead keeps the layer (``inner``, without its ``weight`` parameter) and calls *its* forward with the
+weight replaced by the dequantized integer codes, which `KeepForward` holds itself exactly as
+`QuantConv2d` / `QuantLinear` do (it is one of them: codes, scales, zero points, the calibrated input
+range, and the same ``pack`` encoding). ``inner`` keeps its bias and everything else of its own.
 
-- ``inner``: the user's layer with its ``weight`` parameter removed (its bias and other state stay);
-- ``quant``: the quantized module that owns the integer codes (itself a swap, so the artifact stores
-  the codes, nested); its bias is dropped, since ``inner`` applies its own.
-
-The input is fake-quantized before ``inner`` runs (as `QuantConv2d` does); zero padding inside ``inner``
-commutes with that (0 is on every uint8 activation grid, which always spans 0). Exported to ONNX, the
-graph is ``inner``'s own ops with on-grid float weights (Pad + Conv for the example above), which the
-deploy step turns into integer ops like any other quantized conv.
+The input is fake-quantized before ``inner`` runs; zero padding inside ``inner`` commutes with that (0 is
+on every uint8 activation grid, which always spans 0). Exported, the graph is ``inner``'s own ops with
+on-grid float weights (Pad + Conv for the example above); the deploy step finds the weights by value, as
+for any quantized layer, and emits integer ops.
 """
 
 from __future__ import annotations
@@ -25,13 +23,12 @@ from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
 from modelpress.artifact.bake import unparametrize
-from modelpress.artifact.packed import PackedModule
 from modelpress.errors import BadInputError
-from modelpress.quantization.modules import _Half, _Quantized
+from modelpress.quantization.modules import QuantLinear, WeightSpec, _Quantized
 
 __all__ = ["KeepForward"]
 
-# Attributes of torch layers that `unpack` may restore (JSON-able hyper-parameters, no code).
+# Attribute values of a layer that `pack` records and `unpack` restores: JSON-able hyper-parameters only.
 _PLAIN = (int, float, str, bool, type(None))
 
 
@@ -45,94 +42,99 @@ def _plain_attrs(module: nn.Module) -> dict[str, Any]:
     return out
 
 
-class KeepForward(PackedModule):
-    """A layer with its own forward, run with quantized weights (see the module docstring).
+def _rebuild_inner(meta: dict[str, Any]) -> nn.Module:
+    """The layer of class ``meta["inner_class"]`` with its recorded attributes and a bias of the stored
+    shape (values are loaded afterwards). Only torch.nn and modelpress classes: an artifact never imports
+    a user's code by itself. Raises BadInputError for any other class."""
+    ref = str(meta.get("inner_class", ""))
+    module_name, _, qual = ref.partition(":")
+    if not (module_name.startswith(("torch.nn.", "modelpress.")) and qual and "." not in qual):
+        raise BadInputError(f"the artifact keeps the forward of layer class {ref!r}, which it cannot rebuild "
+                            "without running that class's code. Fix: load the model with its own code and "
+                            "quantize it again, or build the layer from torch.nn classes only.")
+    inner_cls = getattr(importlib.import_module(module_name), qual, None)
+    if not (isinstance(inner_cls, type) and issubclass(inner_cls, nn.Module)):
+        raise BadInputError(f"the artifact names layer class {ref!r}, which is not an nn.Module class.")
+    inner = inner_cls.__new__(inner_cls)
+    nn.Module.__init__(inner)
+    for k, v in meta["inner_attrs"].items():
+        object.__setattr__(inner, k, tuple(v) if isinstance(v, list) else v)
+    shape = meta.get("bias_shape")
+    inner.bias = nn.Parameter(torch.zeros(shape)) if shape is not None else None
+    return inner
+
+
+class KeepForward(_Quantized):
+    """A layer with its own forward, run with integer-coded weights (see the module docstring).
 
     Input and output shapes are those of ``inner`` (e.g. ``(N, C, H, W) -> (N, C', H', W')``).
     """
 
-    def __init__(self, inner: nn.Module, quant: _Quantized | _Half) -> None:
-        super().__init__()
-        if "weight" in inner._parameters:
-            del inner._parameters["weight"]
+    # the layer inside is part of this swap (its weight is these codes): no later step may swap it
+    sealed = True
+
+    def __init__(self, qweight: Tensor, scale: Tensor, zero_point: Tensor, spec: WeightSpec,
+                 meta: dict[str, Any], inner: nn.Module, *, act: str = "none", act_scale: float = 1.0,
+                 act_zp: int = 0, scale_dtype: str = "float32") -> None:
+        super().__init__(qweight, scale, zero_point, spec, meta, None, act=act, act_scale=act_scale,
+                         act_zp=act_zp, scale_dtype=scale_dtype)
+        inner._parameters.pop("weight", None)
         self.inner = inner
-        self.quant = quant
         self._lend_weight()
 
     @classmethod
-    def wrap(cls, module: nn.Module, quant: _Quantized | _Half) -> KeepForward:
-        """Wrap a copy of ``module`` (never changed itself) around ``quant``, its quantized form."""
+    def wrap(cls, module: nn.Module, quant: _Quantized) -> KeepForward:
+        """Keep a copy of ``module`` (never changed itself) and take the codes of ``quant``, its
+        quantized form (from `QuantConv2d.from_float` etc.)."""
         inner = copy.deepcopy(module)
         if parametrize.is_parametrized(inner, "weight"):
             unparametrize(inner, "weight")  # a pruning mask: the codes already hold its zeros
-        quant.bias = None
-        return cls(inner, quant)
+        return cls(quant.qweight, quant.scale, quant.zero_point, quant.spec, quant.meta, inner, act=quant.act,
+                   act_scale=quant.act_scale, act_zp=quant.act_zp, scale_dtype=quant.scale_dtype)
+
+    @classmethod
+    def example(cls) -> tuple[KeepForward, tuple[Tensor, ...]]:
+        """int8 codes of a small seeded conv (weight-only, so the export form agrees exactly)."""
+        g = torch.Generator().manual_seed(0)
+        conv = nn.Conv2d(3, 4, 3, stride=2, padding=1)
+        with torch.no_grad():
+            for p in conv.parameters():
+                p.copy_(torch.randn(p.shape, generator=g))
+        from modelpress.quantization.modules import QuantConv2d
+
+        return cls.wrap(conv, QuantConv2d.from_float(conv, WeightSpec())), (torch.randn(2, 3, 7, 7, generator=g),)
 
     def _lend_weight(self) -> None:
-        # a plain attribute (not a parameter or buffer): not in the state dict, so stored once, as codes
-        object.__setattr__(self.inner, "weight", self.quant.weight)
+        # a plain attribute (not a parameter or buffer): outside the state dict, so stored once, as codes
+        object.__setattr__(self.inner, "weight", self.weight)
 
     def forward(self, x: Tensor, *args: Any, **kwargs: Any) -> Tensor:
-        self._lend_weight()  # again each call: `.to()` moves quant's buffer, not the attribute
-        if isinstance(self.quant, _Quantized):
-            x = self.quant._quantize_input(x)
-        return self.inner(x, *args, **kwargs)
+        self._lend_weight()  # each call: `.to()` or a load may have replaced the buffer
+        return self.inner(self._quantize_input(x), *args, **kwargs)
 
     def to_dense(self) -> nn.Module:
         """A copy of ``inner`` with its weight as a float parameter (the on-grid values)."""
         dense = copy.deepcopy(self.inner)
-        object.__delattr__(dense, "weight")
-        dense.weight = nn.Parameter(self.quant.weight.detach().clone())
+        dense.__dict__.pop("weight", None)
+        dense.weight = nn.Parameter(self.weight.detach().clone())
         return dense
 
-    def export_module(self) -> nn.Module:
-        return self.to_dense()
-
     def extra_repr(self) -> str:
-        return f"keeps the forward of {type(self.inner).__name__}"
-
-    # ---- artifact ---------------------------------------------------------------------------------
+        return f"keeps the forward of {type(self.inner).__name__}; " + super().extra_repr()
 
     def pack(self) -> tuple[dict[str, Tensor], dict[str, Any]]:
-        """No tensors of its own (``quant`` is stored as its own nested swap, ``inner``'s bias as a plain
-        entry); meta: ``inner``'s class, its JSON-able hyper-parameters and its bias shape."""
+        """The codes as `QuantConv2d.pack` stores them; meta adds ``inner``'s class, its JSON-able
+        hyper-parameters and its bias shape (``inner``'s tensors are plain state entries)."""
+        tensors, meta = super().pack()
         cls = type(self.inner)
         bias = getattr(self.inner, "bias", None)
-        q = self.quant
-        return {}, {"inner_class": f"{cls.__module__}:{cls.__qualname__}", "inner_attrs": _plain_attrs(self.inner),
-                    "bias_shape": list(bias.shape) if isinstance(bias, Tensor) else None,
-                    "quant_class": type(q).__name__, "quant_meta": q.pack()[1]}
+        meta |= {"inner_class": f"{cls.__module__}:{cls.__qualname__}", "inner_attrs": _plain_attrs(self.inner),
+                 "bias_shape": list(bias.shape) if isinstance(bias, Tensor) else None}
+        return tensors, meta
 
     @classmethod
     def unpack(cls, tensors: dict[str, Tensor], meta: dict[str, Any]) -> KeepForward:
-        """Rebuild ``inner`` at its stored shapes — only classes of torch or modelpress: an artifact never
-        imports a user's code by itself — and a placeholder ``quant`` that the loader replaces with the
-        nested swap stored under ``.quant``. Raises BadInputError for any other class."""
-        ref = str(meta.get("inner_class", ""))
-        module_name, _, qual = ref.partition(":")
-        if not (module_name.startswith(("torch.nn.", "modelpress.")) and qual and "." not in qual):
-            raise BadInputError(f"the artifact keeps the forward of layer class {ref!r}, which it cannot rebuild "
-                                "without running that class's code. Fix: load the model with its own code and "
-                                "quantize it again, or build the layer from torch.nn classes only.")
-        inner_cls = getattr(importlib.import_module(module_name), qual)
-        inner = inner_cls.__new__(inner_cls)
-        nn.Module.__init__(inner)
-        for k, v in meta["inner_attrs"].items():
-            object.__setattr__(inner, k, tuple(v) if isinstance(v, list) else v)
-        shape = meta.get("bias_shape")
-        inner.bias = nn.Parameter(torch.zeros(shape)) if shape is not None else None
-        from modelpress.quantization import modules as qm
-
-        qmeta = meta["quant_meta"]
-        return cls(inner, getattr(qm, meta["quant_class"]).unpack(_placeholder(qmeta), qmeta))
-
-
-def _placeholder(qmeta: dict[str, Any]) -> dict[str, Tensor]:
-    """Tensors of the stored shapes for ``quant``'s unpack; its values come from its own swap entry."""
-    if "weight_shape" not in qmeta:
-        raise BadInputError("a 16-bit layer that keeps its own forward cannot be rebuilt from an artifact yet.")
-    n = 1
-    for s in qmeta["weight_shape"]:
-        n *= int(s)
-    q = torch.zeros((n + 1) // 2, dtype=torch.uint8) if qmeta["spec"]["bits"] == 4 else torch.zeros(n, dtype=torch.int8)
-    return {"qweight": q, "scale": torch.ones(qmeta["scale_shape"])}
+        """Rebuild from `pack`'s output; ``inner`` at its stored shapes (see `_rebuild_inner`)."""
+        codes = QuantLinear.unpack(tensors, meta)  # the decoding is the same for every _Quantized
+        return cls(codes.qweight, codes.scale, codes.zero_point, codes.spec, codes.meta, _rebuild_inner(meta),
+                   act=codes.act, act_scale=codes.act_scale, act_zp=codes.act_zp, scale_dtype=codes.scale_dtype)
