@@ -23,6 +23,7 @@ from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
 from modelpress.artifact.bake import unparametrize
+from modelpress.artifact.packed import PackedModule
 from modelpress.errors import BadInputError
 from modelpress.quantization.modules import QuantLinear, WeightSpec, _Quantized
 
@@ -46,6 +47,8 @@ def _rebuild_inner(meta: dict[str, Any]) -> nn.Module:
     """The layer of class ``meta["inner_class"]`` with its recorded attributes and a bias of the stored
     shape (values are loaded afterwards). Only torch.nn and modelpress classes: an artifact never imports
     a user's code by itself. Raises BadInputError for any other class."""
+    if meta.get("inner_is_swap"):
+        return nn.Module()  # a swap itself: the loader puts the rebuilt one here (stored under `.inner`)
     ref = str(meta.get("inner_class", ""))
     module_name, _, qual = ref.partition(":")
     if not (module_name.startswith(("torch.nn.", "modelpress.")) and qual and "." not in qual):
@@ -129,7 +132,8 @@ class KeepForward(_Quantized):
         cls = type(self.inner)
         bias = getattr(self.inner, "bias", None)
         meta |= {"inner_class": f"{cls.__module__}:{cls.__qualname__}", "inner_attrs": _plain_attrs(self.inner),
-                 "bias_shape": list(bias.shape) if isinstance(bias, Tensor) else None}
+                 "bias_shape": list(bias.shape) if isinstance(bias, Tensor) else None,
+                 "inner_is_swap": isinstance(self.inner, PackedModule)}
         return tensors, meta
 
     @classmethod
