@@ -133,3 +133,12 @@ def test_sqnr_ranks_layers_where_the_metric_saturates(lenet, digits, tmp_path):
         assert res.sqnr[name][1] < 40  # 90% of a layer pruned moves the outputs
     assert "output SQNR" in res.table()
     assert res.plot(tmp_path / "s.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_a_training_step_or_a_step_changing_nothing_is_refused(lenet, digits):
+    from modelpress.finetune import FineTune
+
+    with pytest.raises(BadInputError, match="no per-layer form"):
+        sensitivity(lenet, digits, FineTune(), progress=False)
+    with pytest.raises(BadInputError, match="changing none"):
+        sensitivity(lenet, digits, Quantize(), select=lambda n, m: False, progress=False)

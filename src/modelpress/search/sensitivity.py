@@ -138,6 +138,10 @@ def layers_for(model: nn.Module, config: Any, task: Task | None = None, select: 
         return [p.name for p in plan_layers(model, config, select)[0]]
     from modelpress.pipeline.steps import kind_of
 
+    if "epochs" in {f.name for f in dataclasses.fields(config)}:
+        # a training step changes every weight at once; running it only to list layers would train
+        raise bad_value("step", "sensitivity", "a step that changes some layers (prune, quantize, ...)",
+                        kind_of(config).key, "a training step such as finetune has no per-layer form.")
     probe = copy.deepcopy(model)
     log = kind_of(config).apply(probe, config, StepContext(task=task, select=select, progress=False))
     return [s.module for s in log.swapped]
@@ -279,7 +283,8 @@ def sensitivity(model: nn.Module, task: Task, configs: Any | Sequence[Any], *, s
     ``configs``: one config or a sweep of configs of one step kind (``Prune``, ``Quantize``, ...);
     ``select``: which layers (default: every layer the step would change, :func:`layers_for`);
     ``limit``: at most this many examples are measured on. Raises BadInputError for an empty sweep, a mix
-    of step kinds, or a task without a calibration split of at least 2 examples.
+    of step kinds, a step that changes no layer of the model, or a task without a calibration split of at
+    least 2 examples.
     """
     from tqdm.auto import tqdm
 
@@ -294,6 +299,10 @@ def sensitivity(model: nn.Module, task: Task, configs: Any | Sequence[Any], *, s
     steps_task, split, what = held_out(task, limit)
     baseline, ref = score(model, steps_task, split)
     layers = layers_for(model, sweep[0], steps_task, select)
+    if not layers:
+        raise bad_value("configs", "sensitivity", "a step that changes some layer of this model (with this "
+                        "selection)", f"{keys.copy().pop()} changing none", "choose another step, or select layers "
+                        "it handles; a training step such as finetune changes all weights at once.")
     values: dict[str, tuple[float, ...]] = {}
     sqnr: dict[str, tuple[float, ...]] = {}
     bar = tqdm(total=len(layers) * len(sweep), disable=None if progress else True, desc="sensitivity", leave=False)
