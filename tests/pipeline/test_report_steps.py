@@ -7,7 +7,8 @@ import torch
 from torch import nn
 
 from modelpress.pipeline import MeasureSettings, Recipe, run
-from modelpress.pipeline.report import mark_changed, render_html, step_lines
+from modelpress.pipeline.changes import mark_changed, step_lines
+from modelpress.pipeline.report import render_html
 from modelpress.pipeline.run import compress_
 from modelpress.quantization import Quantize
 from modelpress.tasks import get

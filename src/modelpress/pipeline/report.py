@@ -14,8 +14,7 @@ from modelpress.measure.stats import Stats
 from modelpress.pipeline.recipe import Recipe
 from modelpress.tasks.task import Task
 
-__all__ = ["REPORT_FIELDS", "STATS_FIELDS", "build_report", "mark_changed", "render_sensitivity_html", "step_lines",
-           "write_report"]
+__all__ = ["REPORT_FIELDS", "STATS_FIELDS", "build_report", "render_sensitivity_html", "write_report"]
 
 REPORT_FIELDS = ("task", "metric_name", "recipe", "baseline", "steps", "compressed", "deployed")
 STATS_FIELDS = ("size_bytes", "params", "nonzero_params", "macs", "latency_ms", "latency_p90_ms",
@@ -32,7 +31,9 @@ def build_report(
     deploy_info: dict[str, Any],
     interleaved: dict[str, Any],
 ) -> dict[str, Any]:
-    """The report as a JSON-able dict. Each step row gains ``changed`` (see `mark_changed`)."""
+    """The report as a JSON-able dict. Each step row gains ``changed`` (`changes.mark_changed`)."""
+    from modelpress.pipeline.changes import mark_changed
+
     mark_changed(steps, baseline.to_dict())
     report: dict[str, Any] = {
         "task": task.name,
@@ -54,43 +55,6 @@ def build_report(
         "modelpress_version": __version__,
     }
     return report
-
-
-# what a step must leave equal to the stage before it to count as having changed nothing
-_SAME_STATS = ("size_bytes", "params", "nonzero_params", "macs", "metric")
-
-
-def mark_changed(steps: list[dict[str, Any]], baseline: dict[str, Any]) -> None:
-    """Set ``row["changed"]`` on every step row (in place): False when the step says so itself
-    (``details.changed``), was rolled back, or swapped nothing and left size, params, non-zeros, MACs and
-    the metric exactly as the stage before it; else True."""
-    before = baseline
-    for row in steps:
-        stats = row.get("stats", {})
-        same = bool(stats) and all(stats.get(k) == before.get(k) for k in _SAME_STATS)
-        said = row.get("details", {}).get("changed")
-        row["changed"] = not (said is False or row.get("error") or (not row.get("swapped") and same))
-        before = stats or before
-
-
-def step_lines(report: dict[str, Any]) -> list[str]:
-    """Plain-text lines on what each step did to the model's modules: its swaps by type, the modules it
-    skipped and why, and a step that changed nothing, said as such (for the printed summary)."""
-    lines = []
-    for i, st in enumerate(report["steps"]):
-        label = f"{i + 1}. {st['name']}"
-        if st.get("changed") is False:
-            note = st.get("details", {}).get("note") or st.get("error") or "the model is as before"
-            lines.append(f"{label}: changed nothing ({note})")
-        counts: dict[str, int] = {}
-        for sw in st.get("swapped", []):
-            key = f"{sw['from']} -> {sw['to']}"
-            counts[key] = counts.get(key, 0) + 1
-        if counts:
-            lines.append(f"{label}: swapped {sum(counts.values())} module(s): "
-                         + ", ".join(f"{k} x{n}" for k, n in counts.items()))
-        lines += [f"{label}: skipped {k['module']} ({k['why']})" for k in st.get("skipped", [])]
-    return lines
 
 
 def _ratio(a: float, b: float) -> float | None:
@@ -161,7 +125,9 @@ def _plot_png(report: dict[str, Any]) -> str:
 
 
 def render_html(report: dict[str, Any]) -> str:
-    """A self-contained HTML page: the stats table, the plots, skipped modules, the recipe."""
+    """A self-contained HTML page: the stats table, the plots, swapped and skipped modules, the recipe."""
+    from modelpress.pipeline.changes import steps_html
+
     e = html.escape
     head = "".join(f"<th>{h}</th>" for h in ("", "size", "params", "non-zero", "MACs", "latency ms",
                                              "p90 ms", "× baseline (interleaved)", "peak mem",
@@ -179,15 +145,6 @@ def render_html(report: dict[str, Any]) -> str:
         f"<li>{e(st['name'])}: <code>{e(k['module'])}</code> — {e(k['why'])}</li>"
         for st in report["steps"] for k in st.get("skipped", [])
     ) or "<li>none</li>"
-    swapped = "".join(
-        f"<tr><td>{i + 1}. {e(st['name'])}</td><td><code>{e(sw['module'])}</code></td><td>{e(sw['from'])}</td>"
-        f"<td>{e(sw['to'])}</td></tr>"
-        for i, st in enumerate(report["steps"]) for sw in st.get("swapped", [])
-    )
-    swapped = (f"<table><tr><th>step</th><th>module</th><th>from</th><th>to</th></tr>{swapped}</table>"
-               if swapped else "<p>none</p>")
-    unchanged = "".join(f"<li>{e(line)}</li>" for line in step_lines(report) if ": changed nothing" in line)
-    unchanged = f"<h2>Steps that changed nothing</h2><ul>{unchanged}</ul>" if unchanged else ""
     details = "".join(
         f"<h3>{e(st['name'])}</h3><pre>{e(json.dumps(st.get('details', {}), indent=1)[:4000])}</pre>"
         for st in report["steps"]
@@ -208,8 +165,7 @@ interleaved in one process (the figure to compare). The metric is measured on th
 <p>Latency ratios to the baseline, timed interleaved in one process: {e(json.dumps(lat.get('ratio_vs_baseline', {})))}</p>
 <img src="data:image/png;base64,{_plot_png(report)}"/>
 {extra_imgs}
-{unchanged}
-<h2>Swapped modules</h2>{swapped}
+{steps_html(report)}
 <h2>Skipped modules</h2><ul>{skipped}</ul>
 <h2>Step details</h2>{details}
 <h2>Deployment</h2><pre>{e(json.dumps(report.get('deploy', {}), indent=1))}</pre>
