@@ -99,6 +99,19 @@ def test_same_padding_subclass_is_quantized_and_keeps_its_forward(same, digits_t
     assert float((out_ort - ref).abs().mean()) <= 0.3
 
 
+def test_kept_layers_are_counted_like_any_other(same, digits_task):
+    from modelpress.measure.macs import count_macs
+    from modelpress.measure.size import count_params
+
+    model = copy.deepcopy(same)
+    apply_quantize(model, Quantize(mode="int8-weight"), StepContext(progress=False))
+    x = digits_task.example_inputs
+    # params: every weight once, the codes standing for the convs' weights (c1 16·1·4·4 + 16, c2 16·16·3·3
+    # + 16, mix 256², fc1 256·32 + 32, fc2 32·10 + 10); MACs of the padded convs as in the float model
+    assert count_params(model)[0] == count_params(same)[0] == 272 + 2320 + 65536 + 8224 + 330
+    assert count_macs(model, x) == count_macs(same, x) > 0
+
+
 def test_to_dense_is_the_same_layer_with_on_grid_weights(same):
     model = copy.deepcopy(same)
     apply_quantize(model, Quantize(mode="int8-weight"), StepContext(progress=False))
