@@ -118,7 +118,25 @@ class Recipe:
 
 
 class _Loader(yaml.SafeLoader):
-    """YAML 1.1 reads ``1e-3`` (no dot) as a string; users write learning rates that way, so read it as a float."""
+    """YAML 1.1 reads ``1e-3`` (no dot) as a string; users write learning rates that way, so read it as a float.
+
+    A key given twice in one mapping is an error (PyYAML keeps the last one silently, so
+    ``{sparsity: 0.5, sparsity: 0.9}`` would run at 0.9 without a word).
+    """
+
+    def construct_mapping(self, node: yaml.Node, deep: bool = False) -> dict[Any, Any]:
+        if isinstance(node, yaml.MappingNode):
+            first: dict[Any, int] = {}
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=True)
+                line = key_node.start_mark.line + 1
+                if isinstance(key, (str, int, float, bool)) and key in first:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"the key `{key}` is given twice (lines {first[key]} and {line}); "
+                        "Fix: keep one of them", key_node.start_mark)
+                if isinstance(key, (str, int, float, bool)):
+                    first[key] = line
+        return super().construct_mapping(node, deep=deep)
 
 
 _Loader.add_implicit_resolver(
