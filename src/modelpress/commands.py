@@ -76,8 +76,8 @@ def cmd_recipes(args: argparse.Namespace) -> int:
     print(f"{'-' * width[0]}  {'-' * width[1]}  {'-' * 12}")
     indent = " " * (width[0] + width[1] + 4)
     for name, steps, text in rows:  # the whole description, wrapped, never cut
-        body = textwrap.fill(text, width=max(40, 110 - len(indent)), initial_indent=indent,
-                             subsequent_indent=indent)
+        body = textwrap.fill(text, width=max(len(indent) + 40, 116), initial_indent=indent,
+                             subsequent_indent=indent, break_on_hyphens=False, break_long_words=False)
         print(f"{name.ljust(width[0])}  {steps.ljust(width[1])}  {body[len(indent):]}")
     print("\nShow one (YAML, to copy and edit): modelpress recipes NAME")
     print("Use one with: modelpress compress --task TASK --recipe NAME --out DIR")

@@ -231,7 +231,8 @@ interleaved in one process (the figure to compare). The metric is measured on th
 <h2>Skipped modules</h2><ul>{skipped}</ul>
 <h2>Step details</h2>{details}
 <h2>Deployment</h2>{_raw("deployment candidates and choice (JSON)", report.get("deploy", {}))}
-<h2>Recipe</h2>{_raw("recipe (JSON)", report["recipe"], open_=True)}
+<h2>Recipe</h2>{_raw(" → ".join(next(iter(st)) for st in report["recipe"]) + " (YAML, every setting)",
+                    report["recipe"], as_yaml=True)}
 </body></html>"""
 
 
@@ -246,11 +247,15 @@ dl.meta{display:grid;grid-template-columns:max-content 1fr;gap:.2em 1em;font-siz
 dl.meta dd{margin:0}code{overflow-wrap:anywhere}"""
 
 
-def _raw(title: str, value: Any, open_: bool = False) -> str:
-    """``value`` as indented JSON, folded under a ``<details>`` summary (open when ``open_``)."""
-    text = json.dumps(value, indent=1)
-    return (f"<details{' open' if open_ else ''}><summary>{html.escape(str(title))}</summary>"
-            f"<pre>{html.escape(text)}</pre></details>")
+def _raw(title: str, value: Any, as_yaml: bool = False) -> str:
+    """``value`` as indented JSON (or YAML, as a recipe file is written), folded under a ``<details>`` summary."""
+    if as_yaml:
+        import yaml
+
+        text = yaml.safe_dump(value, sort_keys=False)
+    else:
+        text = json.dumps(value, indent=1)
+    return f"<details><summary>{html.escape(str(title))}</summary><pre>{html.escape(text)}</pre></details>"
 
 
 def _provenance(report: dict[str, Any]) -> str:
