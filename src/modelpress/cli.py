@@ -146,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # `modelpress recipes | head`: the reader left; not an error worth a message
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
-    except Exception as e:  # a bug in modelpress or a library: still one line, the traceback with --debug
+    except Exception as e:  # noqa: BLE001 - a bug in modelpress or a library: one line, the traceback with --debug
         return _fail(args, e, f"failed with an unexpected {type(e).__name__}", 1)
 
 

@@ -45,7 +45,7 @@ def sha256_file(path: Path) -> str:
 
 
 def _now() -> str:
-    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
 
 
 def _read_marker(folder: Path) -> dict[str, Any] | None:
@@ -83,15 +83,17 @@ def _ours(folder: Path, rel: str, marker: dict[str, Any]) -> bool:
         rel == w or rel.startswith(w.rstrip("/") + "/") for w in marker.get("writing", []))
 
 
-def _check_writable(folder: Path) -> None:
-    """Create and remove a probe file: permissions, read-only mounts and full disks all show up here."""
+def _check_writable(folder: Path, out: Path) -> None:
+    """Create and remove a probe file in ``folder`` (``out`` or the existing folder above it): permissions,
+    read-only mounts and full disks all show up here, where ``os.access`` misses the last two."""
     try:
         fd, probe = tempfile.mkstemp(prefix=".modelpress-probe-", dir=folder)
         os.close(fd)
         os.remove(probe)
     except OSError as e:
-        raise BadInputError(f"`--out` folder `{folder}` is not writable ({e.strerror or e}). "
-                            "Fix: choose a folder you can write to.") from None
+        where = f"`--out` folder `{out}` is not writable" if folder == out else (
+            f"`--out` folder `{out}` cannot be created: `{folder}` is not writable")
+        raise BadInputError(f"{where} ({e.strerror or e}). Fix: choose a folder you can write to.") from None
 
 
 def check_folder(folder: str | Path, outputs: tuple[str, ...]) -> str | None:
@@ -110,9 +112,9 @@ def check_folder(folder: str | Path, outputs: tuple[str, ...]) -> str | None:
         if not parent.is_dir():
             raise BadInputError(f"`--out` folder `{folder}` cannot be created: `{parent}` is a file. "
                                 "Fix: choose another path.")
-        _check_writable(parent)
+        _check_writable(parent, folder)
         return None
-    _check_writable(folder)
+    _check_writable(folder, folder)
     marker = _read_marker(folder)
     if marker is None:
         found = sorted(p.name for p in folder.iterdir())

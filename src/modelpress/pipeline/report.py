@@ -115,7 +115,7 @@ def about_run(model: nn.Module, model_name: str | None, command: str | None, see
         "model": {"name": model_name, "source": source},
         "command": command,
         "seed": seed,
-        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "versions": versions(),
         "machine": machine(),
     }

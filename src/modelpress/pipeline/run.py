@@ -26,7 +26,7 @@ from modelpress.measure.latency import time_interleaved
 from modelpress.measure.runtime import ort_predict
 from modelpress.measure.stats import Stats
 from modelpress.pipeline.deploy import export_deployed
-from modelpress.pipeline.outdir import OutputFolder
+from modelpress.pipeline.outdir import OutputFolder, check_folder
 from modelpress.pipeline.recipe import Recipe, RecipeStep
 from modelpress.pipeline.resolve import check_finite, check_fits, nonfinite_outputs, nonfinite_weights
 from modelpress.pipeline.steps import StepConfig, kind_of
@@ -124,6 +124,8 @@ def run(
     """
     from modelpress.pipeline.report import about_run, build_report, write_report
 
+    if out is not None:
+        check_folder(out, RUN_OUTPUTS)  # before the baseline is loaded (or trained)
     original = model if model is not None else task.model()
     if out is not None and get_source(original) is None:
         raise BadInputError(
