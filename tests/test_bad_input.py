@@ -100,6 +100,15 @@ def test_a_users_folder_is_refused_before_any_work(tmp_path, capsys, user):
     assert not user.CALLED.exists()  # refused before the task (and its data) was even built
 
 
+def test_sensitivity_refuses_a_users_folder_before_the_scan(tmp_path, capsys, user):
+    out = _users_folder(tmp_path / "mine")
+    (out / "sensitivity.json").write_text("{}")
+    before = hashes(out)
+    code, _, err = cli(["sensitivity", "--task", f"{user.name}:task", "--out", out], capsys)
+    assert code == 2 and one_line(err) and "not written by modelpress" in err
+    assert hashes(out) == before and not user.CALLED.exists()
+
+
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory):
     """One real compress run into a fresh folder (digits, one epoch of fine-tuning, no deployment)."""

@@ -175,17 +175,25 @@ def cmd_sensitivity(args: argparse.Namespace) -> int:
     from modelpress.pipeline.resolve import resolve_model, resolve_task
     from modelpress.pruning.sensitivity import sensitivity
 
+    from modelpress.pipeline.outdir import OutputFolder, check_folder
+
+    files = ("sensitivity.json", "sensitivity.png", "sensitivity.html")
+    if args.out:
+        check_folder(args.out, files)  # before the scan, which takes minutes
     task = resolve_task(args.task)
     model = resolve_model(args.model, task)
     result = sensitivity(model, task, structure=args.structure, ratios=tuple(args.ratios))
     print(result.table())
     if args.out:
-        out = Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
+        folder = OutputFolder.open(args.out, files, command=args.command_line)
+        out = folder.path
+        folder.writing(*files)
         (out / "sensitivity.json").write_text(json.dumps(result.to_dict(), indent=2))
         result.plot(out / "sensitivity.png")
         page = render_sensitivity_html(result.table(), out / "sensitivity.png", f"sensitivity: {task.name}")
         (out / "sensitivity.html").write_text(page)
+        folder.wrote(*files)
+        folder.finish()
         print(f"wrote {out}/sensitivity.json, sensitivity.png and sensitivity.html")
     return 0
 
