@@ -171,11 +171,10 @@ def cmd_compress(args: argparse.Namespace) -> int:
 
 
 def cmd_sensitivity(args: argparse.Namespace) -> int:
+    from modelpress.pipeline.outdir import OutputFolder, check_folder
     from modelpress.pipeline.report import render_sensitivity_html
     from modelpress.pipeline.resolve import resolve_model, resolve_task
     from modelpress.pruning.sensitivity import sensitivity
-
-    from modelpress.pipeline.outdir import OutputFolder, check_folder
 
     files = ("sensitivity.json", "sensitivity.png", "sensitivity.html")
     if args.out:
