@@ -186,12 +186,11 @@ def cmd_sensitivity(args: argparse.Namespace) -> int:
     if args.out:
         folder = OutputFolder.open(args.out, files, command=args.command_line)
         out = folder.path
-        folder.writing(*files)
-        (out / "sensitivity.json").write_text(json.dumps(result.to_dict(), indent=2))
-        result.plot(out / "sensitivity.png")
-        page = render_sensitivity_html(result.table(), out / "sensitivity.png", f"sensitivity: {task.name}")
-        (out / "sensitivity.html").write_text(page)
-        folder.wrote(*files)
+        with folder.write(*files):
+            (out / "sensitivity.json").write_text(json.dumps(result.to_dict(), indent=2))
+            result.plot(out / "sensitivity.png")
+            page = render_sensitivity_html(result.table(), out / "sensitivity.png", f"sensitivity: {task.name}")
+            (out / "sensitivity.html").write_text(page)
         folder.finish()
         print(f"wrote {out}/sensitivity.json, sensitivity.png and sensitivity.html")
     return 0
@@ -230,9 +229,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
                   "latency (deployed/baseline)"]
         print("\nsummary (baseline vs each recipe; latency timed interleaved, batch 1, 1 thread):")
         print(_table(rows, header))
-        top.writing("summary.md")
-        (Path(args.out) / "summary.md").write_text(_markdown(rows, header))
-        top.wrote("summary.md")
+        with top.write("summary.md"):
+            (top.path / "summary.md").write_text(_markdown(rows, header))
         print(f"\nreports: {args.out}/<recipe>/report.html ; summary: {args.out}/summary.md")
     top.finish()
     return 0

@@ -17,12 +17,14 @@ stopped by Ctrl-C or an error leaves the folder marked incomplete, and the next 
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import hashlib
 import json
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -139,7 +141,7 @@ class OutputFolder:
     """An output folder being written: created with an incomplete marker, files recorded as written.
 
     >>> out = OutputFolder.open("out/x", ("report.json",))   # checks, creates, marks incomplete
-    >>> out.writing("report.json"); ...; out.wrote("report.json")
+    >>> with out.write("report.json"): ...                   # listed as being written, then hashed
     >>> out.finish()                                          # removes stale outputs, marks complete
     """
 
@@ -178,6 +180,14 @@ class OutputFolder:
                 self._marker["files"][rel] = {"sha256": sha256_file(p), "bytes": p.stat().st_size}
                 self._written.add(rel)
         self._save()
+
+    @contextlib.contextmanager
+    def write(self, *names: str) -> Iterator[Path]:
+        """``with out.write("report.json"): ...``: `writing` before the block, `wrote` after it succeeds
+        (after an exception the names stay listed as being written, so the next run may replace them)."""
+        self.writing(*names)
+        yield self.path
+        self.wrote(*names)
 
     def finish(self) -> None:
         """Remove earlier outputs this run did not write again (a stale model.onnx), then mark complete."""

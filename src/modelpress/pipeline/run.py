@@ -6,6 +6,7 @@ artifact, the ONNX model, report.json and report.html.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import shlex
 import sys
@@ -171,18 +172,14 @@ def run(
         _say(progress, f"  {step.key}: metric {stats.metric:.4f}, {stats.size_bytes:,} bytes")
     compressed = Stats.from_dict(step_rows[-1]["stats"]) if step_rows else baseline
     if folder is not None:
-        folder.writing("model")
-        save(work, folder.path / "model", steps=recipe.to_list(), overwrite=True)
-        folder.wrote("model")
+        with folder.write("model"):
+            save(work, folder.path / "model", steps=recipe.to_list(), overwrite=True)
     with tempfile.TemporaryDirectory(prefix="modelpress-") as tmp:
         onnx_path = (out_dir or Path(tmp)) / "model.onnx"
         deployed, deploy_info = None, {}
         if deploy:
-            if folder is not None:
-                folder.writing(*_ONNX_FILES)
-            deployed, deploy_info = _deploy(work, recipe, task, onnx_path, settings, compressed, seed)
-            if folder is not None:
-                folder.wrote(*_ONNX_FILES)
+            with folder.write(*_ONNX_FILES) if folder is not None else contextlib.nullcontext():
+                deployed, deploy_info = _deploy(work, recipe, task, onnx_path, settings, compressed, seed)
         stages = [reference, *earlier, baked_eval_copy(work)]
         interleaved = _time_side_by_side(stages, onnx_path if deployed else None, task, settings)
     report = build_report(task, recipe, baseline, step_rows, compressed, deployed, deploy_info, interleaved)
@@ -190,9 +187,8 @@ def run(
     if folder is not None:
         # measured sizes come from a bare save; the written artifact also records the recipe in its manifest
         report["artifact"] = {"path": "model", "size_bytes": folder_bytes(folder.path / "model")}
-        folder.writing("report.json", "report.html")
-        write_report(report, folder.path)
-        folder.wrote("report.json", "report.html")
+        with folder.write("report.json", "report.html"):
+            write_report(report, folder.path)
         folder.finish()
     return RunResult(work, baseline, step_rows, compressed, deployed, report, out_dir)
 
