@@ -8,6 +8,7 @@ architecture, or ``package.module:function`` returning an ``nn.Module``.
 
 from __future__ import annotations
 
+import difflib
 import inspect
 from collections.abc import Callable
 from pathlib import Path
@@ -73,7 +74,7 @@ def check_finite(model: nn.Module, what: str = "the model") -> None:
         )
 
 
-def nonfinite_outputs(model: nn.Module, split: Split, limit: int = 512) -> str | None:
+def nonfinite_outputs(model: nn.Module, split: Split, limit: int = 128) -> str | None:
     """Why ``model``'s outputs on the first ``limit`` examples of ``split`` are not all finite, or None.
 
     Runs in eval mode without gradients and restores each module's training flag.
@@ -139,6 +140,11 @@ def resolve_task(spec: str | Task) -> Task:
         if not isinstance(task, Task):
             raise BadInputError(f"`--task {spec}` must return a modelpress Task; got {type(task).__name__}.")
         return task
+    if spec not in tasks.names():
+        close = difflib.get_close_matches(str(spec), tasks.names(), n=1)
+        hint = f" Did you mean `{close[0]}`?" if close else ""
+        raise BadInputError(f"`--task` must be a built-in task {tasks.names()} (see `modelpress tasks`) or "
+                            f"package.module:function; got {spec!r}.{hint}")
     return tasks.get(spec)
 
 
