@@ -105,6 +105,9 @@ def test_a_stopped_run_is_marked_incomplete_and_its_half_written_files_are_repla
     (folder / "report.json").write_text("not ours")  # but nothing it was not writing
     with pytest.raises(BadInputError, match="`report.json`, which was not written"):
         check_folder(folder, OUTPUTS)
+    (folder / "report.json").unlink()
+    OutputFolder.open(folder, OUTPUTS)  # the next run clears the half-written file before it starts
+    assert not (folder / "model.onnx").exists()
 
 
 def test_a_damaged_marker_is_refused(tmp_path):

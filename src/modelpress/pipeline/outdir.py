@@ -74,15 +74,23 @@ def _files_at(folder: Path, name: str) -> list[str]:
     return []
 
 
-def _ours(folder: Path, rel: str, marker: dict[str, Any]) -> bool:
-    """Whether the file ``rel`` is one modelpress wrote and nobody changed since."""
+def _listed(folder: Path, rel: str, marker: dict[str, Any]) -> bool:
+    """Whether the marker lists the file ``rel`` and its bytes still hash to the listed SHA-256."""
     entry = marker["files"].get(rel)
     path = folder / rel
-    if isinstance(entry, dict) and not path.is_symlink() and path.is_file() and sha256_file(path) == entry.get("sha256"):
-        return True
-    # a run that stopped while writing it (after checking that the path was free or its own)
+    return (isinstance(entry, dict) and not path.is_symlink() and path.is_file()
+            and sha256_file(path) == entry.get("sha256"))
+
+
+def _half_written(rel: str, marker: dict[str, Any]) -> bool:
+    """Whether a run that stopped was writing ``rel`` (it checked first that the path was free or its own)."""
     return marker.get("complete") is False and any(
         rel == w or rel.startswith(w.rstrip("/") + "/") for w in marker.get("writing", []))
+
+
+def _ours(folder: Path, rel: str, marker: dict[str, Any]) -> bool:
+    """Whether the file ``rel`` is one modelpress wrote and nobody changed since."""
+    return _listed(folder, rel, marker) or _half_written(rel, marker)
 
 
 def _check_writable(folder: Path, out: Path) -> None:
@@ -160,6 +168,12 @@ class OutputFolder:
         except OSError as e:
             raise BadInputError(f"`--out` folder `{path}` cannot be created ({e.strerror or e}). "
                                 "Fix: choose a folder you can write to.") from None
+        if old is not None and old.get("complete") is False:
+            # a stopped run's half-written files (a weights file without its manifest) would make the
+            # artifact's own save refuse the folder after all the work: they are garbage, remove them now
+            for rel in (r for n in outputs for r in _files_at(path, n)):
+                if _half_written(rel, old) and not _listed(path, rel, old):
+                    (path / rel).unlink()
         files = {k: v for k, v in (old or {}).get("files", {}).items() if (path / k).is_file()}
         marker = {"format": _FORMAT, "version": 1, "complete": False, "started": _now(), "finished": None,
                   "command": command, "files": files, "writing": []}
