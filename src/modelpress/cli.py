@@ -11,6 +11,7 @@ import os
 import shlex
 import sys
 import traceback
+from collections.abc import Callable
 
 from modelpress import __version__
 
@@ -59,7 +60,41 @@ def _debug_flag() -> argparse.ArgumentParser:
     return parent
 
 
+def _add_run_commands(add: Callable[..., argparse.ArgumentParser]) -> None:
+    """The subcommands that measure and compress: demo, compress, evaluate."""
+    p = add("demo", help="the embedded default, end to end (MNIST-5k, LeNet-300-100)",
+            epilog="examples:\n  modelpress demo\n  modelpress demo --out out/demo --recipes prune-weight")
+    p.add_argument("--out", default="out/demo", help="folder for the runs' artifacts and reports (default out/demo)")
+    p.add_argument("--recipes", nargs="*", default=None, help="built-in recipes to run (default: the demo set)")
+
+    p = add("compress", help="apply a recipe, measure each step, export and deploy",
+            epilog="examples:\n  modelpress compress --task mnist-5k --recipe finetune --out out/ft\n"
+            "  modelpress compress --task fashion-mnist --model resnet-s --recipe prune-channel --out out/pc\n"
+            "  modelpress compress --task mypkg.tasks:my_task --model mypkg.nets:build --recipe my.yaml --out out/x")
+    p.add_argument("--task", required=True, help="built-in task name or package.module:function")
+    p.add_argument("--model", default=None, help="built-in model name, artifact folder, HF folder, weights "
+                   "file or package.module:function (default: the task's default model)")
+    p.add_argument("--recipe", required=True, help="built-in recipe name (`modelpress recipes`) or a YAML file")
+    p.add_argument("--out", required=True, help="output folder: model/, model.onnx, report.json, report.html")
+    p.add_argument("--no-deploy", action="store_true", help="skip the ONNX export and onnxruntime measurement")
+    p.add_argument("--seed", type=int, default=0, help="random seed for training steps (default 0)")
+    _add_measure_args(p)
+
+    p = add("evaluate", help="measure one model: size, params, MACs, latency, memory, metric",
+            epilog="examples:\n  modelpress evaluate --task mnist-5k --model lenet-300-100\n"
+            "  modelpress evaluate --task mnist-5k --model out/pw/model --json stats.json\n"
+            "  modelpress evaluate --task mnist-5k --model out/pw/model.onnx\n"
+            "  modelpress evaluate --task mnist-5k --model out/pw/model --runtime onnxruntime")
+    p.add_argument("--task", required=True, help="built-in task name or package.module:function")
+    p.add_argument("--model", default=None, help="as for compress; a .onnx file is measured in onnxruntime")
+    p.add_argument("--runtime", choices=("torch", "onnxruntime"), default="torch",
+                   help="where to run it (default torch); onnxruntime exports the model first")
+    p.add_argument("--json", default=None, metavar="FILE", help="also write the Stats as JSON to FILE")
+    _add_measure_args(p)
+
+
 def build_parser() -> argparse.ArgumentParser:
+    """The `modelpress` argument parser; every subcommand's help ends with examples."""
     parser = argparse.ArgumentParser(
         prog="modelpress",
         formatter_class=_formatter,
@@ -75,35 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     add = functools.partial(sub.add_parser, formatter_class=_formatter, parents=[_debug_flag()])
 
-    p = add("demo", help="the embedded default, end to end (MNIST-5k, LeNet-300-100)",
-                       epilog="examples:\n  modelpress demo\n  modelpress demo --out out/demo --recipes prune-weight")
-    p.add_argument("--out", default="out/demo", help="folder for the runs' artifacts and reports (default out/demo)")
-    p.add_argument("--recipes", nargs="*", default=None, help="built-in recipes to run (default: the demo set)")
-
-    p = add("compress", help="apply a recipe, measure each step, export and deploy",
-                       epilog="examples:\n  modelpress compress --task mnist-5k --recipe finetune --out out/ft\n"
-                       "  modelpress compress --task fashion-mnist --model resnet-s --recipe prune-channel --out out/pc\n"
-                       "  modelpress compress --task mypkg.tasks:my_task --model mypkg.nets:build --recipe my.yaml --out out/x")
-    p.add_argument("--task", required=True, help="built-in task name or package.module:function")
-    p.add_argument("--model", default=None, help="built-in model name, artifact folder, HF folder, weights "
-                   "file or package.module:function (default: the task's default model)")
-    p.add_argument("--recipe", required=True, help="built-in recipe name (`modelpress recipes`) or a YAML file")
-    p.add_argument("--out", required=True, help="output folder: model/, model.onnx, report.json, report.html")
-    p.add_argument("--no-deploy", action="store_true", help="skip the ONNX export and onnxruntime measurement")
-    p.add_argument("--seed", type=int, default=0, help="random seed for training steps (default 0)")
-    _add_measure_args(p)
-
-    p = add("evaluate", help="measure one model: size, params, MACs, latency, memory, metric",
-                       epilog="examples:\n  modelpress evaluate --task mnist-5k --model lenet-300-100\n"
-                       "  modelpress evaluate --task mnist-5k --model out/pw/model --json stats.json\n"
-                       "  modelpress evaluate --task mnist-5k --model out/pw/model.onnx\n"
-                       "  modelpress evaluate --task mnist-5k --model out/pw/model --runtime onnxruntime")
-    p.add_argument("--task", required=True, help="built-in task name or package.module:function")
-    p.add_argument("--model", default=None, help="as for compress; a .onnx file is measured in onnxruntime")
-    p.add_argument("--runtime", choices=("torch", "onnxruntime"), default="torch",
-                   help="where to run it (default torch); onnxruntime exports the model first")
-    p.add_argument("--json", default=None, metavar="FILE", help="also write the Stats as JSON to FILE")
-    _add_measure_args(p)
+    _add_run_commands(add)
 
     p = add("sensitivity", help="prune one layer at a time at several ratios; metric per layer",
                        epilog="examples:\n  modelpress sensitivity --task mnist-5k --model lenet-300-100 --step prune\n"

@@ -125,21 +125,9 @@ def run(
     """
     from modelpress.pipeline.report import about_run, build_report, write_report
 
-    if out is not None:
-        check_folder(out, RUN_OUTPUTS)  # before the baseline is loaded (or trained)
-    original = model if model is not None else task.model()
-    if out is not None and get_source(original) is None:
-        raise BadInputError(
-            "`model` carries no source, so its artifact could not be rebuilt without pickle. Fix: build it "
-            "from a built-in name, `package.module:function` or a Hugging Face folder (see modelpress.source)."
-        )
-    check_finite(original, "`model`")
-    check_fits(original, task)
     command = command if command is not None else shlex.join(sys.argv)
-    folder = _prepare_out(out, original, command)
+    original, folder = _start(model, task, out, command, progress)
     out_dir = folder.path if folder is not None else None
-    if folder is not None and folder.note:
-        _say(progress, folder.note)
     reference, work = baked_eval_copy(original), copy.deepcopy(original)  # the caller's model stays untouched
     kw = asdict(settings)
     target = DeployTarget(runtime="auto", batch_size=settings.batch_size, threads=settings.threads)
@@ -191,6 +179,26 @@ def run(
             write_report(report, folder.path)
         folder.finish()
     return RunResult(work, baseline, step_rows, compressed, deployed, report, out_dir)
+
+
+def _start(model: nn.Module | None, task: Task, out: str | Path | None, command: str,
+           progress: bool) -> tuple[nn.Module, OutputFolder | None]:
+    """Everything checked before any work: the output folder (before the baseline is loaded, or trained),
+    the model's source, finite weights, that it runs on the task; then the output folder is opened."""
+    if out is not None:
+        check_folder(out, RUN_OUTPUTS)
+    original = model if model is not None else task.model()
+    if out is not None and get_source(original) is None:
+        raise BadInputError(
+            "`model` carries no source, so its artifact could not be rebuilt without pickle. Fix: build it "
+            "from a built-in name, `package.module:function` or a Hugging Face folder (see modelpress.source)."
+        )
+    check_finite(original, "`model`")
+    check_fits(original, task)
+    folder = _prepare_out(out, original, command)
+    if folder is not None and folder.note:
+        _say(progress, folder.note)
+    return original, folder
 
 
 def _check_step_finite(work: nn.Module, key: str, task: Task) -> None:
