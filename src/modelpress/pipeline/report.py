@@ -168,11 +168,12 @@ def _plot_png(report: dict[str, Any]) -> str:
     rows = stage_rows(report)
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.8))
     # Stages often sit on top of each other (a step that keeps the size, the deployed copy of the last
-    # step), so points are told apart by colour and marker and named in a legend, never by text beside them.
+    # step), so points are told apart by colour and marker and named in a legend, never by text beside them;
+    # each later stage is drawn smaller and on top, so points at one place show as nested marks.
     markers = "osD^v<>Pp*Xh"
     for i, (label, s) in enumerate(rows):
-        ax1.scatter(s["size_bytes"] / 1024, s["metric"], s=60 if i else 80, marker=markers[i % len(markers)],
-                    color=plt.cm.tab10(i % 10), edgecolors="k", linewidths=0.5, alpha=0.85, label=label, zorder=3)
+        ax1.scatter(s["size_bytes"] / 1024, s["metric"], s=max(300 * 0.5**i, 30), marker=markers[i % len(markers)],
+                    color=plt.cm.tab10(i % 10), edgecolors="k", linewidths=0.5, label=label, zorder=3 + i)
     ax1.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=min(3, len(rows)), frameon=False)
     ax1.set_xlabel("size on disk (KB)")
     ax1.set_ylabel(report["metric_name"])
@@ -225,6 +226,7 @@ def render_html(report: dict[str, Any]) -> str:
 {lat.get('threads', '?')} thread(s): "latency ms" timed each stage alone, "× baseline" timed all of them
 interleaved in one process (the figure to compare). The metric is measured on the held-out test split.</p>
 <div class="scroll"><table><tr>{head}</tr>{body}</table></div>
+{_problems(report)}
 <p>Latency ratios to the baseline, timed interleaved in one process: {e(json.dumps(lat.get('ratio_vs_baseline', {})))}</p>
 <img src="data:image/png;base64,{_plot_png(report)}" alt="size vs metric, and latency"/>
 {extra_imgs}
@@ -244,7 +246,17 @@ td:first-child{text-align:left}th{background:#f4f4f4}.scroll{max-width:100%;over
 img{max-width:100%;height:auto}pre{white-space:pre-wrap;word-break:break-word;background:#f8f8f8;padding:.5em;
 margin:.3em 0;font-size:12px}details{margin:.4em 0}summary{cursor:pointer;font-weight:600}
 dl.meta{display:grid;grid-template-columns:max-content 1fr;gap:.2em 1em;font-size:14px}dl.meta dt{color:#555}
-dl.meta dd{margin:0}code{overflow-wrap:anywhere}"""
+dl.meta dd{margin:0}code{overflow-wrap:anywhere}.problems{color:#b00020}"""
+
+
+def _problems(report: dict[str, Any]) -> str:
+    """Steps that failed and were rolled back, and a failed deployment, in red under the table."""
+    items = [f"step {i + 1}, {st['name']}: {st['error']}" for i, st in enumerate(report["steps"]) if st.get("error")]
+    if (report.get("deploy") or {}).get("error"):
+        items.append(f"deployment failed: {report['deploy']['error']}")
+    if not items:
+        return ""
+    return "<ul class='problems'>" + "".join(f"<li>{html.escape(str(x))}</li>" for x in items) + "</ul>"
 
 
 def _raw(title: str, value: Any, as_yaml: bool = False) -> str:
