@@ -210,9 +210,12 @@ def test_report_html_folds_raw_json_and_fits_the_window(tmp_path):
 
     from modelpress.pipeline.report import render_html
 
-    page = render_html(_report(tmp_path))
+    report = _report(tmp_path)
+    report["steps"][2]["error"] = "rolled back: step `quantize` made the model non-finite: ..."
+    page = render_html(report)
     outside = re.sub(r"<details>.*?</details>", "", page, flags=re.DOTALL)
     assert "<pre>" not in outside  # every raw JSON dump is folded away
+    assert "step 3, quantize: rolled back: step `quantize` made the model non-finite" in outside
     browser = sh.which("chromium") or sh.which("chromium-browser") or sh.which("google-chrome")
     if browser is None:
         pytest.skip("no headless Chromium here to measure the page width")
