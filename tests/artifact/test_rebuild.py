@@ -249,7 +249,7 @@ def test_structure_comparison_on_the_meta_device(tmp_path, monkeypatch, assert_s
     import importlib
 
     # big models compare against a fresh build on the meta device; force that path for a small one
-    monkeypatch.setattr(importlib.import_module("modelpress.artifact.save"), "_META_ABOVE_BYTES", 0)
+    monkeypatch.setattr(importlib.import_module("modelpress.artifact.saving"), "_META_ABOVE_BYTES", 0)
     torch.manual_seed(0)
     model = build("resnet-s", widths=(16, 32, 64))  # layer1 at 16 channels, as the slices below assume
     conv = model.layer1[0].conv1

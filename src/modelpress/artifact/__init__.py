@@ -7,8 +7,8 @@ returns a copy whose parametrizations (pruning masks) are folded into plain weig
 """
 
 from modelpress.artifact import onnx, packing, weights
-from modelpress.artifact.bake import bake
-from modelpress.artifact.load import load
-from modelpress.artifact.save import folder_bytes, save
+from modelpress.artifact.baking import bake
+from modelpress.artifact.loading import load
+from modelpress.artifact.saving import folder_bytes, save
 
 __all__ = ["bake", "folder_bytes", "load", "onnx", "packing", "save", "weights"]

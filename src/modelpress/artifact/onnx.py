@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from modelpress.artifact.bake import bake
+from modelpress.artifact.baking import bake
 from modelpress.artifact.packed import PackedModule
 from modelpress.errors import BadInputError, CompressionError
 

@@ -10,7 +10,7 @@ import torch
 from safetensors.torch import save as safetensors_save
 from torch import Tensor, nn
 
-from modelpress.artifact.bake import bake
+from modelpress.artifact.baking import bake
 from modelpress.artifact.manifest import (
     FORMAT,
     FORMAT_VERSION,
