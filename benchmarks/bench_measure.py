@@ -1,0 +1,124 @@
+"""How long one ``mp.measure(model, task)`` takes (issue 8: measurement that scales).
+
+Three models, each measured with ``measure``'s defaults (1 thread, batch 1, 5 warm-up + 30 timed runs):
+
+- LeNet-300-100 on mnist-5k (the trained baseline);
+- the MiniLM classifier on bbc-news (the trained baseline);
+- a 135M-parameter Llama-shaped language model with the SmolLM-135M shape (hidden 576, 30 layers, 9
+  heads, 3 key/value heads, intermediate 1536, vocabulary 49152, tied embeddings) built from a
+  transformers ``LlamaConfig`` with random weights (no download), on a synthetic task of random token
+  ids (16 test examples × 32 tokens; the metric is meaningless, only the time of measuring it matters).
+
+Run: ``HF_HUB_OFFLINE=1 PYTHONPATH=src:. .venv/bin/python -m benchmarks.run measure`` (writes
+docs/bench-measure.md), or ``python -m benchmarks.bench_measure --no-doc`` to print only — the form used
+to time an older checkout of modelpress with the same script.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+
+DOC = Path(__file__).resolve().parents[1] / "docs" / "bench-measure.md"
+COMMAND = "HF_HUB_OFFLINE=1 PYTHONPATH=src:. .venv/bin/python -m benchmarks.run measure"
+LLAMA_TOKENS = 32
+LLAMA_EXAMPLES = 16
+
+
+class LastTokenLM(nn.Module):
+    """A causal LM as a classifier of the next token: logits ``(n, vocab)`` at the last position."""
+
+    def __init__(self, lm: nn.Module) -> None:
+        super().__init__()
+        self.lm = lm
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return self.lm(input_ids=input_ids, attention_mask=attention_mask).logits[:, -1]
+
+
+def build_llama(layers: int = 30) -> nn.Module:
+    """The SmolLM-135M-shaped Llama (random weights, seed 0) with its source attached."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from modelpress.source import attach_source
+
+    cfg = LlamaConfig(hidden_size=576, num_hidden_layers=layers, num_attention_heads=9, num_key_value_heads=3,
+                      intermediate_size=1536, vocab_size=49152, tie_word_embeddings=True,
+                      max_position_embeddings=2048)
+    torch.manual_seed(0)
+    model = LastTokenLM(LlamaForCausalLM(cfg)).eval()
+    return attach_source(model, {"kind": "callable", "ref": "benchmarks.bench_measure:build_llama",
+                                 "kwargs": {"layers": layers}})
+
+
+def llama_task(model: nn.Module):
+    """A synthetic Task over random token ids for ``model`` (vocabulary 49152)."""
+    from modelpress.tasks.metrics import ACCURACY, cross_entropy
+    from modelpress.tasks.task import Split, Task
+
+    g = torch.Generator().manual_seed(0)
+
+    def split(n: int, name: str) -> Split:
+        ids = torch.randint(0, 49152, (n, LLAMA_TOKENS), generator=g)
+        return Split((ids, torch.ones_like(ids)), torch.randint(0, 49152, (n,), generator=g), name)
+
+    return Task(name="random-tokens", description="random token ids (timing only)",
+                train=split(LLAMA_EXAMPLES, "train"), calibration=split(LLAMA_EXAMPLES, "calibration"),
+                test=split(LLAMA_EXAMPLES, "test"), metric=ACCURACY, loss=cross_entropy,
+                model=lambda name=None: model, default_model="llama-135m", model_names=("llama-135m",))
+
+
+def _cases():
+    import modelpress as mp
+
+    task = mp.tasks.get("mnist-5k")
+    yield "LeNet-300-100", "mnist-5k", task.model("lenet-300-100"), task
+    task = mp.tasks.get("bbc-news")
+    yield "MiniLM classifier", "bbc-news", task.model("minilm-l6"), task
+    model = build_llama()
+    yield "Llama 135M (random)", "random tokens", model, llama_task(model)
+
+
+def rows() -> list[tuple[str, str, int, float, int]]:
+    """``(model, data, params, seconds of one measure, size_bytes)`` per case."""
+    import modelpress as mp
+
+    out = []
+    for name, data, model, task in _cases():
+        t0 = time.perf_counter()
+        stats = mp.measure(model, task)
+        seconds = time.perf_counter() - t0
+        out.append((name, data, stats.params, seconds, stats.size_bytes))
+        print(f"{name:22s} {data:14s} params {stats.params:>11,d}  size {stats.size_bytes:>11,d} B  "
+              f"measure {seconds:6.1f} s", flush=True)
+    return out
+
+
+def _write_doc(table: list[tuple[str, str, int, float, int]]) -> None:
+    import platform
+
+    lines = ["# Benchmark: the time of one `measure`", "",
+             f"Command: `{COMMAND}`. Machine: {platform.processor() or platform.machine()}, "
+             f"torch {torch.__version__}, {torch.get_num_threads()} torch threads available; measure's "
+             "defaults (1 thread, batch 1, 5 warm-up + 30 timed forward passes).", "",
+             "| model | data | params | artifact bytes | one `measure` (s) |", "|---|---|---:|---:|---:|"]
+    lines += [f"| {n} | {d} | {p:,} | {b:,} | {s:.1f} |" for n, d, p, s, b in table]
+    lines += ["", "The Llama row is the SmolLM-135M shape built from a transformers LlamaConfig with random "
+              "weights (no download) on random token ids: a timing of measuring, not of a model's quality.", ""]
+    DOC.write_text("\n".join(lines))
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = sys.argv[1:] if argv is None else argv
+    table = rows()
+    if "--no-doc" not in args:
+        _write_doc(table)
+        print(f"wrote {DOC}")
+
+
+if __name__ == "__main__":
+    main()
