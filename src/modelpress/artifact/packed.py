@@ -21,11 +21,12 @@ packed encoding per tensor by itself.
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 from torch import Tensor, nn
 
-__all__ = ["PackedModule"]
+__all__ = ["PackedModule", "export_view"]
 
 
 class PackedModule(nn.Module):
@@ -57,5 +58,44 @@ class PackedModule(nn.Module):
         raise NotImplementedError
 
     def export_module(self) -> nn.Module:
-        """The deployable form (standard modules only) that ONNX export, params and MACs see."""
+        """The deployable form that ONNX export, params and MACs see: standard modules, or modules that
+        hold swapped children of their own (their export forms are taken in turn, see `export_view`)."""
         return self.to_dense()
+
+    @classmethod
+    def example(cls) -> tuple[PackedModule, tuple[Tensor, ...]]:
+        """A small instance and positional inputs for its forward (batch first), for the contract test
+        that every concrete swapped module of the package must pass (tests/artifact/test_swap_contract.py).
+        """
+        raise NotImplementedError(f"{cls.__name__} defines no example()")
+
+
+def export_view(module: nn.Module) -> nn.Module:
+    """``module`` as it deploys: every `PackedModule` at any depth replaced by its ``export_module()``,
+    and the swaps inside an export form by theirs, recursively.
+
+    Nothing is copied but the containers on the way to a swap (shallow copies whose child tables are
+    new): parameters and buffers are shared with ``module``, which is not changed. Returns ``module``
+    itself when it holds no swap; a swap whose ``export_module`` is not implemented stays as it is.
+    Raises TypeError when an ``export_module()`` returns a module of its own class (it would never end).
+    """
+    if isinstance(module, PackedModule):
+        try:
+            exported = module.export_module()
+        except NotImplementedError:
+            exported = module
+        if exported is not module:
+            if type(exported) is type(module):
+                raise TypeError(f"{type(module).__name__}.export_module() returned a {type(module).__name__}")
+            return export_view(exported)
+    changed = {}
+    for name, child in module._modules.items():
+        if child is not None:
+            view = export_view(child)
+            if view is not child:
+                changed[name] = view
+    if not changed:
+        return module
+    shallow = copy.copy(module)
+    shallow._modules = {**module._modules, **changed}
+    return shallow
