@@ -60,10 +60,9 @@ def check_shapes(model: nn.Module, state: dict[str, Tensor], where: str) -> None
     One line naming the tensor and both shapes (torch's own error is several lines, and its first line
     names neither). Raises BadInputError for the first mismatch.
     """
-    expected = model.state_dict()
-    for key, t in state.items():
-        e = expected.get(key)
-        if e is not None and tuple(e.shape) != tuple(t.shape):
+    for key, e in model.state_dict().items():  # in the model's order: the first layer that differs
+        t = state.get(key)
+        if t is not None and tuple(e.shape) != tuple(t.shape):
             raise BadInputError(f"tensor `{key}` in {where} has shape {list(t.shape)}, but the model "
                                 f"({type(model).__name__}) expects {list(e.shape)}. Fix: use weights saved "
                                 "from this architecture.")
