@@ -17,17 +17,22 @@ class TwoLinear(PackedModule):
     children are plain modules (stored as state entries) or, after a later Quantize, swaps of their own.
     """
 
-    def __init__(self, first: nn.Module, second: nn.Module) -> None:
+    def __init__(self, first: nn.Linear, second: nn.Linear) -> None:
         super().__init__()
         self.first = first
         self.second = second
+        self.shape = {"in": first.in_features, "rank": first.out_features, "out": second.out_features}
 
     def forward(self, x: Tensor) -> Tensor:
         return self.second(self.first(x))
 
+    @classmethod
+    def example(cls) -> tuple[TwoLinear, tuple[Tensor, ...]]:
+        torch.manual_seed(0)
+        return factor(nn.Linear(8, 6), 3), (torch.randn(2, 8),)
+
     def pack(self) -> tuple[dict[str, Tensor], dict[str, Any]]:
-        w1, w2 = self.first.weight, self.second.weight
-        return {}, {"in": int(w1.shape[1]), "rank": int(w1.shape[0]), "out": int(w2.shape[0])}
+        return {}, dict(self.shape)
 
     @classmethod
     def unpack(cls, tensors: dict[str, Tensor], meta: dict[str, Any]) -> TwoLinear:
