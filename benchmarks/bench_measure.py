@@ -11,11 +11,12 @@ Three models, each measured with ``measure``'s defaults (1 thread, batch 1, 5 wa
 
 Run: ``HF_HUB_OFFLINE=1 PYTHONPATH=src:. .venv/bin/python -m benchmarks.run measure`` (writes
 docs/bench-measure.md), or ``python -m benchmarks.bench_measure --no-doc`` to print only — the form used
-to time an older checkout of modelpress with the same script.
+to time an older checkout of modelpress with the same script (``--only lenet|minilm|llama`` runs one row).
 """
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from pathlib import Path
@@ -72,41 +73,52 @@ def llama_task(model: nn.Module):
                 model=lambda name=None: model, default_model="llama-135m", model_names=("llama-135m",))
 
 
-def _cases():
+def _cases(only: str | None):
+    import importlib
+
     import modelpress as mp
 
-    task = mp.tasks.get("mnist-5k")
-    yield "LeNet-300-100", "mnist-5k", task.model("lenet-300-100"), task
-    task = mp.tasks.get("bbc-news")
-    yield "MiniLM classifier", "bbc-news", task.model("minilm-l6"), task
-    model = build_llama()
-    yield "Llama 135M (random)", "random tokens", model, llama_task(model)
+    if only in (None, "lenet"):
+        task = mp.tasks.get("mnist-5k")
+        yield "LeNet-300-100", "mnist-5k", task.model("lenet-300-100"), task
+    if only in (None, "minilm"):
+        task = mp.tasks.get("bbc-news")
+        yield "MiniLM classifier", "bbc-news", task.model("minilm-l6"), task
+    if only in (None, "llama"):
+        # Built through the module's import name, so that the class matches the one its source rebuilds
+        # (run as a script, this file is also `__main__`).
+        model = importlib.import_module("benchmarks.bench_measure").build_llama()
+        yield "Llama 135M (random)", "random tokens", model, llama_task(model)
 
 
-def rows() -> list[tuple[str, str, int, float, int]]:
-    """``(model, data, params, seconds of one measure, size_bytes)`` per case."""
+def rows(only: str | None = None) -> list[tuple[str, str, int, float, float, int]]:
+    """``(model, data, params, wall seconds, CPU seconds of one measure, size_bytes)`` per case (``only``:
+    lenet, minilm or llama). CPU seconds (this process, all threads) are printed beside the wall time
+    because the machine is shared: under load the wall time says more about the neighbours."""
     import modelpress as mp
 
     out = []
-    for name, data, model, task in _cases():
-        t0 = time.perf_counter()
+    for name, data, model, task in _cases(only):
+        t0, c0 = time.perf_counter(), time.process_time()
         stats = mp.measure(model, task)
-        seconds = time.perf_counter() - t0
-        out.append((name, data, stats.params, seconds, stats.size_bytes))
+        wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+        out.append((name, data, stats.params, wall, cpu, stats.size_bytes))
         print(f"{name:22s} {data:14s} params {stats.params:>11,d}  size {stats.size_bytes:>11,d} B  "
-              f"measure {seconds:6.1f} s", flush=True)
+              f"measure {wall:6.1f} s wall, {cpu:6.1f} s CPU (load average {os.getloadavg()[0]:.1f})",
+              flush=True)
     return out
 
 
-def _write_doc(table: list[tuple[str, str, int, float, int]]) -> None:
+def _write_doc(table: list[tuple[str, str, int, float, float, int]]) -> None:
     import platform
 
     lines = ["# Benchmark: the time of one `measure`", "",
              f"Command: `{COMMAND}`. Machine: {platform.processor() or platform.machine()}, "
              f"torch {torch.__version__}, {torch.get_num_threads()} torch threads available; measure's "
              "defaults (1 thread, batch 1, 5 warm-up + 30 timed forward passes).", "",
-             "| model | data | params | artifact bytes | one `measure` (s) |", "|---|---|---:|---:|---:|"]
-    lines += [f"| {n} | {d} | {p:,} | {b:,} | {s:.1f} |" for n, d, p, s, b in table]
+             "| model | data | params | artifact bytes | one `measure`, wall (s) | CPU (s) |",
+             "|---|---|---:|---:|---:|---:|"]
+    lines += [f"| {n} | {d} | {p:,} | {b:,} | {w:.1f} | {c:.1f} |" for n, d, p, w, c, b in table]
     lines += ["", "The Llama row is the SmolLM-135M shape built from a transformers LlamaConfig with random "
               "weights (no download) on random token ids: a timing of measuring, not of a model's quality.", ""]
     DOC.write_text("\n".join(lines))
@@ -114,8 +126,9 @@ def _write_doc(table: list[tuple[str, str, int, float, int]]) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
-    table = rows()
-    if "--no-doc" not in args:
+    only = args[args.index("--only") + 1] if "--only" in args else None
+    table = rows(only)
+    if "--no-doc" not in args and only is None:
         _write_doc(table)
         print(f"wrote {DOC}")
 
