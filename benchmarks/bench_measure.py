@@ -112,15 +112,17 @@ def rows(only: str | None = None) -> list[tuple[str, str, int, float, float, int
 def _write_doc(table: list[tuple[str, str, int, float, float, int]]) -> None:
     import platform
 
-    lines = ["# Benchmark: the time of one `measure`", "",
-             f"Command: `{COMMAND}`. Machine: {platform.processor() or platform.machine()}, "
-             f"torch {torch.__version__}, {torch.get_num_threads()} torch threads available; measure's "
-             "defaults (1 thread, batch 1, 5 warm-up + 30 timed forward passes).", "",
+    setting = (f"Command: `{COMMAND}`. Machine: {platform.processor() or platform.machine()}, "
+               f"torch {torch.__version__}, {torch.get_num_threads()} torch threads available; measure's "
+               "defaults (1 thread, batch 1, 5 warm-up + 30 timed forward passes).")
+    note = ("The Llama row is the SmolLM-135M shape built from a transformers LlamaConfig with random "
+            "weights (no download) on random token ids: a timing of measuring, not of a model's quality. "
+            "The machine is shared: CPU seconds (this process) are the steadier figure.")
+    lines = ["# Benchmark: the time of one `measure`", "", setting, "",
              "| model | data | params | artifact bytes | one `measure`, wall (s) | CPU (s) |",
              "|---|---|---:|---:|---:|---:|"]
     lines += [f"| {n} | {d} | {p:,} | {b:,} | {w:.1f} | {c:.1f} |" for n, d, p, w, c, b in table]
-    lines += ["", "The Llama row is the SmolLM-135M shape built from a transformers LlamaConfig with random "
-              "weights (no download) on random token ids: a timing of measuring, not of a model's quality.", ""]
+    lines += ["", note, ""]
     DOC.write_text("\n".join(lines))
 
 

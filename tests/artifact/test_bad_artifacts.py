@@ -7,9 +7,9 @@ working directory).
 from __future__ import annotations
 
 import copy
-import os
 import hashlib
 import json
+import os
 import shutil
 import struct
 import tempfile
@@ -195,7 +195,7 @@ def small_artifact(tmp_path_factory) -> Path:
 
 
 @given(data=st.data())
-@settings(max_examples=int(os.environ.get("FUZZ_EXAMPLES", 150)), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=int(os.environ.get("FUZZ_EXAMPLES", "150")), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 def test_fuzzed_manifest_raises_only_modelpress_errors(small_artifact, data):
     man = json.loads((small_artifact / "manifest.json").read_text())
     for _ in range(data.draw(st.integers(1, 3))):

@@ -64,7 +64,7 @@ def test_encode_is_exactly_the_saved_bytes(tmp_path, kind, allow_test_swaps):
     if kind == "sparse":
         with torch.no_grad():
             model.fc1.weight[torch.rand_like(model.fc1.weight) < 0.9] = 0.0
-    files, manifest = encode(model)
+    files, _ = encode(model)
     folder = save(model, tmp_path / "a")
     assert sorted(files) == sorted(p.name for p in folder.iterdir())
     for name, blob in files.items():

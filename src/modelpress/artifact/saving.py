@@ -12,7 +12,6 @@ from typing import Any
 import torch
 from safetensors.torch import save as safetensors_save
 from torch import Tensor, nn
-
 from torch.nn.utils import parametrize
 
 from modelpress.artifact.baking import bake
