@@ -15,6 +15,10 @@ subclass), calls :meth:`PackedModule.unpack` — which must rebuild the module *
 stored shapes (their values are then loaded) — sets it at its path, and then does the same for the swapped
 modules beneath it, outermost first.
 
+:func:`export_view` gives a model as it deploys (every swap by its ``export_module()``, recursively);
+ONNX export, params and MACs use it. Every concrete subclass defines ``example()`` — a small instance
+and inputs — and so joins the contract test (tests/artifact/test_swap_contract.py) by existing.
+
 Plain modules (an ``nn.Linear`` with many zeros, say) need none of this: the artifact chooses a lossless
 packed encoding per tensor by itself.
 """
