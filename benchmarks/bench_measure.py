@@ -91,37 +91,49 @@ def _cases(only: str | None):
         yield "Llama 135M (random)", "random tokens", model, llama_task(model)
 
 
-def rows(only: str | None = None) -> list[tuple[str, str, int, float, float, int]]:
-    """``(model, data, params, wall seconds, CPU seconds of one measure, size_bytes)`` per case (``only``:
-    lenet, minilm or llama). CPU seconds (this process, all threads) are printed beside the wall time
-    because the machine is shared: under load the wall time says more about the neighbours."""
+def _timed(fn):
+    t0, c0 = time.perf_counter(), time.process_time()
+    value = fn()
+    return value, time.perf_counter() - t0, time.process_time() - c0
+
+
+def rows(only: str | None = None) -> list[tuple]:
+    """Per case (``only``: lenet, minilm or llama): ``(model, data, params, size_bytes, measure wall s,
+    measure CPU s, size wall s, size CPU s)`` — one full ``measure``, and its size figure alone
+    (``modelpress.measure.size.artifact_bytes``, the part that saved an artifact to learn its size).
+    CPU seconds (this process) are printed beside the wall time because the machine is shared: under
+    load the wall time says more about the neighbours."""
+    import importlib
+
     import modelpress as mp
 
+    size = importlib.import_module("modelpress.measure.size")  # the module, in every modelpress version
     out = []
     for name, data, model, task in _cases(only):
-        t0, c0 = time.perf_counter(), time.process_time()
-        stats = mp.measure(model, task)
-        wall, cpu = time.perf_counter() - t0, time.process_time() - c0
-        out.append((name, data, stats.params, wall, cpu, stats.size_bytes))
+        stats, wall, cpu = _timed(lambda: mp.measure(model, task))  # noqa: B023 - called at once
+        nbytes, s_wall, s_cpu = _timed(lambda: size.artifact_bytes(model))  # noqa: B023
+        assert nbytes == stats.size_bytes
+        out.append((name, data, stats.params, stats.size_bytes, wall, cpu, s_wall, s_cpu))
         print(f"{name:22s} {data:14s} params {stats.params:>11,d}  size {stats.size_bytes:>11,d} B  "
-              f"measure {wall:6.1f} s wall, {cpu:6.1f} s CPU (load average {os.getloadavg()[0]:.1f})",
-              flush=True)
+              f"measure {wall:6.1f} s wall {cpu:6.1f} s CPU; its size alone {s_wall:5.1f} s wall "
+              f"{s_cpu:5.1f} s CPU (load average {os.getloadavg()[0]:.1f})", flush=True)
     return out
 
 
-def _write_doc(table: list[tuple[str, str, int, float, float, int]]) -> None:
+def _write_doc(table: list[tuple]) -> None:
     import platform
 
     setting = (f"Command: `{COMMAND}`. Machine: {platform.processor() or platform.machine()}, "
-               f"torch {torch.__version__}, {torch.get_num_threads()} torch threads available; measure's "
-               "defaults (1 thread, batch 1, 5 warm-up + 30 timed forward passes).")
+               f"torch {torch.__version__}, torch set to 1 thread; measure's defaults (1 thread, batch 1, "
+               "5 warm-up + 30 timed forward passes). *size alone*: `modelpress.measure.size.artifact_bytes`.")
     note = ("The Llama row is the SmolLM-135M shape built from a transformers LlamaConfig with random "
             "weights (no download) on random token ids: a timing of measuring, not of a model's quality. "
             "The machine is shared: CPU seconds (this process) are the steadier figure.")
     lines = ["# Benchmark: the time of one `measure`", "", setting, "",
-             "| model | data | params | artifact bytes | one `measure`, wall (s) | CPU (s) |",
-             "|---|---|---:|---:|---:|---:|"]
-    lines += [f"| {n} | {d} | {p:,} | {b:,} | {w:.1f} | {c:.1f} |" for n, d, p, w, c, b in table]
+             ("| model | data | params | artifact bytes | `measure` wall (s) | CPU (s) | size alone wall (s) "
+              "| CPU (s) |"), "|---|---|---:|---:|---:|---:|---:|---:|"]
+    lines += [f"| {n} | {d} | {p:,} | {b:,} | {w:.1f} | {c:.1f} | {sw:.1f} | {sc:.1f} |"
+              for n, d, p, b, w, c, sw, sc in table]
     lines += ["", note, ""]
     DOC.write_text("\n".join(lines))
 
@@ -129,6 +141,7 @@ def _write_doc(table: list[tuple[str, str, int, float, float, int]]) -> None:
 def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     only = args[args.index("--only") + 1] if "--only" in args else None
+    torch.set_num_threads(1)  # one fixed setting: on a shared machine idle threads spin and blur CPU time
     table = rows(only)
     if "--no-doc" not in args and only is None:
         _write_doc(table)
