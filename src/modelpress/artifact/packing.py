@@ -160,7 +160,8 @@ def encode_lossless(name: str, x: Tensor) -> tuple[dict[str, Tensor], dict[str, 
     """Choose dense or bitmask for one tensor; return the tensors to store and the manifest entry.
 
     Bitmask is chosen when ``mask + values + one extra header entry`` is smaller than dense. Stored keys
-    are ``name`` (dense) or ``name + "#mask"`` and ``name + "#values"`` (bitmask).
+    are ``name`` (dense) or ``name + "#mask"`` and ``name + "#values"`` (bitmask). A dense tensor is
+    returned as is when contiguous (it may share memory with ``x``).
     """
     x = x.detach()
     entry: dict[str, Any] = {"shape": list(x.shape), "dtype": str(x.dtype).removeprefix("torch.")}
@@ -172,7 +173,7 @@ def encode_lossless(name: str, x: Tensor) -> tuple[dict[str, Tensor], dict[str, 
             entry["encoding"] = "bitmask"
             return {f"{name}#mask": mask, f"{name}#values": values}, entry
     entry["encoding"] = "dense"
-    return {name: x.contiguous().clone()}, entry
+    return {name: x.contiguous()}, entry  # not copied: the caller copies a tensor only if it must
 
 
 def decode_lossless(name: str, entry: dict[str, Any], stored: dict[str, Tensor]) -> Tensor:

@@ -95,12 +95,20 @@ class _Store:
     def __init__(self) -> None:
         self.tensors: dict[str, Tensor] = {}
         self.entries: dict[str, Any] = {}
+        self._storages: set[int] = set()
 
     def put(self, key: str, t: Tensor) -> None:
         tensors, entry = encode_lossless(key, t.detach().cpu())
         clash = [k for k in tensors if k in self.tensors] or ([key] if key in self.entries else [])
         if clash:
             raise BadInputError(f"two tensors would be stored as {clash[0]!r}; rename a packed tensor.")
+        for name, v in tensors.items():
+            # safetensors refuses tensors that share memory (views of one buffer): copy only those, so
+            # that a big model is not copied whole to learn its size.
+            ptr = v.untyped_storage().data_ptr()
+            if ptr in self._storages and v.numel():
+                tensors[name] = v = v.clone()
+            self._storages.add(v.untyped_storage().data_ptr())
         self.tensors.update(tensors)
         self.entries[key] = entry
 
