@@ -38,7 +38,6 @@ __all__ = [
     "sha256_bytes",
     "temp_name",
     "write_atomic",
-    "write_manifest",
 ]
 
 FORMAT = "modelpress-artifact"
@@ -64,10 +63,6 @@ def manifest_bytes(manifest: dict[str, Any]) -> bytes:
     """``manifest`` as the bytes of manifest.json: indented, key-sorted JSON (stable diffs, readable)."""
     return (json.dumps(manifest, indent=1, sort_keys=True) + "\n").encode()
 
-
-def write_manifest(folder: Path, manifest: dict[str, Any]) -> None:
-    """Write ``manifest`` (as `manifest_bytes`) to ``folder``, atomically."""
-    write_atomic(folder / MANIFEST, manifest_bytes(manifest))
 
 
 def temp_name(name: str) -> str:
