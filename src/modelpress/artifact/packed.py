@@ -44,7 +44,9 @@ class PackedModule(nn.Module):
       (for a factored layer: the factors, as a sequence of standard modules). The default is
       ``to_dense()``, right for modules whose packed form only changes storage;
     - ``to_dense()``: the exact dense inverse — one standard module (``nn.Linear``, ``nn.Conv2d``, ...)
-      computing the same function, for tests and for techniques that need dense weights.
+      computing the same function, for tests and for techniques that need dense weights;
+    - ``example()`` (classmethod): a small instance and inputs for it, for the contract test. A class
+      whose name starts with ``_`` is taken for an abstract base and needs none.
     """
 
     def pack(self) -> tuple[dict[str, Tensor], dict[str, Any]]:
