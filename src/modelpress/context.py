@@ -2,7 +2,7 @@
 
 A step handler has the signature ``apply(model, config, ctx) -> StepLog``: it changes ``model`` in place
 (module swaps included) and reports what it did. A module it cannot handle is skipped and listed in
-``StepLog.skipped`` — never a crash (DESIGN §1.4).
+``StepLog.skipped`` — never a crash (architecture §1).
 """
 
 from __future__ import annotations

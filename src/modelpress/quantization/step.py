@@ -30,7 +30,7 @@ __all__ = ["apply_quantize", "deploy_quantize"]
 
 _SIXTEEN_BIT = ("16 bits is a storage format in this step: weights are stored in 16 bits and computed in fp32. "
                 "On CPUs without AMX / AVX512-FP16 (AVX2 machines) 16-bit compute in PyTorch is 5-8x slower "
-                "than fp32 (DESIGN 8b); the measured ratio on this machine is in `compute_16bit_vs_fp32`.")
+                "than fp32 (architecture §8); the measured ratio on this machine is in `compute_16bit_vs_fp32`.")
 
 
 def _time_16bit(model: nn.Module, task: Task) -> dict[str, float]:
