@@ -10,7 +10,7 @@ from typing import Any
 
 from modelpress.errors import bad_value, is_int, is_number
 
-__all__ = ["CONV_MODES", "OBJECTIVES", "ROUND_TO", "LowRank", "check_judging", "parse_per_layer"]
+__all__ = ["CONV_MODES", "OBJECTIVES", "ROUND_TO", "LowRank", "check_judging", "check_rank_setting", "parse_per_layer"]
 
 CONV_MODES = ("spatial", "channel")
 OBJECTIVES = ("latency", "size")

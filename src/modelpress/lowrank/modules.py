@@ -20,7 +20,7 @@ from torch import Tensor, nn
 from modelpress.artifact.packed import PackedModule
 
 __all__ = ["ChannelFactoredConv2d", "FactoredConv2d", "FactoredLinear", "SpatialFactoredConv2d", "conv_geometry",
-           "dense_conv", "unfold_spatial"]
+           "child_weight", "dense_conv", "unfold_spatial"]
 
 
 def _plain(module: nn.Module) -> nn.Module:
@@ -28,7 +28,8 @@ def _plain(module: nn.Module) -> nn.Module:
     return module.to_dense() if isinstance(module, PackedModule) else module
 
 
-def _weight(module: nn.Module) -> Tensor:
+def child_weight(module: nn.Module) -> Tensor:
+    """A child's weight as float64 (a swapped child's dense weight)."""
     return _plain(module).weight.detach().double()
 
 
@@ -104,7 +105,7 @@ class FactoredLinear(_Chain):
         return m.to(left.dtype)
 
     def to_dense(self) -> nn.Linear:
-        w = _weight(self.second) @ _weight(self.first)
+        w = child_weight(self.second) @ child_weight(self.first)
         b = _bias(self.second)
         dense = nn.Linear(w.shape[1], w.shape[0], bias=b is not None)
         with torch.no_grad():
@@ -196,7 +197,7 @@ class ChannelFactoredConv2d(FactoredConv2d):
         return m._load({"first": right, "second": left}, bias)
 
     def dense_weight(self) -> Tensor:
-        return torch.einsum("or,rcyx->ocyx", _weight(self.second)[:, :, 0, 0], _weight(self.first))
+        return torch.einsum("or,rcyx->ocyx", child_weight(self.second)[:, :, 0, 0], child_weight(self.first))
 
     @classmethod
     def example(cls) -> ChannelFactoredConv2d:
@@ -236,8 +237,8 @@ class SpatialFactoredConv2d(FactoredConv2d):
         return m._load({"vertical": vertical, "horizontal": horizontal}, bias)
 
     def dense_weight(self) -> Tensor:
-        v = _weight(self.vertical)[:, :, :, 0]  # (r, in, kh)
-        h = _weight(self.horizontal)[:, :, 0, :]  # (out, r, kw)
+        v = child_weight(self.vertical)[:, :, :, 0]  # (r, in, kh)
+        h = child_weight(self.horizontal)[:, :, 0, :]  # (out, r, kw)
         return torch.einsum("rcy,orx->ocyx", v, h)
 
     @classmethod

@@ -11,7 +11,7 @@ from modelpress.lowrank.judge import Candidate, judge_and_swap
 from modelpress.lowrank.ranks import simd_block, truncated_svd
 from modelpress.select import targets
 
-__all__ = ["apply_lowrank", "rank_multiple"]
+__all__ = ["apply_lowrank", "rank_multiple", "summary"]
 
 
 def rank_multiple(round_to: int | str) -> int:
@@ -62,11 +62,12 @@ def apply_lowrank(model: nn.Module, config: LowRank, ctx: StepContext) -> StepLo
             candidates.append(c)
     rows = judge_and_swap(model, candidates, ctx, log, objective=config.objective, margin=config.margin,
                           runs=config.runs)  # fmt: skip
-    log.details.update(_summary(rows, multiple, ctx))
+    log.details.update(summary(rows, multiple, ctx))
     return log
 
 
-def _summary(rows: list[dict], multiple: int, ctx: StepContext) -> dict:
+def summary(rows: list[dict], multiple: int, ctx: StepContext) -> dict:
+    """The step's details: the per-layer rows, counts, parameter totals and the timing setting."""
     kept = [r for r in rows if r["decision"] == "kept"]
     return {
         "layers": rows,
