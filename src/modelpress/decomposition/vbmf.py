@@ -27,6 +27,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 from torch import Tensor
 
 from modelpress.errors import bad_value
@@ -104,7 +105,8 @@ def evbmf(v: Tensor | np.ndarray, sigma2: float | None = None) -> VBMF:
         a = a.T
     l, m = a.shape  # noqa: E741
     alpha = l / m
-    s = np.linalg.svd(a, compute_uv=False)
+    # torch's SVD (its thread setting holds; numpy's BLAS threads would compete with torch's)
+    s = torch.linalg.svdvals(torch.from_numpy(np.ascontiguousarray(a))).numpy()
     tau_lower = _tau_lower(alpha)
     x_lower = (1 + tau_lower) * (1 + alpha / tau_lower)
     if sigma2 is None:
