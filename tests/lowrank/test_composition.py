@@ -1,0 +1,28 @@
+"""lowrank → quantize int8 → save → load: the nested swap (QuantLinear factors inside FactoredLinear)."""
+
+import torch
+
+import modelpress as mp
+from modelpress.artifact import folder_bytes
+from modelpress.lowrank import FactoredLinear
+from modelpress.quantization.modules import QuantLinear
+
+
+def test_lowrank_then_int8_saves_and_loads_bit_exact_at_a_quarter_of_the_fp32_artifact(tmp_path):
+    task = mp.tasks.get("digits")
+    model = task.model("lenet-300-100").eval()
+    mp.compress_(model, mp.LowRank(ratio=0.25, objective="size", runs=5), task=task,
+                 select=mp.select.by_name("fc[12]"), progress=False)
+    assert isinstance(model.fc1, FactoredLinear) and isinstance(model.fc2, FactoredLinear)
+    fp32_dir = mp.save(model, tmp_path / "lowrank")
+    mp.compress_(model, mp.Quantize(mode="int8-weight"), task=task, progress=False)
+    assert isinstance(model.fc1.first, QuantLinear) and isinstance(model.fc1.second, QuantLinear)
+    int8_dir = mp.save(model, tmp_path / "lowrank-int8")
+
+    loaded = mp.load(int8_dir)
+    assert isinstance(loaded.fc1, FactoredLinear) and isinstance(loaded.fc1.first, QuantLinear)
+    x = task.test.inputs[0][:64]
+    with torch.no_grad():
+        assert torch.equal(loaded(x), model(x))
+    ratio = folder_bytes(int8_dir) / folder_bytes(fp32_dir)
+    assert 0.2 <= ratio <= 0.35, ratio  # int8 codes are a quarter of fp32; scales, biases and the manifest add a little
