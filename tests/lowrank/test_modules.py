@@ -11,18 +11,11 @@ from modelpress.lowrank.modules import ChannelFactoredConv2d, FactoredLinear, Sp
 CLASSES = [FactoredLinear, ChannelFactoredConv2d, SpatialFactoredConv2d]
 
 
-def _input(m):
-    g = torch.Generator().manual_seed(1)
-    if isinstance(m, FactoredLinear):
-        return torch.randn(3, m.meta["in_features"], generator=g)
-    return torch.randn(2, m.meta["in_channels"], 11, 9, generator=g)
-
-
 @pytest.mark.parametrize("cls", CLASSES)
 def test_example_follows_the_swap_protocol(cls):
-    m = cls.example().eval()
+    m, (x,) = cls.example()
+    m.eval()
     assert isinstance(m, PackedModule)
-    x = _input(m)
     tensors, meta = m.pack()
     assert tensors == {}  # the factors are children, stored as state entries
     rebuilt = cls.unpack(tensors, meta)

@@ -21,6 +21,10 @@ _EXAMPLE_GEOMETRY = {"in_channels": 6, "out_channels": 8, "kernel": [3, 3], "str
                      "dilation": [1, 2], "bias": True}  # fmt: skip
 
 
+def _example_input(g: torch.Generator) -> tuple[Tensor, ...]:
+    return (torch.randn(2, 6, 12, 10, generator=g),)
+
+
 class TuckerConv2d(FactoredConv2d):
     """Kim et al. 2016: ``first`` 1×1 conv ``in → r_in``, ``core`` kh×kw conv ``r_in → r_out`` (the stride,
     padding and dilation of the original), ``last`` 1×1 conv ``r_out → out`` (the bias).
@@ -47,11 +51,12 @@ class TuckerConv2d(FactoredConv2d):
                             child_weight(self.first)[:, :, 0, 0])  # fmt: skip
 
     @classmethod
-    def example(cls) -> TuckerConv2d:
-        """A small strided, dilated instance (6 → [4, 3] → 8 channels, 3×3) with seeded random factors."""
+    def example(cls) -> tuple[TuckerConv2d, tuple[Tensor, ...]]:
+        """A small strided, dilated instance (6 → [4, 3] → 8 channels, 3×3) with seeded random factors, and
+        an input ``(2, 6, 12, 10)``."""
         g = torch.Generator().manual_seed(0)
         t = Tucker2(torch.randn(4, 3, 3, 3, generator=g), torch.randn(8, 4, generator=g), torch.randn(6, 3, generator=g))
-        return cls.from_factors(_EXAMPLE_GEOMETRY, t, torch.randn(8, generator=g))
+        return cls.from_factors(_EXAMPLE_GEOMETRY, t, torch.randn(8, generator=g)), _example_input(g)
 
 
 class CPConv2d(FactoredConv2d):
@@ -82,8 +87,9 @@ class CPConv2d(FactoredConv2d):
                             child_weight(self.horizontal)[:, 0, 0, :], child_weight(self.first)[:, :, 0, 0])  # fmt: skip
 
     @classmethod
-    def example(cls) -> CPConv2d:
-        """A small strided, dilated instance (6 → R=5 → 8 channels, 3×3) with seeded random factors."""
+    def example(cls) -> tuple[CPConv2d, tuple[Tensor, ...]]:
+        """A small strided, dilated instance (6 → R=5 → 8 channels, 3×3) with seeded random factors, and an
+        input ``(2, 6, 12, 10)``."""
         g = torch.Generator().manual_seed(0)
         cp = CP(*(torch.randn(n, 5, generator=g) for n in (8, 6, 3, 3)))
-        return cls.from_factors(_EXAMPLE_GEOMETRY, cp, torch.randn(8, generator=g))
+        return cls.from_factors(_EXAMPLE_GEOMETRY, cp, torch.randn(8, generator=g)), _example_input(g)

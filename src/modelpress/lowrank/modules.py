@@ -70,7 +70,9 @@ class _Chain(PackedModule):
         parts = []
         for name in self.order:
             child = getattr(self, name)
-            parts.append((name, child.export_module() if isinstance(child, PackedModule) else copy.deepcopy(child)))
+            # plain children are shared, not copied (as the artifact's export view does); swapped children
+            # (e.g. int8 factors) give their own deployable form
+            parts.append((name, child.export_module() if isinstance(child, PackedModule) else child))
         return nn.Sequential(OrderedDict(parts))
 
     def extra_repr(self) -> str:
@@ -115,11 +117,12 @@ class FactoredLinear(_Chain):
         return dense.to(_plain(self.first).weight.dtype)
 
     @classmethod
-    def example(cls) -> FactoredLinear:
-        """A small instance (12 → 4 → 10, with bias) with seeded random factors, for contract tests."""
+    def example(cls) -> tuple[FactoredLinear, tuple[Tensor, ...]]:
+        """A small instance (12 → 4 → 10, with bias) with seeded random factors, and an input ``(3, 12)``."""
         g = torch.Generator().manual_seed(0)
-        return cls.from_factors(torch.randn(10, 4, generator=g), torch.randn(4, 12, generator=g),
-                                torch.randn(10, generator=g))  # fmt: skip
+        m = cls.from_factors(torch.randn(10, 4, generator=g), torch.randn(4, 12, generator=g),
+                             torch.randn(10, generator=g))  # fmt: skip
+        return m, (torch.randn(3, 12, generator=g),)
 
 
 def conv_geometry(conv: nn.Conv2d) -> dict[str, Any] | None:
@@ -200,13 +203,15 @@ class ChannelFactoredConv2d(FactoredConv2d):
         return torch.einsum("or,rcyx->ocyx", child_weight(self.second)[:, :, 0, 0], child_weight(self.first))
 
     @classmethod
-    def example(cls) -> ChannelFactoredConv2d:
-        """A small strided, padded instance (6 → 3 → 8 channels, 3×3) with seeded random factors."""
+    def example(cls) -> tuple[ChannelFactoredConv2d, tuple[Tensor, ...]]:
+        """A small strided, padded instance (6 → 3 → 8 channels, 3×3) with seeded random factors, and an
+        input ``(2, 6, 11, 9)``."""
         g = torch.Generator().manual_seed(0)
         geo = {"in_channels": 6, "out_channels": 8, "kernel": [3, 3], "stride": [2, 1], "padding": [1, 1],
                "dilation": [1, 1], "bias": True}  # fmt: skip
-        return cls.from_factors(geo, torch.randn(8, 3, generator=g), torch.randn(3, 54, generator=g),
-                                torch.randn(8, generator=g))  # fmt: skip
+        m = cls.from_factors(geo, torch.randn(8, 3, generator=g), torch.randn(3, 54, generator=g),
+                             torch.randn(8, generator=g))  # fmt: skip
+        return m, (torch.randn(2, 6, 11, 9, generator=g),)
 
 
 class SpatialFactoredConv2d(FactoredConv2d):
@@ -242,13 +247,15 @@ class SpatialFactoredConv2d(FactoredConv2d):
         return torch.einsum("rcy,orx->ocyx", v, h)
 
     @classmethod
-    def example(cls) -> SpatialFactoredConv2d:
-        """A small strided, dilated instance (5 → 4 → 7 channels, 3×3) with seeded random factors."""
+    def example(cls) -> tuple[SpatialFactoredConv2d, tuple[Tensor, ...]]:
+        """A small strided, dilated instance (5 → 4 → 7 channels, 3×3) with seeded random factors, and an
+        input ``(2, 5, 11, 9)``."""
         g = torch.Generator().manual_seed(0)
         geo = {"in_channels": 5, "out_channels": 7, "kernel": [3, 3], "stride": [2, 1], "padding": [2, 1],
                "dilation": [2, 1], "bias": True}  # fmt: skip
-        return cls.from_factors(geo, torch.randn(15, 4, generator=g), torch.randn(4, 21, generator=g),
-                                torch.randn(7, generator=g))  # fmt: skip
+        m = cls.from_factors(geo, torch.randn(15, 4, generator=g), torch.randn(4, 21, generator=g),
+                             torch.randn(7, generator=g))  # fmt: skip
+        return m, (torch.randn(2, 5, 11, 9, generator=g),)
 
 
 def unfold_spatial(weight: Tensor) -> Tensor:
