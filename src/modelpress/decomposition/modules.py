@@ -13,7 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from modelpress.decomposition.tensors import CP, Tucker2
-from modelpress.lowrank.modules import FactoredConv2d, child_weight
+from modelpress.lowrank.modules import _FactoredConv2d, child_weight
 
 __all__ = ["CPConv2d", "TuckerConv2d"]
 
@@ -25,7 +25,7 @@ def _example_input(g: torch.Generator) -> tuple[Tensor, ...]:
     return (torch.randn(2, 6, 12, 10, generator=g),)
 
 
-class TuckerConv2d(FactoredConv2d):
+class TuckerConv2d(_FactoredConv2d):
     """Kim et al. 2016: ``first`` 1×1 conv ``in → r_in``, ``core`` kh×kw conv ``r_in → r_out`` (the stride,
     padding and dilation of the original), ``last`` 1×1 conv ``r_out → out`` (the bias).
     ``meta["rank"]`` is ``[r_out, r_in]``. Input ``(n, in, H, W)``, output as the original conv."""
@@ -59,7 +59,7 @@ class TuckerConv2d(FactoredConv2d):
         return cls.from_factors(_EXAMPLE_GEOMETRY, t, torch.randn(8, generator=g)), _example_input(g)
 
 
-class CPConv2d(FactoredConv2d):
+class CPConv2d(_FactoredConv2d):
     """Lebedev et al. 2015: ``first`` 1×1 conv ``in → R``, ``vertical`` kh×1 depthwise conv, ``horizontal``
     1×kw depthwise conv (stride, padding and dilation split by axis), ``last`` 1×1 conv ``R → out`` (the
     bias). ``meta["rank"]`` is ``R``. Input ``(n, in, H, W)``, output as the original conv."""

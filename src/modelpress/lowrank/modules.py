@@ -19,7 +19,7 @@ from torch import Tensor, nn
 
 from modelpress.artifact.packed import PackedModule
 
-__all__ = ["ChannelFactoredConv2d", "FactoredConv2d", "FactoredLinear", "SpatialFactoredConv2d", "conv_geometry",
+__all__ = ["ChannelFactoredConv2d", "FactoredLinear", "SpatialFactoredConv2d", "conv_geometry",
            "child_weight", "dense_conv", "unfold_spatial"]
 
 
@@ -156,7 +156,7 @@ def dense_conv(meta: dict[str, Any], weight: Tensor, bias: Tensor | None, dtype:
     return conv.to(dtype)
 
 
-class FactoredConv2d(_Chain):
+class _FactoredConv2d(_Chain):
     """Base of the factored convolutions: ``meta`` holds the dense conv's geometry (`conv_geometry`) plus
     the rank(s); subclasses set ``order``, ``build`` and ``dense_weight``."""
 
@@ -169,7 +169,7 @@ class FactoredConv2d(_Chain):
         dtype = _plain(getattr(self, self.order[0])).weight.dtype
         return dense_conv(self.meta, self.dense_weight(), _bias(last), dtype)
 
-    def _load(self, weights: dict[str, Tensor], bias: Tensor | None) -> FactoredConv2d:
+    def _load(self, weights: dict[str, Tensor], bias: Tensor | None) -> _FactoredConv2d:
         """Copy ``weights`` (child name → weight) and ``bias`` (of the last child) in; returns self."""
         with torch.no_grad():
             for name, w in weights.items():
@@ -179,7 +179,7 @@ class FactoredConv2d(_Chain):
         return self.to(next(iter(weights.values())).dtype)
 
 
-class ChannelFactoredConv2d(FactoredConv2d):
+class ChannelFactoredConv2d(_FactoredConv2d):
     """A 1×1 bottleneck: ``first`` k×k conv ``in → rank`` (stride, padding, dilation of the original), then
     ``second`` 1×1 conv ``rank → out`` (the bias). Input ``(n, in, H, W)``, output as the original conv."""
 
@@ -214,7 +214,7 @@ class ChannelFactoredConv2d(FactoredConv2d):
         return m, (torch.randn(2, 6, 11, 9, generator=g),)
 
 
-class SpatialFactoredConv2d(FactoredConv2d):
+class SpatialFactoredConv2d(_FactoredConv2d):
     """Jaderberg et al. 2014 (scheme 2): ``vertical`` kh×1 conv ``in → rank`` then ``horizontal`` 1×kw
     conv ``rank → out`` (the bias); stride, padding and dilation are split by axis between the two.
     Input ``(n, in, H, W)``, output as the original conv."""
