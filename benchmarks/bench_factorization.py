@@ -114,6 +114,7 @@ def row_resnet(tmp: Path, method: str) -> dict:
                                                   target=TARGET))  # fmt: skip
     step_s = time.perf_counter() - t0
     acc1 = evaluate(model, task)
+    _say(f"{method}: step {step_s:.0f} s, accuracy {acc0} -> {acc1} before fine-tuning; {_layers_summary(log)}")
     t0 = time.perf_counter()
     train(model, task.train, task.loss, epochs=EPOCHS, lr=1e-3, batch_size=task.batch_size, progress=False,
           schedule="cosine")  # fmt: skip
@@ -146,6 +147,7 @@ def row_lenet(tmp: Path) -> dict:
         acc1 = evaluate(model, task)
         train(model, task.train, task.loss, epochs=1, lr=5e-4, batch_size=task.batch_size, progress=False)
         s1 = measure(model.eval(), task)
+        _say(f"lenet ranks {r1}, {r2}: {acc1} -> {s1.metric}, {s1.size_bytes} bytes")
         out.append({"ranks": [r1, r2], "acc_factored": acc1, "acc_final": s1.metric, "bytes": s1.size_bytes,
                     "params": s1.params, "factored": [n for n, m in model.named_modules()
                                                       if isinstance(m, FactoredLinear)]})  # fmt: skip
@@ -168,6 +170,13 @@ def _ffn_pair_time(rank: int | None, x: torch.Tensor, inter: nn.Linear, outp: nn
     return t.dense_ms, t.new_ms
 
 
+FFN = r".*\.layer\.\d+\.(intermediate|output)\.dense"  # the FFN Linears, not attention.output.dense
+
+
+def _say(msg: str) -> None:
+    print(f"[bench_factorization {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
 def row_minilm(tmp: Path) -> dict:
     task = get("bbc-news")
     base = task.model("minilm-l6").eval()
@@ -178,19 +187,22 @@ def row_minilm(tmp: Path) -> dict:
     for rank in (64, 96, 128, 160, 192, 224, 256, 288):  # break-even of 384 × 1536 is 307
         d, n = _ffn_pair_time(rank, x, inter, outp)
         sweep.append({"rank": rank, "dense_ms": round(d, 4), "new_ms": round(n, 4), "ratio": round(n / d, 3)})
+        _say(f"minilm FFN rank {rank}: {sweep[-1]}")
     faster = [s["rank"] for s in sweep if s["ratio"] < 1]
     acc0 = evaluate(base, task)
+    _say(f"minilm dense accuracy {acc0}")
     out = []
     for rank in (64, 128, 192):
         model = copy.deepcopy(base)
         cfg = LowRank(rank=rank, objective="size")
-        log = apply_lowrank(model, cfg, StepContext(task=task, select=by_name(r".*\.(intermediate|output)\.dense"),
+        log = apply_lowrank(model, cfg, StepContext(task=task, select=by_name(FFN),
                                                     progress=False, target=DeployTarget(batch_size=1)))  # fmt: skip
         rows = log.details["layers"]
         out.append({"rank": rank, "acc": evaluate(model, task), "params_before": log.details["params_before"],
                     "params_after": log.details["params_after"],
                     "layer_ratio_median": sorted(r["new_ms"] / r["dense_ms"] for r in rows)[len(rows) // 2],
                     "energy_median": sorted(r["energy"] for r in rows)[len(rows) // 2]})  # fmt: skip
+        _say(f"minilm rank {rank}: {out[-1]}")
     return {"command": "python -m benchmarks.bench_factorization minilm",
             "config": "LowRank(rank=r, objective=size) on the 12 FFN Linears, no fine-tuning; break-even timed on layer 0",
             "acc_base": acc0, "sweep": sweep, "break_even_rank": max(faster) if faster else None, "ranks": out}  # fmt: skip
@@ -240,8 +252,8 @@ def render(results: dict[str, dict]) -> str:
     r = results.get("minilm")
     if r:
         lines += ["## MiniLM FFN, bbc-news, SVD", "", f"`{r['command']}` — {r['config']} (load {r.get('loadavg', '?')})",
-                  "", f"Measured break-even rank (largest rank still faster than dense): **{r['break_even_rank']}** "
-                  "(parameter break-even 307).", "", "| rank | dense ms | factored ms | ratio |", "|---|---|---|---|"]
+                  "", (f"Measured break-even rank (largest rank still faster than dense): **{r['break_even_rank']}** "
+                       "(parameter break-even 307)."), "", "| rank | dense ms | factored ms | ratio |", "|---|---|---|---|"]
         lines += [f"| {s['rank']} | {s['dense_ms']} | {s['new_ms']} | {s['ratio']} |" for s in r["sweep"]]
         lines += ["", "| rank | FFN params | median layer latency ratio | median energy | accuracy (no fine-tuning) |",
                   "|---|---|---|---|---|", f"| dense | | 1 | 1 | {_pct(r['acc_base'])} |"]

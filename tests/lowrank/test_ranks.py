@@ -1,5 +1,7 @@
 """Pure rank functions: planted low-rank recovery, energy, break-even, rounding."""
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -62,7 +64,8 @@ def test_round_rank(rank, multiple, limit, want):
 
 
 def test_simd_block_reads_cpuinfo():
-    flags = next((ln for ln in open("/proc/cpuinfo").read().splitlines() if ln.startswith("flags")), "")
+    text = Path("/proc/cpuinfo").read_text()
+    flags = next((ln for ln in text.splitlines() if ln.startswith("flags")), "")
     assert simd_block() == (16 if "avx512f" in flags.split() else 8)
 
 

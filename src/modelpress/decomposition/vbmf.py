@@ -71,7 +71,7 @@ def _free_energy(sigma2: float, s2: np.ndarray, m: int, alpha: float, x_lower: f
     return psi0 + psi1
 
 
-def _estimate_sigma2(s: np.ndarray, l: int, m: int, alpha: float, x_lower: float) -> float:  # noqa: E741
+def _estimate_sigma2(s: np.ndarray, l: int, m: int, alpha: float, x_lower: float) -> float:
     from scipy.optimize import minimize_scalar
 
     s2 = s**2
@@ -103,7 +103,7 @@ def evbmf(v: Tensor | np.ndarray, sigma2: float | None = None) -> VBMF:
         raise bad_value("sigma2", "evbmf", "a positive float or None (estimate it)", sigma2)
     if a.shape[0] > a.shape[1]:
         a = a.T
-    l, m = a.shape  # noqa: E741
+    l, m = a.shape
     alpha = l / m
     # torch's SVD (its thread setting holds; numpy's BLAS threads would compete with torch's)
     s = torch.linalg.svdvals(torch.from_numpy(np.ascontiguousarray(a))).numpy()

@@ -19,8 +19,15 @@ from torch import Tensor, nn
 
 from modelpress.artifact.packed import PackedModule
 
-__all__ = ["ChannelFactoredConv2d", "FactoredLinear", "SpatialFactoredConv2d", "conv_geometry",
-           "child_weight", "dense_conv", "unfold_spatial"]
+__all__ = [
+    "ChannelFactoredConv2d",
+    "FactoredLinear",
+    "SpatialFactoredConv2d",
+    "child_weight",
+    "conv_geometry",
+    "dense_conv",
+    "unfold_spatial",
+]
 
 
 def _plain(module: nn.Module) -> nn.Module:
