@@ -65,18 +65,18 @@ def to_batch(x: Tensor, batch_size: int) -> Tensor:
 def _once(predicts: list, x: Tensor, threads: int, runs: int) -> tuple[float, float]:
     from modelpress.measure.latency import time_interleaved
 
-    a, b = time_interleaved(predicts, (x,), threads=threads, warmup=5, runs=runs)
+    a, b = time_interleaved(predicts, (x,), threads=threads, warmup=10, runs=runs)
     return a.median_ms, b.median_ms
 
 
 def time_layer(dense: nn.Module, new: nn.Module, x: Tensor, *, threads: int = 1, runs: int = 40,
-               decide_at: float | None = None, band: float = 0.1) -> LayerTiming:  # fmt: skip
+               decide_at: float | None = None, band: float = 0.1, rounds: int = 1) -> LayerTiming:  # fmt: skip
     """Export ``dense`` and ``new`` (standard modules; pass a swapped module's ``export_module()``) to ONNX
     with input ``x`` (the batch to time at) and time them in onnxruntime, interleaved, ``runs`` calls each.
 
-    When ``decide_at`` is given and the first ratio new / dense falls within ``band`` of it, two more
-    rounds are timed and the round with the median ratio is returned (a close call on a shared machine
-    needs more than one look). Raises BadInputError for bad counts, CompressionError when a module cannot
+    ``rounds`` rounds are timed (each ``runs`` calls per module); when ``decide_at`` is given and the
+    first ratio new / dense falls within ``band`` of it, at least three (a close call on a shared machine
+    needs more than one look). The round with the median ratio is returned. Raises BadInputError for bad counts, CompressionError when a module cannot
     be exported or run.
     """
     from modelpress.artifact.onnx import export_onnx
@@ -88,9 +88,9 @@ def time_layer(dense: nn.Module, new: nn.Module, x: Tensor, *, threads: int = 1,
         paths = [export_onnx(m.eval(), (x,), Path(tmp) / f"{i}.onnx", dynamic_batch=False)
                  for i, m in enumerate((dense, new))]  # fmt: skip
         predicts = [ort_predict(p, threads=threads) for p in paths]
-        rounds = [_once(predicts, x, threads, runs)]
-        if decide_at is not None and abs(rounds[0][1] / rounds[0][0] - decide_at) < band:
-            rounds += [_once(predicts, x, threads, runs) for _ in range(2)]
-    rounds.sort(key=lambda r: r[1] / r[0])
-    d, n = rounds[len(rounds) // 2]
-    return LayerTiming(d, n, len(rounds))
+        timed = [_once(predicts, x, threads, runs)]
+        close = decide_at is not None and abs(timed[0][1] / timed[0][0] - decide_at) < band
+        timed += [_once(predicts, x, threads, runs) for _ in range(max(rounds, 3 if close else 1) - 1)]
+    timed.sort(key=lambda r: r[1] / r[0])
+    d, n = timed[len(timed) // 2]
+    return LayerTiming(d, n, len(timed))
