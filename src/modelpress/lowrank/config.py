@@ -104,7 +104,8 @@ class LowRank:
 
     Every factored layer is exported alone to ONNX and timed in onnxruntime against its dense form, at
     the deployment target's batch size and threads, interleaved over ``runs`` calls each. It is kept when
-    ``objective="latency"`` and it is at least ``margin`` faster (median), or ``objective="size"`` and it
+    ``objective="latency"`` and it is at least ``margin`` faster (lower quartile of its timed calls:
+    on a shared machine pre-emption inflates the median of the longer call more), or ``objective="size"`` and it
     has fewer parameters; otherwise it is rolled back to the dense layer. The step's details list every
     layer: ``layers: [{module, decision, why, rank, params_before, params_after, dense_ms, new_ms, energy}]``.
 

@@ -78,7 +78,7 @@ def _decide(c: Candidate, x: Tensor | None, ctx: StepContext, objective: str, ma
 def judge_and_swap(model: nn.Module, candidates: list[Candidate], ctx: StepContext, log: StepLog, *,
                    objective: str, margin: float, runs: int) -> list[dict[str, Any]]:  # fmt: skip
     """Time every candidate against its dense layer at ``ctx.target`` (batch size, threads) in onnxruntime,
-    swap in those that pass (``objective`` ``latency``: median ratio <= 1 − ``margin``; ``size``: fewer
+    swap in those that pass (``objective`` ``latency``: ratio of lower-quartile times <= 1 − ``margin``; ``size``: fewer
     parameters), record each swap in ``log`` and return one row per candidate for ``details['layers']``.
     """
     if not candidates:

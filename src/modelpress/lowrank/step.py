@@ -76,5 +76,6 @@ def summary(rows: list[dict], multiple: int, ctx: StepContext) -> dict:
         "params_before": sum(r["params_before"] for r in rows),
         "params_after": sum(r["params_after"] if r["decision"] == "kept" else r["params_before"] for r in rows),
         "rank_multiple": multiple,
+        # layers are timed in onnxruntime whatever the target runtime ("auto" chooses among runtimes later)
         "timed_in": {"runtime": "onnxruntime", "batch_size": ctx.target.batch_size, "threads": ctx.target.threads},
     }

@@ -22,7 +22,9 @@ __all__ = ["LayerTiming", "layer_inputs", "time_layer", "to_batch"]
 
 @dataclass(frozen=True)
 class LayerTiming:
-    """Median milliseconds per call of the dense layer and of its replacement, and ``rounds`` timed."""
+    """Milliseconds per call of the dense layer and of its replacement — the lower quartile of each
+    round's calls (see `Latency.p25_ms`: on a shared machine pre-emption inflates the median of the longer
+    call more) — in the round with the median ratio, and ``rounds`` timed."""
 
     dense_ms: float
     new_ms: float
@@ -66,7 +68,7 @@ def _once(predicts: list, x: Tensor, threads: int, runs: int) -> tuple[float, fl
     from modelpress.measure.latency import time_interleaved
 
     a, b = time_interleaved(predicts, (x,), threads=threads, warmup=10, runs=runs)
-    return a.median_ms, b.median_ms
+    return a.p25_ms, b.p25_ms
 
 
 def time_layer(dense: nn.Module, new: nn.Module, x: Tensor, *, threads: int = 1, runs: int = 40,
@@ -76,7 +78,8 @@ def time_layer(dense: nn.Module, new: nn.Module, x: Tensor, *, threads: int = 1,
 
     ``rounds`` rounds are timed (each ``runs`` calls per module); when ``decide_at`` is given and the
     first ratio new / dense falls within ``band`` of it, at least three (a close call on a shared machine
-    needs more than one look). The round with the median ratio is returned. Raises BadInputError for bad counts, CompressionError when a module cannot
+    needs more than one look). The round with the median ratio is returned (lower-quartile times, see
+    `LayerTiming`). Raises BadInputError for bad counts, CompressionError when a module cannot
     be exported or run.
     """
     from modelpress.artifact.onnx import export_onnx
