@@ -152,14 +152,14 @@ def row_lenet(tmp: Path) -> dict:
         cfg = LowRank(rank=r1, per_layer={"fc2": {"rank": r2}}, objective="size")
         apply_lowrank(model, cfg, StepContext(task=task, select=by_name("fc[12]"), progress=False, target=TARGET))
         acc1 = evaluate(model, task)
-        train(model, task.train, task.loss, epochs=1, lr=5e-4, batch_size=task.batch_size, progress=False)
+        train(model, task.train, task.loss, epochs=1, lr=1e-4, batch_size=task.batch_size, progress=False)
         s1 = measure(model.eval(), task)
         _say(f"lenet ranks {r1}, {r2}: {acc1} -> {s1.metric}, {s1.size_bytes} bytes")
         out.append({"ranks": [r1, r2], "acc_factored": acc1, "acc_final": s1.metric, "bytes": s1.size_bytes,
                     "params": s1.params, "factored": [n for n, m in model.named_modules()
                                                       if isinstance(m, FactoredLinear)]})  # fmt: skip
     return {"command": "python -m benchmarks.bench_factorization lenet",
-            "config": "LowRank(rank=r1, per_layer fc2 rank r2, objective=size) on fc1, fc2 + fine-tune 1 epoch, lr 5e-4",
+            "config": "LowRank(rank=r1, per_layer fc2 rank r2, objective=size) on fc1, fc2 + fine-tune 1 epoch, lr 1e-4",
             "acc_base": s0.metric, "bytes_base": s0.size_bytes, "params_base": s0.params, "ranks": out}  # fmt: skip
 
 
