@@ -16,6 +16,8 @@
 Run: ``python -m benchmarks.bench_factorization tucker cp lenet minilm`` (or ``python -m benchmarks.run
 factorization``; ``MODELPRESS_BENCH_FACTORIZATION_ROWS=tucker,cp``). Each row's result is kept under
 ``$MODELPRESS_CACHE/bench/`` so rows run separately end up in one docs/bench-factorization.md.
+5. ``lenet5-tucker`` / ``lenet5-cp``: conv2 of the trained LeNet-5 (Caffe) on Fashion-MNIST, EVBMF ranks,
+   fine-tuned: accuracy after decomposition on a trained CNN that is cached here.
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ from modelpress.tasks.builtin import cache_dir
 from modelpress.tasks.models import build
 from modelpress.tasks.train import evaluate, train
 
-ROWS = ("tucker", "cp", "lenet", "minilm", "tucker-speed", "cp-speed")
+ROWS = ("tucker", "cp", "lenet", "minilm", "tucker-speed", "cp-speed", "lenet5-tucker", "lenet5-cp")
 DOC = Path(__file__).resolve().parent.parent / "docs" / "bench-factorization.md"
 EPOCHS = int(os.environ.get("MODELPRESS_BENCH_FACTORIZATION_EPOCHS", "2"))
 # Fine-tuning examples per epoch (the first of the training split): a resnet-s epoch over all 60,000 takes
@@ -114,17 +116,25 @@ def _layers_summary(log) -> dict:
 
 
 def row_resnet(tmp: Path, method: str) -> dict:
+    return _row_trained(tmp, method, "resnet-s", RESNET[method], "every conv but the stem", method)
+
+
+# LeNet-5 (Caffe) conv2, 50 × 20 × 5 × 5: the trained CNN that is cached here, ranks by EVBMF (conv1 has one
+# input channel). Gives the accuracy after fine-tuning on a trained network while resnet-s is not cached.
+LENET5 = {"tucker": Decompose(method="tucker", rank="vbmf"), "cp": Decompose(method="cp", rank="vbmf")}
+
+
+def _row_trained(tmp: Path, method: str, model_name: str, cfg: Decompose, where: str, row: str) -> dict:
     task = get("fashion-mnist")
-    base = task.model("resnet-s").eval()
+    base = task.model(model_name).eval()
     acc0 = evaluate(base, task)
     model = copy.deepcopy(base)
-    cfg = RESNET[method]
+    select = exclude("stem.*") if model_name == "resnet-s" else by_name("conv2")
     t0 = time.perf_counter()
-    log = apply_decompose(model, cfg, StepContext(task=task, select=exclude("stem.*"), progress=False,
-                                                  target=TARGET))  # fmt: skip
+    log = apply_decompose(model, cfg, StepContext(task=task, select=select, progress=False, target=TARGET))
     step_s = time.perf_counter() - t0
     acc1 = evaluate(model, task)
-    _say(f"{method}: step {step_s:.0f} s, accuracy {acc0} -> {acc1} before fine-tuning; {_layers_summary(log)}")
+    _say(f"{row}: step {step_s:.0f} s, accuracy {acc0} -> {acc1} before fine-tuning; {_layers_summary(log)}")
     t0 = time.perf_counter()
     train(model, task.train.head(N_TRAIN), task.loss, epochs=EPOCHS, lr=LR[method], batch_size=task.batch_size,
           progress=False, schedule="cosine")  # fmt: skip
@@ -132,9 +142,10 @@ def row_resnet(tmp: Path, method: str) -> dict:
     model.eval()
     acc2 = evaluate(model, task)
     lat = _ort_timed(base, model, first_rows(task.test.inputs, 32), tmp, runs=60)
-    return {"command": f"python -m benchmarks.bench_factorization {method}",
-            "config": (f"Decompose(method={method!r}, ratio={cfg.ratio}) on every conv but the stem "
-                       f"(step {step_s:.0f} s) + fine-tune {EPOCHS} epoch(s) of {N_TRAIN} training examples, lr {LR[method]} cosine "
+    rank = f"ratio={cfg.ratio}" if cfg.ratio is not None else f"rank={cfg.rank!r}"
+    return {"command": f"python -m benchmarks.bench_factorization {row}",
+            "config": (f"Decompose(method={method!r}, {rank}) on {where} of {model_name} (step {step_s:.0f} s) + "
+                       f"fine-tune {EPOCHS} epoch(s) of {N_TRAIN} training examples, lr {LR[method]} cosine "
                        f"({ft_s:.0f} s)"),
             "acc_base": acc0, "acc_decomposed": acc1, "acc_final": acc2,
             "conv_params_base": _conv_params(base), "conv_params_final": _conv_params(model),
@@ -267,6 +278,10 @@ def _pct(x: float) -> str:
     return f"{100 * x:.2f}%"
 
 
+def _model_of(r: dict) -> str:
+    return "LeNet-5" if "lenet5" in r["command"] else "resnet-s"
+
+
 def _break_even_text(r: dict) -> str:
     if r.get("slower_from") is not None:
         return (f"Measured latency break-even: faster than dense up to rank **{r['break_even_rank']}**, not faster "
@@ -285,7 +300,7 @@ def _resnet_lines(r: dict, title: str, paper: str, who: str) -> list[str]:
     else:
         acc = "not measured (random init, no training)"
     return [f"## {title}", "", f"`{r['command']}` — {r['config']} (load {r.get('loadavg', '?')})", "",
-            f"| | {who} | ours (resnet-s, {'Fashion-MNIST' if 'acc_base' in r else 'random init, 28×28 inputs'}) |",
+            f"| | {who} | ours ({_model_of(r)}, {'Fashion-MNIST' if 'acc_base' in r else 'random init, 28×28 inputs'}) |",
             "|---|---|---|",
             (f"| conv parameters | {paper[0]} | {r['conv_params_base']:,} → {r['conv_params_final']:,} "
              f"({r['conv_params_base'] / r['conv_params_final']:.2f}× fewer) |"),
@@ -309,6 +324,10 @@ def render(results: dict[str, dict]) -> str:
             lines += _resnet_lines(results[key], title, paper, who)
         elif f"{key}-speed" in results:  # only when the full row is missing
             lines += _resnet_lines(results[f"{key}-speed"], f"{title}: size and speed only (random init)", paper, who)
+    for key, method in (("lenet5-tucker", "tucker"), ("lenet5-cp", "cp")):
+        if key in results:
+            who, paper = PAPER[method]
+            lines += _resnet_lines(results[key], f"LeNet-5 conv2, Fashion-MNIST, {method} (EVBMF ranks)", paper, who)
     r = results.get("lenet")
     if r:
         lines += ["## LeNet-300-100, Fashion-MNIST, SVD: bytes vs accuracy", "",
@@ -350,6 +369,13 @@ def _verdicts(results: dict[str, dict]) -> list[str]:
             else:
                 out.append(f"{head}; <= 1 point drop: NOT checked (random-init row; the trained baseline was not "
                            "cached when it ran)")
+    for key in ("lenet5-tucker", "lenet5-cp"):
+        r = results.get(key)
+        if r:
+            out.append(f"- (extra row, no bar) LeNet-5 conv2 {key.split('-')[1]}, EVBMF ranks: "
+                       f"{r['conv_params_base'] / r['conv_params_final']:.2f}× fewer conv params, "
+                       f"{r['latency_b32']['speedup']}× deployed speed-up at batch 32, "
+                       f"{100 * (r['acc_base'] - r['acc_final']):.2f} point drop after fine-tuning")
     return [*out, ""]
 
 
@@ -360,7 +386,9 @@ def main(rows: list[str] | None = None) -> None:
     rows = rows or (env.split(",") if env else list(ROWS))
     fns = {"tucker": lambda t: row_resnet(t, "tucker"), "cp": lambda t: row_resnet(t, "cp"), "lenet": row_lenet,
            "minilm": row_minilm, "tucker-speed": lambda t: row_resnet_speed(t, "tucker"),
-           "cp-speed": lambda t: row_resnet_speed(t, "cp")}  # fmt: skip
+           "cp-speed": lambda t: row_resnet_speed(t, "cp"),
+           "lenet5-tucker": lambda t: _row_trained(t, "tucker", "lenet-5", LENET5["tucker"], "conv2", "lenet5-tucker"),
+           "lenet5-cp": lambda t: _row_trained(t, "cp", "lenet-5", LENET5["cp"], "conv2", "lenet5-cp")}  # fmt: skip
     unknown = [r for r in rows if r not in fns]
     if unknown:
         print(f"bench_factorization: error: unknown row(s) {unknown}; choose from {list(fns)}", file=sys.stderr)
