@@ -12,12 +12,12 @@
    fine-tuning) at three ranks.
 4. ``tucker-speed`` / ``cp-speed``: row 1 without training, on a random-init resnet-s (parameters and
    latency do not depend on the weights when ranks come from a ratio); shown when row 1 is missing.
+5. ``lenet5-tucker`` / ``lenet5-cp``: conv2 of the trained LeNet-5 (Caffe) on Fashion-MNIST, EVBMF ranks,
+   fine-tuned: accuracy after decomposition on a trained CNN that is cached here.
 
 Run: ``python -m benchmarks.bench_factorization tucker cp lenet minilm`` (or ``python -m benchmarks.run
 factorization``; ``MODELPRESS_BENCH_FACTORIZATION_ROWS=tucker,cp``). Each row's result is kept under
 ``$MODELPRESS_CACHE/bench/`` so rows run separately end up in one docs/bench-factorization.md.
-5. ``lenet5-tucker`` / ``lenet5-cp``: conv2 of the trained LeNet-5 (Caffe) on Fashion-MNIST, EVBMF ranks,
-   fine-tuned: accuracy after decomposition on a trained CNN that is cached here.
 """
 
 from __future__ import annotations
