@@ -343,7 +343,7 @@ def render(results: dict[str, dict]) -> str:
     r = results.get("minilm")
     if r:
         lines += ["## MiniLM FFN, bbc-news, SVD", "", f"`{r['command']}` — {r['config']} (load {r.get('loadavg', '?')})",
-                  "", _break_even_text(r), "", "| rank | dense ms | factored ms | ratio |", "|---|---|---|---|"]
+                  "", _break_even_text(r), "", "| rank | dense ms (lower quartile) | factored ms (lower quartile) | ratio |", "|---|---|---|---|"]
         lines += [f"| {s['rank']} | {s['dense_ms']} | {s['new_ms']} | {s['ratio']} |" for s in r["sweep"]]
         lines += ["", "| rank | FFN params | median layer latency ratio | median energy | accuracy (no fine-tuning) |",
                   "|---|---|---|---|---|", f"| dense | | 1 | 1 | {_pct(r['acc_base'])} |"]
