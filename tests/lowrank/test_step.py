@@ -63,12 +63,13 @@ def test_planted_layer_is_factored_at_its_rank_and_is_faster():
 
 
 def test_a_layer_not_faster_is_rolled_back_and_reported():
-    model = Planted()
+    model = Planted().train()
     # margin 0.49: a layer must take under 0.51× of the dense time; the 512 → 4 head at rank 2 cannot
     log = _compress(model, LowRank(rank=2, margin=0.49), select=mp.select.by_name("head"))
     (row,) = log.details["layers"]
     assert row["decision"] == "rolled back" and "not faster" in row["why"]
     assert type(model.head) is nn.Linear and log.swapped == []
+    assert model.training and model.head.training  # timing exported copies; the model keeps its mode
 
 
 @pytest.mark.parametrize(("config", "msg"), [

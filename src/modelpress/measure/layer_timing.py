@@ -88,7 +88,8 @@ def time_layer(dense: nn.Module, new: nn.Module, x: Tensor, *, threads: int = 1,
     if not isinstance(runs, int) or runs < 1:
         raise bad_value("runs", "time_layer", "an int >= 1", runs)
     with tempfile.TemporaryDirectory(prefix="modelpress-layer-") as tmp:
-        paths = [export_onnx(m.eval(), (x,), Path(tmp) / f"{i}.onnx", dynamic_batch=False)
+        # export_onnx exports an eval-mode copy: the caller's modules keep their mode
+        paths = [export_onnx(m, (x,), Path(tmp) / f"{i}.onnx", dynamic_batch=False)
                  for i, m in enumerate((dense, new))]  # fmt: skip
         predicts = [ort_predict(p, threads=threads) for p in paths]
         timed = [_once(predicts, x, threads, runs)]
