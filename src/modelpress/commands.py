@@ -111,7 +111,7 @@ def _evaluate(args: argparse.Namespace, task):
     kw = {"threads": args.threads, "batch_size": args.batch_size, "runs": args.runs}
     if _is_onnx(args.model):
         return measure_onnx(args.model, task, **kw)
-    model = resolve_model(args.model, task)
+    model = resolve_model(args.model, task, trust_source=args.trust_source)
     check_fits(model, task)
     if args.runtime == "torch":
         return measure(model, task, **kw)
@@ -160,7 +160,7 @@ def cmd_compress(args: argparse.Namespace) -> int:
     check_folder(args.out, RUN_OUTPUTS)
     check_model_spec(args.model)
     task = resolve_task(args.task)
-    model = resolve_model(args.model, task)
+    model = resolve_model(args.model, task, trust_source=args.trust_source)
     result = run(recipe, task, model=model, out=args.out, settings=_settings(args), seed=args.seed,
                  deploy=not args.no_deploy, command=args.command_line, model_name=args.model or task.default_model)
     print()
@@ -212,7 +212,7 @@ def cmd_sensitivity(args: argparse.Namespace) -> int:
     if args.out:
         check_folder(args.out, files)  # before the scan, which takes minutes
     task = resolve_task(args.task)
-    model = resolve_model(args.model, task)
+    model = resolve_model(args.model, task, trust_source=args.trust_source)
     result = sensitivity(model, task, configs, limit=args.limit)
     print(result.table())
     if args.out:
