@@ -33,7 +33,7 @@ import torch
 from torch import nn
 
 from modelpress.artifact.onnx import export_onnx
-from modelpress.artifact.packed import PackedModule
+from modelpress.artifact.packed import export_view
 from modelpress.context import DeployTarget, StepContext
 from modelpress.decomposition import Decompose, apply_decompose
 from modelpress.lowrank import FactoredLinear, LowRank, apply_lowrank
@@ -74,16 +74,9 @@ def _stored() -> dict[str, dict]:
 
 
 def deployable(model: nn.Module) -> nn.Module:
-    """A copy with every outermost swapped module replaced by its ``export_module()`` (the factors as standard
-    layers): what ONNX must run. (The artifact's export does this itself once nested swaps land.)"""
-    m = copy.deepcopy(model).eval()
-    for name, sub in list(m.named_modules()):
-        if isinstance(sub, PackedModule):
-            try:
-                m.set_submodule(name, sub.export_module())
-            except AttributeError:
-                continue  # inside a module replaced already
-    return m
+    """An eval-mode copy of the deployed form: every swap replaced by its ``export_module()`` (the factors as
+    standard layers), as ONNX export and params / MACs see it."""
+    return copy.deepcopy(export_view(model)).eval()
 
 
 def _ort_timed(base: nn.Module, new: nn.Module, x: tuple, tmp: Path, runs: int, rounds: int = 3) -> dict:

@@ -1,20 +1,14 @@
 """lowrank → quantize int8 → save → load: the nested swap (QuantLinear factors inside FactoredLinear)."""
 
-import pytest
 import torch
 
 import modelpress as mp
-from modelpress.artifact import folder_bytes, packed
+from modelpress.artifact import folder_bytes
 from modelpress.lowrank import FactoredLinear
 from modelpress.quantization.modules import QuantLinear
 from modelpress.tasks.models import build
 
 
-# Save / load of swaps nested in swaps (the int8 children of a FactoredLinear) is the artifact work merged
-# separately; it brings `artifact.packed.export_view` with it. Until then save() stores no tensors under a
-# swapped module, so the loaded factors are random. Passes on this branch merged with that work.
-@pytest.mark.xfail(not hasattr(packed, "export_view"), strict=True,
-                   reason="needs nested swaps in save/load (children of a swapped module are not stored yet)")
 def test_lowrank_then_int8_saves_and_loads_bit_exact_at_a_quarter_of_the_fp32_artifact(tmp_path):
     torch.manual_seed(0)
     model = build("lenet-300-100").eval()  # 784 inputs: weights dominate the artifact, as in real models
