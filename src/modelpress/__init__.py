@@ -26,6 +26,7 @@ _LAZY = {
     "BadInputError": "modelpress.errors",
     "CompressionError": "modelpress.errors",
     "ModelpressError": "modelpress.errors",
+    "Distill": "modelpress.distillation",
     "FineTune": "modelpress.finetune",
     "Prune": "modelpress.pruning",
     "Quantize": "modelpress.quantization",

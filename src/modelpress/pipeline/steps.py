@@ -13,6 +13,7 @@ from typing import Any
 from torch import nn
 
 from modelpress.context import StepContext, StepLog
+from modelpress.distillation import Distill, apply_distill
 from modelpress.finetune import FineTune, apply_finetune
 from modelpress.pruning.config import Prune
 from modelpress.pruning.step import apply_prune
@@ -38,6 +39,7 @@ class StepKind:
 
 def _table() -> dict[str, StepKind]:
     rows = [
+        StepKind("distill", Distill, apply_distill),
         StepKind("finetune", FineTune, apply_finetune),
         StepKind("prune", Prune, apply_prune),
         StepKind("quantize", Quantize, apply_quantize, deploy_quantize),
