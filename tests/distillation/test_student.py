@@ -96,3 +96,32 @@ def test_width_student_halves_hidden_widths():
     assert info["structure"] == "neuron"
     assert (student.fc1.out_features, student.fc2.out_features, student.fc3.out_features) == (150, 50, 10)
     assert teacher.fc1.out_features == 300  # the teacher is left as it was
+
+
+def test_tapped_attention_maps_equal_the_models_own():
+    # Hugging Face returns attention weights from its eager path; the tap rebuilds them from q and k.
+    from modelpress.distillation.features import Tap
+    from modelpress.distillation.losses import attention_probs
+
+    model = tiny_bert(layers=2)
+    model.encoder.config._attn_implementation = "eager"
+    ids = torch.randint(1, 50, (2, 7), generator=torch.Generator().manual_seed(3))
+    mask = torch.tensor([[1] * 7, [1] * 4 + [0] * 3])
+    tap = Tap(model, ["encoder.encoder.layer.0", "encoder.encoder.layer.1"], attention=True)
+    with torch.no_grad():
+        ref = model.encoder(input_ids=ids, attention_mask=mask, output_attentions=True).attentions
+    tap.close()
+    for i, name in enumerate(["encoder.encoder.layer.0", "encoder.encoder.layer.1"]):
+        q, k, heads = tap.qk[name]
+        assert heads == 2
+        assert torch.allclose(attention_probs(q, k, heads, mask), ref[i], atol=1e-6)
+
+
+def test_width_student_of_a_cnn_halves_its_channels():
+    task = mp.tasks.get("digits")
+    teacher = mp.tasks.models.build("resnet-s", input_shape=(1, 8, 8), num_classes=10).eval()
+    student, info = width_student(teacher, 0.5, 16, task)
+    assert info["structure"] == "channel"
+    assert [student.layer1[0].conv1.out_channels, student.layer2[0].conv1.out_channels,
+            student.layer3[0].conv1.out_channels] == [16, 32, 64]
+    assert student.fc.out_features == 10
