@@ -87,6 +87,9 @@ class Distill:
       teacher module name for them (None: transformer layers mapped uniformly, student layer m ↔ teacher
       layer m·L_t/L_s, as TinyBERT's g(m) = 3m).
     - ``epochs``, ``lr``, ``batch_size``, ``optimizer``, ``weight_decay``, ``schedule``: as `FineTune`.
+
+    The whole student trains; a step ``select`` does not apply (freeze parameters with
+    ``requires_grad=False`` to keep them).
     """
 
     student: Any = None
