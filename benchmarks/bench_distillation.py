@@ -14,7 +14,8 @@
 Every run of a row with one seed is stored under ``$MODELPRESS_CACHE/bench/distillation-<row>-s<seed>.json``,
 so rows and seeds run separately end up in one docs/bench-distillation.md (mean ± std over the seeds run).
 Run: ``python -m benchmarks.bench_distillation hinton minilm`` (``MODELPRESS_BENCH_DISTILL_SEEDS=0,1,2``,
-``MODELPRESS_BENCH_DISTILL_ROWS=hinton`` for ``make bench``).
+``MODELPRESS_BENCH_DISTILL_ROWS=hinton`` for ``make bench``; ``... render`` rewrites the page from the
+stored runs).
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ from modelpress.tasks import get
 from modelpress.tasks.builtin import cache_dir
 from modelpress.tasks.train import evaluate, torch_predict
 
-ROWS = ("hinton", "minilm", "recovery")
+ROWS = ("hinton", "hinton-lenet5", "minilm", "recovery")
 DOC = Path(__file__).resolve().parent.parent / "docs" / "bench-distillation.md"
 
 # The LeNet baseline's own schedule (tasks.builtin.RECIPES): 12 epochs, batch 128, Adam 1e-3, cosine.
@@ -70,12 +71,14 @@ def _stored(row: str) -> list[dict]:
     return [json.loads(p.read_text()) for p in sorted((cache_dir() / "bench").glob(f"distillation-{row}-s*.json"))]
 
 
-def row_hinton(seed: int, cache: dict) -> dict:
+def row_hinton(seed: int, cache: dict, teacher_name: str = "resnet-s") -> dict:
+    """Labels alone vs distilled from ``teacher_name`` (row ``hinton``: resnet-s; ``hinton-lenet5``: the
+    smaller LeNet-5 teacher, a second point of the same comparison)."""
     task = get("fashion-mnist")
-    if "hinton" not in cache:  # the teacher's logits once for all seeds (the step computes them per run)
-        teacher = task.model("resnet-s").eval()
-        cache["hinton"] = (teacher, evaluate(teacher, task), teacher_logits(teacher, task.train))
-    teacher, t_acc, logits = cache["hinton"]
+    if teacher_name not in cache:  # the teacher's logits once for all seeds (the step computes them per run)
+        teacher = task.model(teacher_name).eval()
+        cache[teacher_name] = (teacher, evaluate(teacher, task), teacher_logits(teacher, task.train))
+    teacher, t_acc, logits = cache[teacher_name]
     accs = {}
     for name, kd in (("labels", {"alpha": 0.0}), ("distilled", HINTON_KD)):
         student, _ = build_student("lenet-300-100", None, teacher, task, seed=seed)  # same init for both
@@ -83,7 +86,8 @@ def row_hinton(seed: int, cache: dict) -> dict:
         accs[name] = evaluate(student, task)
     n = len(task.test)
     return {
-        "command": "python -m benchmarks.bench_distillation hinton", "seed": seed,
+        "command": f"python -m benchmarks.bench_distillation {'hinton' if teacher_name == 'resnet-s' else 'hinton-lenet5'}",
+        "seed": seed, "teacher": teacher_name,
         "config": f"Distill(student=lenet-300-100, {HINTON_KD}) vs alpha=0; {HINTON_TRAIN}",
         "teacher_acc": t_acc, "labels_acc": accs["labels"], "distilled_acc": accs["distilled"],
         "teacher_errors": round((1 - t_acc) * n), "labels_errors": round((1 - accs["labels"]) * n),
@@ -167,12 +171,12 @@ def _ms(values: list[float], scale: float = 100.0, digits: int = 2) -> str:
     return f"{m:.{digits}f} ± {s:.{digits}f}"
 
 
-def _render_hinton(rows: list[dict]) -> list[str]:
+def _render_hinton(rows: list[dict], teacher: str) -> list[str]:
     if not rows:
-        return ["## Hinton et al. on Fashion-MNIST", "", "Not run yet.", ""]
+        return [f"## Hinton et al. on Fashion-MNIST: LeNet-300-100 student, {teacher} teacher", "", "Not run yet.", ""]
     g = [r["gap_closed"] for r in rows if r["gap_closed"] is not None]
     return [
-        "## Hinton et al. on Fashion-MNIST: LeNet-300-100 student, resnet-s teacher", "",
+        f"## Hinton et al. on Fashion-MNIST: LeNet-300-100 student, {teacher} teacher", "",
         f"`{rows[0]['command']}` — {rows[0]['config']}; seeds {[r['seed'] for r in rows]}, mean ± std", "",
         "| | paper (Hinton et al. 2015, MNIST, 800-800 MLP) | ours (Fashion-MNIST, LeNet-300-100) |",
         "|---|---|---|",
@@ -228,11 +232,13 @@ def _render_recovery(rows: list[dict]) -> list[str]:
     ]  # fmt: skip
 
 
-def _verdicts(h: list[dict], m: list[dict]) -> list[str]:
+def _verdicts(hs: dict[str, list[dict]], m: list[dict]) -> list[str]:
     lines = ["## Acceptance (issue 10)", ""]
-    if h:
+    for teacher, h in hs.items():
+        if not h:
+            continue
         g = statistics.mean(r["gap_closed"] for r in h if r["gap_closed"] is not None)
-        lines.append(f"- Hinton: distillation closes ≥ 40% of the gap: {100 * g:.1f}% "
+        lines.append(f"- Hinton, {teacher} teacher: distillation closes ≥ 40% of the gap: {100 * g:.1f}% "
                      f"({len(h)} seed(s)): {'met' if g >= 0.4 else 'NOT met'}")  # fmt: skip
     if m:
         share = statistics.mean(r["share_of_teacher"] for r in m)
@@ -245,15 +251,16 @@ def _verdicts(h: list[dict], m: list[dict]) -> list[str]:
 
 
 def render() -> str:
-    h, m, r = _stored("hinton"), _stored("minilm"), _stored("recovery")
+    h, h5, m, r = _stored("hinton"), _stored("hinton-lenet5"), _stored("minilm"), _stored("recovery")
     head = ["# Distillation benchmark", "",
             ("Measured on this machine (CPU, torch 2.13; latency 1 thread, timed interleaved in one process). "
             "Accuracy is on the held-out test split; errors are counted on it. Each row gives the command "
             "that produced it; `load` is the 1-minute load average when a run finished (2 shared cores)."), ""]  # fmt: skip
-    loads = sorted({x["loadavg"] for x in h + m + r if "loadavg" in x})
+    loads = sorted({x["loadavg"] for x in h + h5 + m + r if "loadavg" in x})
     if loads:
         head += [f"Load averages while these runs finished: {loads}.", ""]
-    return "\n".join(head + _render_hinton(h) + _render_minilm(m) + _render_recovery(r) + _verdicts(h, m))
+    body = _render_hinton(h, "resnet-s") + _render_hinton(h5, "lenet-5") + _render_minilm(m) + _render_recovery(r)
+    return "\n".join(head + body + _verdicts({"resnet-s": h, "lenet-5": h5}, m))
 
 
 def main(rows: list[str] | None = None) -> None:
@@ -261,8 +268,13 @@ def main(rows: list[str] | None = None) -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     env = os.environ.get("MODELPRESS_BENCH_DISTILL_ROWS")
     rows = rows or (env.split(",") if env else ["hinton", "minilm"])
+    if rows == ["render"]:  # rewrite the page from the stored runs only
+        DOC.write_text(render())
+        print(DOC.read_text())
+        return
     seeds = [int(s) for s in os.environ.get("MODELPRESS_BENCH_DISTILL_SEEDS", "0,1,2").split(",")]
-    fns = {"hinton": row_hinton, "minilm": row_minilm, "recovery": row_recovery}
+    fns = {"hinton": row_hinton, "hinton-lenet5": lambda seed, cache: row_hinton(seed, cache, "lenet-5"),
+           "minilm": row_minilm, "recovery": row_recovery}  # fmt: skip
     unknown = [r for r in rows if r not in fns]
     if unknown:
         print(f"bench_distillation: error: unknown row(s) {unknown}; choose from {list(fns)}", file=sys.stderr)
