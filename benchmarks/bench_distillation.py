@@ -268,7 +268,8 @@ def render() -> str:
 
 
 def main(rows: list[str] | None = None) -> None:
-    torch.set_num_threads(int(os.environ.get("MODELPRESS_BENCH_THREADS", "2")))  # training; latency uses 1
+    # 1 thread: on a shared, oversubscribed CPU two OpenMP threads spend their time waiting at barriers
+    torch.set_num_threads(int(os.environ.get("MODELPRESS_BENCH_THREADS", "1")))  # latency is timed at 1 too
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     env = os.environ.get("MODELPRESS_BENCH_DISTILL_ROWS")
     rows = rows or (env.split(",") if env else ["hinton", "minilm"])
