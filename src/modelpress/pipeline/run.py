@@ -69,6 +69,9 @@ def compress_(
 ) -> StepLog:
     """Apply one step to ``model`` in place and return its log (what it did, what it skipped).
 
+    A step that builds a new model instead (``Distill`` with a new student) leaves ``model`` as it was
+    and returns the new one in ``log.model``.
+
     ``reference``: the model to learn from or compare with (the teacher of ``Distill`` and of
     ``FineTune(distill=True)``; never modified); ``baseline`` its measured stats; ``target`` the
     deployment setting that steps deciding by timing time in (default: auto runtime, batch 1, 1 thread).
@@ -147,6 +150,7 @@ def run(
         try:
             log = compress_(work, step, task=task, progress=progress, seed=seed, reference=reference,
                             baseline=baseline, target=target)
+            work = log.model if log.model is not None else work  # a step may build a new model (a student)
             _check_step_finite(work, step.key, task)
             error = None
         except CompressionError as e:
