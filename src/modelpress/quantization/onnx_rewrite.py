@@ -16,7 +16,7 @@ from torch import nn
 
 from modelpress.quantization.modules import _Half, _Quantized
 
-__all__ = ["Matched", "match_layers", "to_fp16_weights", "to_matmul_nbits"]
+__all__ = ["Matched", "gemm_to_matmul", "match_layers", "to_fp16_weights", "to_matmul_nbits"]
 
 
 @dataclass(frozen=True)
@@ -44,15 +44,17 @@ def match_layers(model: onnx.ModelProto, torch_model: nn.Module) -> list[Matched
             w = m.weight.detach().float().numpy()
             by_shape.setdefault(tuple(w.shape), []).append((name, m, w))
     inits = _inits(model)
+    # The exporter stores equal tensors once and feeds the others through Identity nodes.
+    alias = {n.output[0]: n.input[0] for n in model.graph.node if n.op_type == "Identity" and n.input[0] in inits}
     used: set[str] = set()
     out: list[Matched] = []
     for node in model.graph.node:
         if node.op_type not in ("MatMul", "Gemm", "Conv", "Gather"):
             continue
         idx = 0 if node.op_type == "Gather" else 1
-        if len(node.input) <= idx or node.input[idx] not in inits:
+        if len(node.input) <= idx or alias.get(node.input[idx], node.input[idx]) not in inits:
             continue
-        arr = numpy_helper.to_array(inits[node.input[idx]])
+        arr = numpy_helper.to_array(inits[alias.get(node.input[idx], node.input[idx])])
         transposed = node.op_type == "MatMul"
         if node.op_type == "Gemm":
             attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
@@ -65,9 +67,48 @@ def match_layers(model: onnx.ModelProto, torch_model: nn.Module) -> list[Matched
         for name, m, ref in by_shape.get(tuple(w.shape), []):
             if name not in used and np.array_equal(w, ref):
                 used.add(name)
-                out.append(Matched(node.name, node.op_type, node.input[idx], name, m, transposed))
+                out.append(Matched(node.name, node.op_type, alias.get(node.input[idx], node.input[idx]), name, m,
+                                   transposed))
                 break
     return out
+
+
+def gemm_to_matmul(model: onnx.ModelProto, matched: list[Matched]) -> tuple[onnx.ModelProto, list[Matched]]:
+    """Rewrite each matched Gemm (a Linear on 2-D input) as ``MatMul(x, Wᵀ)`` + ``Add(bias)``.
+
+    onnxruntime's dynamic quantizer has integer kernels for MatMul only; handed Gemm nodes it splits
+    them into MatMul + Add under new names and quantizes none of them (no error). Rewriting them here
+    first keeps the names we hand it. Returns the new model and ``matched`` with each Gemm entry pointing
+    at its MatMul node (op ``MatMul``, weight ``<name>_kn`` holding ``Wᵀ`` of shape ``(in, out)``).
+    """
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    inits = _inits(out)
+    gemms = {m.node: m for m in matched if m.op_type == "Gemm"}
+    nodes = list(out.graph.node)
+    del out.graph.node[:]
+    renamed: dict[str, Matched] = {}
+    for node in nodes:
+        mt = gemms.get(node.name)
+        beta = next((a.f for a in node.attribute if a.name == "beta"), 1.0)
+        if mt is None or beta != 1.0:  # a scaled bias (never exported from torch) keeps its Gemm
+            out.graph.node.append(node)
+            continue
+        w = numpy_helper.to_array(inits[mt.weight])
+        kn = numpy_helper.from_array(np.ascontiguousarray(w if mt.transposed else w.T), mt.weight + "_kn")
+        out.graph.initializer.append(kn)
+        has_bias = len(node.input) > 2 and node.input[2] != ""
+        mm_out = node.output[0] + "_matmul" if has_bias else node.output[0]
+        out.graph.node.append(helper.make_node("MatMul", [node.input[0], kn.name], [mm_out], name=node.name + "_MatMul"))
+        if has_bias:
+            out.graph.node.append(helper.make_node("Add", [mm_out, node.input[2]], [node.output[0]],
+                                                   name=node.name + "_Add"))
+        renamed[node.name] = Matched(node.name + "_MatMul", "MatMul", kn.name, mt.module_name, mt.module, True)
+    used = {i for n in out.graph.node for i in n.input}
+    for t in list(out.graph.initializer):
+        if t.name not in used:
+            out.graph.initializer.remove(t)
+    return out, [renamed.get(m.node, m) for m in matched]
 
 
 def to_fp16_weights(model: onnx.ModelProto, matched: list[Matched], dtype: str = "float16") -> onnx.ModelProto:
