@@ -90,8 +90,10 @@ def test_fp16_is_storage_and_says_so(trained, digits_task, tmp_path):
     assert set(log.details["compute_16bit_vs_fp32"]) == {"bf16", "fp16"}  # measured here, not assumed
     path, details = _deploy(trained, cfg, digits_task, tmp_path)
     assert "slower" in details["note"]
+    assert details["format"] == "fp16"  # the convs too: the exporter folds their BatchNorm, they are matched
     x = digits_task.test.inputs
-    assert torch.allclose(ort_predict(path)(x), torch_predict(trained)(x), atol=1e-4)
+    # folded conv weights are rounded to fp16 after folding: 1e-3-level differences to torch
+    assert torch.allclose(ort_predict(path)(x), torch_predict(trained)(x), atol=5e-3)
 
 
 def test_max_drop_keeps_the_planted_sensitive_layer_float(trained, digits_task):

@@ -35,9 +35,22 @@ def _inits(model: onnx.ModelProto) -> dict[str, onnx.TensorProto]:
     return {t.name: t for t in model.graph.initializer}
 
 
+def _folded(w: np.ndarray, ref: np.ndarray) -> bool:
+    """``w`` is ``ref`` with each output channel scaled (a BatchNorm the exporter folded into the conv)."""
+    r = ref.reshape(len(ref), -1).astype(np.float64)
+    x = w.reshape(len(w), -1).astype(np.float64)
+    norm = (r * r).sum(1)
+    if np.any(norm == 0):
+        return False
+    k = (x * r).sum(1) / norm
+    return float(np.abs(x - k[:, None] * r).max()) <= 1e-5 * max(float(np.abs(x).max()), 1e-12)
+
+
 def match_layers(model: onnx.ModelProto, torch_model: nn.Module) -> list[Matched]:
     """Nodes (MatMul / Gemm / Conv / Gather) whose weight initializer equals a quantized or 16-bit module's
-    weight (``Wᵀ`` for MatMul). Unmatched nodes are layers we left in float."""
+    weight (``Wᵀ`` for MatMul), or, for a 16-bit conv, equals it scaled per output channel: 16-bit modes
+    do not fold BatchNorm in torch, and the exporter folds it into the conv. Unmatched nodes are layers we
+    left in float."""
     by_shape: dict[tuple[int, ...], list[tuple[str, nn.Module, np.ndarray]]] = {}
     for name, m in torch_model.named_modules():
         if isinstance(m, (_Quantized, _Half)):
@@ -65,7 +78,8 @@ def match_layers(model: onnx.ModelProto, torch_model: nn.Module) -> list[Matched
             continue
         w = arr.T if transposed and arr.ndim == 2 else arr
         for name, m, ref in by_shape.get(tuple(w.shape), []):
-            if name not in used and np.array_equal(w, ref):
+            folded = node.op_type == "Conv" and isinstance(m, _Half) and _folded(w, ref)
+            if name not in used and (np.array_equal(w, ref) or folded):
                 used.add(name)
                 out.append(Matched(node.name, node.op_type, alias.get(node.input[idx], node.input[idx]), name, m,
                                    transposed))
@@ -115,7 +129,8 @@ def to_fp16_weights(model: onnx.ModelProto, matched: list[Matched], dtype: str =
     """Store the matched weights in 16 bits, each followed by a Cast back to float32.
 
     onnxruntime folds the Casts at session start, so compute stays fp32 (as fast as before) and the
-    file is about half the size: 16 bits is a storage format on this CPU.
+    file is about half the size: 16 bits is a storage format on this CPU. A conv whose BatchNorm the
+    exporter folded holds the folded weight, rounded to 16 bits after folding (1e-3-level differences).
     """
     out = onnx.ModelProto()
     out.CopyFrom(model)
@@ -141,13 +156,16 @@ def to_fp16_weights(model: onnx.ModelProto, matched: list[Matched], dtype: str =
 
 
 def _block_size(k: int, group: int | None) -> int | None:
-    """MatMulNBits block: the layer's group, else the largest power of two ≥ 16 dividing ``k`` (≤ 128)."""
+    """MatMulNBits block: the layer's group, else the largest power of two ≥ 16 dividing ``k`` (≤ 128),
+    else 32: MatMulNBits takes ``K`` as an attribute and reads ``ceil(K / block)`` blocks per column, so
+    the last block is padded (with the zero point, which dequantizes to 0) — LeNet's 300 / 100 / 500
+    inputs stay 4-bit instead of float."""
     if group is not None:
         return group if k % group == 0 else None
     for b in (128, 64, 32, 16):
         if k % b == 0:
             return b
-    return None
+    return 32
 
 
 def to_matmul_nbits(model: onnx.ModelProto, matched: list[Matched], *, accuracy_level: int = 0
@@ -177,7 +195,10 @@ def to_matmul_nbits(model: onnx.ModelProto, matched: list[Matched], *, accuracy_
         q = m.qweight.numpy().astype(np.int32)                      # (N, K) signed codes
         scale = m.scale.numpy().astype(np.float32)
         zp = m.zero_point.numpy().astype(np.int32)
-        nb = k // block
+        nb = -(-k // block)
+        if nb * block != k:  # pad the last block with each row's zero point (per-row or per-tensor grids)
+            row_zp = np.broadcast_to(zp.reshape(-1, 1), (n_out, 1))
+            q = np.concatenate([q, np.repeat(row_zp, nb * block - k, axis=1)], axis=1)
         # per-row / per-tensor / per-group scales, expanded to one per (row, block)
         if spec.granularity == "group":
             s_blk, z_blk = scale.reshape(n_out, nb), zp.reshape(n_out, nb)
