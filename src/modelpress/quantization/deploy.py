@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import shutil
 import tempfile
 from collections import Counter
@@ -53,6 +54,10 @@ __all__ = ["CalibrationReader", "build_candidate", "candidates_for", "check_cand
 _WEIGHTED = ("MatMul", "Gemm", "Conv")
 _NP = {onnx.TensorProto.FLOAT: np.float32, onnx.TensorProto.INT64: np.int64, onnx.TensorProto.INT32: np.int32}
 _HOLDOUT = 512  # held-out examples the candidates are judged on: agreement resolves 0.2%
+# On training examples top-1 agreement is near 1.0 for every int8 form, so the output noise decides too: a
+# deployed form may have at most 4× the noise power of the PyTorch model it deploys (its SQNR − 6 dB,
+# one bit of precision), which catches a kernel that rounds more coarsely than the simulation.
+_SQNR_SLACK_DB = 6.0
 
 
 @contextlib.contextmanager
@@ -282,16 +287,17 @@ def _choose(paths: dict[str, Path], info: dict[str, dict], model: nn.Module, con
             [info[f] for f in paths], {}
     holdout, ref_out, sim_out, reference = _judging_data(model, ctx)
     sim = fidelity(sim_out, ref_out)
-    floor = (Floor(agreement=sim.agreement - config.deploy_tolerance) if sim.agreement is not None
-             else Floor(cosine=sim.cosine - config.deploy_tolerance))
+    sqnr = sim.sqnr_db - _SQNR_SLACK_DB if math.isfinite(sim.sqnr_db) else None
+    floor = (Floor(agreement=sim.agreement - config.deploy_tolerance, sqnr_db=sqnr) if sim.agreement is not None
+             else Floor(cosine=sim.cosine - config.deploy_tolerance, sqnr_db=sqnr))
     candidates = [Candidate(f, ort_predict(p, threads=threads), info[f]["bytes"], baseline=f == "float",
                             info={k: v for k, v in info[f].items() if k != "bytes"}) for f, p in paths.items()]
     choice = choose(candidates, holdout.inputs, ref_out, floor=floor, threads=threads,
                     timing_inputs=batch_of(holdout, ctx.target.batch_size))
     judged = {"judged_on": {"split": holdout.name, "examples": len(holdout), "what": HOLDOUT_NOTE},
               "reference": reference, "simulation_fidelity": sim.to_dict(),
-              "floor": f"{floor.describe()} (the PyTorch model's own fidelity minus deploy_tolerance "
-                       f"{config.deploy_tolerance})",
+              "floor": f"{floor.describe()} (the PyTorch model's own agreement minus deploy_tolerance "
+                       f"{config.deploy_tolerance}; its SQNR minus {_SQNR_SLACK_DB:g} dB)",
               "timing": {"threads": threads, "batch_size": ctx.target.batch_size}}
     winner, why = choice.winner.name, choice.why
     forced = config.deploy if config.deploy != "auto" else None
