@@ -57,7 +57,7 @@ def test_fastest_faithful_wins_the_unfaithful_and_the_slow_baseline_lose():
     rows = {r.name: r for r in choice.table}
     assert [r.name for r in choice.table] == ["float", "int8", "int4"]
     assert rows["int4"].fidelity.agreement == pytest.approx(0.9) and not rows["int4"].accepted
-    assert rows["int8"].latency_ms == pytest.approx(2.0, abs=1.0) and rows["float"].latency_ms > 5
+    assert rows["int8"].latency_ms >= 2.0 and rows["float"].latency_ms >= 6.0  # sleeps: lower bounds
     assert "int4 (" in choice.why and "below the floor" in choice.why and "slower" in choice.why
     assert choice.to_dict()["candidates"][1]["fidelity"]["agreement"] == 1.0
 
@@ -67,10 +67,10 @@ def test_baseline_kept_when_clearly_faster_and_errors_are_rows():
         raise RuntimeError("no kernel for this op")
 
     cands = [Candidate("dense", _predict(1.0), 400, baseline=True),
-             Candidate("factored", _predict(4.0, noise=0.01), 100),
+             Candidate("factored", _predict(8.0, noise=0.01), 100),
              Candidate("broken", broken, 10)]
-    choice = choose(cands, (X,), REF, floor=Floor(sqnr_db=20.0), runs=5, warmup=1)
-    assert choice.winner.name == "dense" and "kept the unchanged form" in choice.why
+    choice = choose(cands, (X,), REF, floor=Floor(sqnr_db=20.0), runs=7, warmup=1)
+    assert choice.winner.name == "dense" and "kept the unchanged form" in choice.why, choice.why
     assert choice.table[2].error == "RuntimeError: no kernel for this op"
 
 
