@@ -15,6 +15,15 @@ so close that a 3% margin let timing noise flip the shipped file between 1× and
    least ``margin`` (10%) faster than every accepted changed one — the user asked for the change;
 4. when nothing reaches the floor, the most faithful candidate is kept, and the reason says so.
 
+One layer against its dense form (``x``: inputs captured at the layer, ``(n, in)``), timed in the step's
+deployment setting::
+
+    choice = choose([Candidate("dense", lambda i: dense(*i), dense_bytes, baseline=True),
+                     Candidate("rank-64", lambda i: factored(*i), factored_bytes)],
+                    (x,), dense(x), floor=Floor(sqnr_db=20.0), threads=ctx.target.threads,
+                    timing_inputs=(x[: ctx.target.batch_size],))
+    choice.winner.name, choice.why, choice.to_dict()   # the table for report.json
+
 Judging data: choices must use neither the test split (it would leak into the reported metric) nor the
 examples a quantizer was calibrated on. `holdout_split` takes training examples outside the calibration
 split. The built-in baselines were trained on all of ``train`` and the built-in tasks have no third split,
