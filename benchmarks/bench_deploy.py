@@ -83,8 +83,13 @@ def main() -> None:
                 row, why = _row(task_name, model_name, mode, Path(d))
                 lines.append(row)
                 whys.append(f"- {model_name}, {mode}: {why}")
-    lines += ["", "Why each winner won (measured figures, from report.json's `why`):", "", *whys, ""]
-    if missing:
-        lines += [f"Not run (baseline not cached; `modelpress tasks` trains it): {', '.join(missing)}.", ""]
-    DOC.write_text("\n".join(lines))
+                _write(lines, whys, missing)  # after every row: a long run leaves what it measured
+    _write(lines, whys, missing)
     print(f"wrote {DOC}")
+
+
+def _write(lines: list[str], whys: list[str], missing: list[str]) -> None:
+    out = [*lines, "", "Why each winner won (measured figures, from report.json's `why`):", "", *whys, ""]
+    if missing:
+        out += [f"Not run (baseline not cached; `modelpress tasks` trains it): {', '.join(missing)}.", ""]
+    DOC.write_text("\n".join(out))
