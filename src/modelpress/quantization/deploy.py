@@ -55,9 +55,11 @@ _WEIGHTED = ("MatMul", "Gemm", "Conv")
 _NP = {onnx.TensorProto.FLOAT: np.float32, onnx.TensorProto.INT64: np.int64, onnx.TensorProto.INT32: np.int32}
 _HOLDOUT = 512  # held-out examples the candidates are judged on: agreement resolves 0.2%
 # On training examples top-1 agreement is near 1.0 for every int8 form, so the output noise decides too: a
-# deployed form may have at most 4× the noise power of the PyTorch model it deploys (its SQNR − 6 dB,
-# one bit of precision), which catches a kernel that rounds more coarsely than the simulation.
-_SQNR_SLACK_DB = 6.0
+# deployed form's SQNR to the fp32 model may be at most 12 dB (two bits) below the PyTorch model's.
+# Measured (docs/bench-deploy.md): onnxruntime's static int8 requantizes activations the simulation does
+# not, 7-10 dB below it on LeNet at 0.1 points of test accuracy; MiniLM's static int8 fell 14 dB below it
+# with 2% of answers changed. A 6 dB slack rejected LeNet-5's static int8 and shipped the float graph.
+_SQNR_SLACK_DB = 12.0
 
 
 @contextlib.contextmanager
