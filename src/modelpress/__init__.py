@@ -29,6 +29,7 @@ _LAZY = {
     "FineTune": "modelpress.finetune",
     "Prune": "modelpress.pruning",
     "Quantize": "modelpress.quantization",
+    "Share": "modelpress.sharing",
     "measure_onnx": "modelpress.measure",
     "compare": "modelpress.measure",
     "compare_models": "modelpress.measure",

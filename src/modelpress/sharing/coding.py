@@ -1,0 +1,265 @@
+"""Entropy coding of codebook-index streams (pure functions on numpy arrays and bytes).
+
+Deep Compression's last stage entropy-codes what weight sharing leaves: the cluster index of every
+weight and, for a pruned layer, where the non-zeros are. Each stream is written in whichever of these
+forms is smallest, and the choice is recorded in the stream's meta (``m``):
+
+- ``nbit`` — fixed-width, LSB-first bit packing (`modelpress.artifact.packing.nbit_pack`);
+- ``range`` — constriction's range coder (a maintained Rust coder with Python bindings; measured here
+  within 0.1% of the empirical entropy, decoding 300k symbols in ~6 ms) under a static categorical
+  model; the symbol counts are stored in front of the payload (uint16, or uint32 when a count needs it);
+- ``zstd`` — zstandard (level 19) over the ``nbit`` bytes: it wins where LZ matches find repeats that a
+  zero-order model cannot see (long runs of zeros in sparse position masks);
+- for masks (``True`` = non-zero weight) also ``adaptive`` — the range coder with a per-column adaptive
+  Bernoulli model: the probability of a non-zero in column ``c`` of row block ``b`` is
+  ``(k + 2g) / (r + 2)``, with ``k`` the non-zeros of that column in the ``r`` rows before the block and
+  ``g`` the layer's density. Dead inputs (MNIST's border pixels, whose fc1 columns are all pruned) cost
+  almost nothing. Rows are decoded ``_BLOCK`` at a time, so decoding stays vectorized.
+
+A pruned layer's indices (code 0 = the reserved exact zero) are stored either ``joint`` (one stream of
+all codes) or ``split`` (the mask, then the codes of the non-zeros minus one), whichever is smaller.
+Layout of the stored blob: the streams' bytes one after another; their lengths are in the meta.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import constriction
+import numpy as np
+import torch
+import zstandard
+from torch import Tensor
+
+from modelpress.artifact.packing import ZSTD_LEVEL, nbit_pack, nbit_unpack
+from modelpress.errors import BadInputError, bad_value
+
+__all__ = ["decode_indices", "decode_mask", "decode_symbols", "encode_indices", "encode_mask",
+           "encode_symbols", "entropy_bytes", "stream_entropies"]
+
+_BLOCK = 8  # rows decoded per call of the adaptive mask model
+_PRIOR = 2.0  # pseudo-count of the layer density in the adaptive model
+
+
+def entropy_bytes(symbols: np.ndarray, alphabet: int | None = None) -> float:
+    """Zero-order empirical entropy of ``symbols`` (1-D non-negative ints), in bytes: n·H / 8."""
+    x = np.asarray(symbols).reshape(-1)
+    if x.size == 0:
+        return 0.0
+    counts = np.bincount(x.astype(np.int64), minlength=alphabet or 0)
+    p = counts[counts > 0] / x.size
+    return float(-(p * np.log2(p)).sum() * x.size / 8)
+
+
+def _bits(alphabet: int) -> int:
+    return max(1, (alphabet - 1).bit_length())
+
+
+def _words(payload: bytes) -> np.ndarray:
+    if len(payload) % 4:
+        raise BadInputError("a range-coded index stream is not a whole number of 32-bit words; the artifact "
+                            "is damaged. Fix: save the model again.")
+    return np.frombuffer(payload, dtype="<u4").astype(np.uint32)
+
+
+def _zstd(data: bytes) -> bytes:
+    return zstandard.ZstdCompressor(level=ZSTD_LEVEL).compress(data)
+
+
+def _unzstd(data: bytes) -> bytes:
+    try:
+        return zstandard.ZstdDecompressor().decompress(data)
+    except zstandard.ZstdError as e:
+        raise BadInputError(f"a zstd index stream is corrupt ({e}). Fix: save the model again.") from None
+
+
+def _range_categorical(x: np.ndarray, alphabet: int) -> bytes:
+    counts = np.bincount(x, minlength=alphabet)
+    table = counts.astype("<u2" if counts.max() <= 0xFFFF else "<u4")
+    model = constriction.stream.model.Categorical(counts.astype(np.float64), perfect=False)
+    enc = constriction.stream.queue.RangeEncoder()
+    enc.encode(x.astype(np.int32), model)
+    return bytes([table.dtype.itemsize]) + table.tobytes() + enc.get_compressed().astype("<u4").tobytes()
+
+
+def _unrange_categorical(payload: bytes, n: int, alphabet: int) -> np.ndarray:
+    width = payload[0]
+    if width not in (2, 4):
+        raise BadInputError("a range-coded index stream has a damaged count table. Fix: save the model again.")
+    end = 1 + width * alphabet
+    counts = np.frombuffer(payload[1:end], dtype="<u2" if width == 2 else "<u4").astype(np.float64)
+    model = constriction.stream.model.Categorical(counts, perfect=False)
+    dec = constriction.stream.queue.RangeDecoder(_words(payload[end:]))
+    return np.asarray(dec.decode(model, n), dtype=np.int64)
+
+
+def encode_symbols(x: np.ndarray, alphabet: int) -> tuple[bytes, dict[str, Any]]:
+    """Encode the 1-D symbols ``x`` (ints in ``[0, alphabet)``, ``alphabet`` in 1..256) in the smallest of
+    ``nbit`` / ``range`` / ``zstd``. Returns ``(payload, meta)``; meta ``{"m": method, "n", "a", "b": bytes}``.
+    Raises BadInputError for symbols out of range."""
+    x = np.asarray(x, dtype=np.int64).reshape(-1)
+    if not 1 <= alphabet <= 256:
+        raise bad_value("alphabet", "encode_symbols", "an int in 1..256", alphabet)
+    if x.size and (x.min() < 0 or x.max() >= alphabet):
+        raise bad_value("x", "encode_symbols", f"symbols in [0, {alphabet})", f"[{x.min()}, {x.max()}]")
+    if x.size == 0 or alphabet == 1:
+        return b"", {"m": "empty", "n": int(x.size), "a": alphabet, "b": 0}
+    packed = nbit_pack(torch.from_numpy(x), _bits(alphabet)).numpy().tobytes()
+    candidates = {"nbit": packed, "range": _range_categorical(x, alphabet), "zstd": _zstd(packed)}
+    method = min(candidates, key=lambda k: len(candidates[k]))
+    payload = candidates[method]
+    return payload, {"m": method, "n": int(x.size), "a": alphabet, "b": len(payload)}
+
+
+def decode_symbols(payload: bytes, meta: dict[str, Any]) -> np.ndarray:
+    """Inverse of :func:`encode_symbols`: int64 array of shape ``(meta["n"],)``."""
+    method, n, alphabet = meta["m"], int(meta["n"]), int(meta["a"])
+    if method == "empty":
+        return np.zeros(n, dtype=np.int64)
+    if method == "range":
+        return _unrange_categorical(payload, n, alphabet)
+    if method in ("nbit", "zstd"):
+        raw = _unzstd(payload) if method == "zstd" else payload
+        return nbit_unpack(torch.frombuffer(bytearray(raw), dtype=torch.uint8), _bits(alphabet), n).numpy()
+    raise BadInputError(f"unknown index-stream coding {method!r} in the manifest.")
+
+
+def _adaptive_probs(counts: np.ndarray, rows_before: int, density: float) -> np.ndarray:
+    # The same float64 expression at encode and decode: IEEE arithmetic makes it identical everywhere.
+    return (counts + _PRIOR * density) / (rows_before + _PRIOR)
+
+
+def _range_adaptive(mask: np.ndarray, density: float) -> bytes:
+    rows = mask.shape[0]
+    bits = mask.astype(np.int32)
+    before = np.cumsum(bits, axis=0) - bits  # non-zeros of each column in the rows above
+    starts = (np.arange(rows) // _BLOCK) * _BLOCK
+    # the count each row's block started from: the non-zeros in rows < block start
+    at_start = before[starts, :] if rows else before
+    p = _adaptive_probs(at_start.astype(np.float64), starts[:, None].astype(np.float64), density)
+    enc = constriction.stream.queue.RangeEncoder()
+    enc.encode(bits.reshape(-1), constriction.stream.model.Bernoulli(perfect=False), p.reshape(-1))
+    return enc.get_compressed().astype("<u4").tobytes()
+
+
+def _unrange_adaptive(payload: bytes, rows: int, cols: int, density: float) -> np.ndarray:
+    dec = constriction.stream.queue.RangeDecoder(_words(payload))
+    model = constriction.stream.model.Bernoulli(perfect=False)
+    counts = np.zeros(cols, dtype=np.float64)
+    out = np.empty((rows, cols), dtype=bool)
+    for r0 in range(0, rows, _BLOCK):
+        r1 = min(rows, r0 + _BLOCK)
+        p = np.tile(_adaptive_probs(counts, float(r0), density), r1 - r0)
+        block = np.asarray(dec.decode(model, p), dtype=bool).reshape(r1 - r0, cols)
+        out[r0:r1] = block
+        counts += block.sum(axis=0)
+    return out
+
+
+def encode_mask(mask: np.ndarray) -> tuple[bytes, dict[str, Any]]:
+    """Encode a 2-D bool ``mask`` (rows × cols, True = non-zero) in the smallest of ``nbit`` (a bitmap),
+    ``zstd`` (of the bitmap) and ``adaptive`` (see the module docstring), the latter tried on the mask
+    and on its transpose (``"t": 1``). Returns ``(payload, meta)`` with ``"m"``, ``"r"``, ``"c"``,
+    ``"k"`` (the number of non-zeros), ``"t"`` and ``"b"`` (bytes)."""
+    mask = np.asarray(mask, dtype=bool)
+    if mask.ndim != 2:
+        raise bad_value("mask", "encode_mask", "a 2-D array", f"{mask.ndim}-D")
+    rows, cols = mask.shape
+    k = int(mask.sum())
+    bitmap = np.packbits(mask.reshape(-1), bitorder="little").tobytes()
+    candidates = {("nbit", 0): bitmap, ("zstd", 0): _zstd(bitmap)}
+    if mask.size:
+        density = k / mask.size
+        candidates[("adaptive", 0)] = _range_adaptive(mask, density)
+        candidates[("adaptive", 1)] = _range_adaptive(mask.T, density)
+    (method, t), payload = min(candidates.items(), key=lambda kv: len(kv[1]))
+    return payload, {"m": method, "r": rows, "c": cols, "k": k, "t": t, "b": len(payload)}
+
+
+def decode_mask(payload: bytes, meta: dict[str, Any]) -> np.ndarray:
+    """Inverse of :func:`encode_mask`: a bool array of shape ``(meta["r"], meta["c"])``."""
+    rows, cols, method = int(meta["r"]), int(meta["c"]), meta["m"]
+    n = rows * cols
+    if method == "adaptive":
+        density = int(meta["k"]) / n if n else 0.0
+        if meta.get("t"):
+            return np.ascontiguousarray(_unrange_adaptive(payload, cols, rows, density).T)
+        return _unrange_adaptive(payload, rows, cols, density)
+    if method in ("nbit", "zstd"):
+        raw = _unzstd(payload) if method == "zstd" else payload
+        if len(raw) != (n + 7) // 8:
+            raise BadInputError("a mask stream has the wrong length; the artifact is damaged.")
+        bits = np.unpackbits(np.frombuffer(raw, dtype=np.uint8), count=n, bitorder="little")
+        return bits.astype(bool).reshape(rows, cols)
+    raise BadInputError(f"unknown mask coding {method!r} in the manifest.")
+
+
+def encode_indices(codes: Tensor, alphabet: int, *, zero_code: bool,
+                   entropy: bool = True) -> tuple[bytes, dict[str, Any]]:
+    """Encode a layer's code tensor (ints in ``[0, alphabet)``, shape ``(out, ...)``) as one blob.
+
+    With ``zero_code`` (code 0 = exact zero) the ``split`` layout (mask of ``(out, rest)`` + codes of the
+    non-zeros) is tried beside ``joint``; the smaller wins. ``entropy=False`` stores fixed-width bits
+    only (``joint`` ``nbit``, or ``split`` bitmap + ``nbit`` when that is smaller): Deep Compression's
+    stage before Huffman coding. Returns ``(blob, meta)``; meta ``{"l": layout, "s": [stream metas]}``.
+    """
+    x = codes.detach().reshape(-1).to(torch.int64).numpy()
+    shape = tuple(codes.shape)
+    layouts: dict[str, list[tuple[bytes, dict]]] = {"joint": [encode_symbols(x, alphabet)]}
+    if zero_code and x.size:
+        mask = (x != 0).reshape(shape[0], -1)
+        layouts["split"] = [encode_mask(mask), encode_symbols(x[x != 0] - 1, max(1, alphabet - 1))]
+    if not entropy:
+        layouts = {name: [_fixed(p, m) for p, m in streams] for name, streams in layouts.items()}
+    layout = min(layouts, key=lambda k: sum(len(p) for p, _ in layouts[k]))
+    streams = layouts[layout]
+    return b"".join(p for p, _ in streams), {"l": layout, "s": [m for _, m in streams]}
+
+
+def _fixed(payload: bytes, meta: dict[str, Any]) -> tuple[bytes, dict[str, Any]]:
+    """The fixed-width form of an encoded stream (decode, then bit-pack), for ``entropy=False``."""
+    if meta["m"] in ("nbit", "empty"):
+        return payload, meta
+    if "r" in meta:
+        raw = np.packbits(decode_mask(payload, meta).reshape(-1), bitorder="little").tobytes()
+        return raw, {**meta, "m": "nbit", "t": 0, "b": len(raw)}
+    x = decode_symbols(payload, meta)
+    raw = nbit_pack(torch.from_numpy(x), _bits(int(meta["a"]))).numpy().tobytes()
+    return raw, {**meta, "m": "nbit", "b": len(raw)}
+
+
+def decode_indices(blob: bytes, meta: dict[str, Any], shape: tuple[int, ...] | list[int]) -> Tensor:
+    """Inverse of :func:`encode_indices`: int64 codes of ``shape``. Raises BadInputError when the blob's
+    length disagrees with the meta."""
+    streams = meta["s"]
+    if sum(int(s["b"]) for s in streams) != len(blob):
+        raise BadInputError(f"an index blob is {len(blob)} bytes but its manifest entry says "
+                            f"{sum(int(s['b']) for s in streams)}; the artifact is damaged.")
+    parts, at = [], 0
+    for s in streams:
+        parts.append(blob[at: at + int(s["b"])])
+        at += int(s["b"])
+    n = math.prod(shape)
+    if meta["l"] == "joint":
+        x = decode_symbols(parts[0], streams[0])
+    else:
+        mask = decode_mask(parts[0], streams[0]).reshape(-1)
+        x = np.zeros(n, dtype=np.int64)
+        x[mask] = decode_symbols(parts[1], streams[1]) + 1
+    if x.size != n:
+        raise BadInputError(f"an index stream holds {x.size} codes for a layer of {n} weights.")
+    return torch.from_numpy(np.ascontiguousarray(x)).reshape(tuple(shape))
+
+
+def stream_entropies(codes: Tensor, alphabet: int, meta: dict[str, Any]) -> list[dict[str, Any]]:
+    """For the report: each stored stream of a layer's ``codes`` (as :func:`encode_indices` laid them out
+    in ``meta``) with its coder, its bytes and its zero-order empirical entropy in bytes."""
+    x = codes.detach().reshape(-1).to(torch.int64).numpy()
+    if meta["l"] == "joint":
+        named = [("codes", x, alphabet)]
+    else:
+        named = [("mask", (x != 0).astype(np.int64), 2), ("nonzero codes", x[x != 0] - 1, max(1, alphabet - 1))]
+    return [{"stream": name, "coder": s["m"] + ("-transposed" if s.get("t") else ""), "bytes": int(s["b"]),
+             "entropy_bytes": round(entropy_bytes(sym, a), 1)}
+            for (name, sym, a), s in zip(named, meta["s"], strict=True)]
