@@ -85,7 +85,12 @@ def _bytes(model: nn.Module) -> int | None:
     from modelpress.measure.size import artifact_bytes
     from modelpress.source import get_source
 
-    return artifact_bytes(model) if get_source(model) is not None else None
+    if get_source(model) is None:
+        return None
+    try:
+        return artifact_bytes(model)
+    except BadInputError:  # a model the artifact cannot store (e.g. a user's custom layer): no stage sizes
+        return None
 
 
 def _reference_bytes(ctx: StepContext) -> int | None:
