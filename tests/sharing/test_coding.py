@@ -17,6 +17,7 @@ from modelpress.sharing.coding import (
     encode_mask,
     encode_symbols,
     entropy_bytes,
+    parse_spec,
 )
 
 
@@ -68,23 +69,25 @@ def test_adaptive_mask_exploits_dead_columns_and_stays_near_the_model_entropy():
 @pytest.mark.parametrize("entropy", [True, False])
 def test_pruned_codes_round_trip_in_either_layout(entropy):
     codes = torch.from_numpy(_skewed(100 * 300, 32, zero=0.9).reshape(100, 300))
-    blob, meta = encode_indices(codes, 32, zero_code=True, entropy=entropy)
-    assert torch.equal(decode_indices(blob, meta, (100, 300)), codes)
+    blob, spec = encode_indices(codes, 32, zero_code=True, entropy=entropy)
+    assert torch.equal(decode_indices(blob, spec, (100, 300), 32), codes)
     if not entropy:
-        assert all(s["m"] == "nbit" for s in meta["s"])
+        assert all(s["m"] == "nbit" for s in parse_spec(spec, (100, 300), 32)["s"])
 
 
 def test_split_layout_beats_joint_fixed_width_on_sparse_codes():
     codes = torch.from_numpy(_skewed(100 * 300, 32, zero=0.9).reshape(100, 300))
-    blob, meta = encode_indices(codes, 32, zero_code=True, entropy=False)
-    assert meta["l"] == "split" and len(blob) < 30_000 * 5 / 8 * 0.5
+    blob, spec = encode_indices(codes, 32, zero_code=True, entropy=False)
+    assert spec.startswith("split nbit:3750:") and len(blob) < 30_000 * 5 / 8 * 0.5
 
 
 def test_damaged_blob_is_a_clear_error():
     codes = torch.from_numpy(_skewed(1000, 16).reshape(10, 100))
-    blob, meta = encode_indices(codes, 16, zero_code=False)
+    blob, spec = encode_indices(codes, 16, zero_code=False)
     with pytest.raises(BadInputError, match="damaged"):
-        decode_indices(blob[:-4], meta, (10, 100))
+        decode_indices(blob[:-4], spec, (10, 100), 16)
+    with pytest.raises(BadInputError, match="damaged"):
+        decode_indices(blob, "joint", (10, 100), 16)
 
 
 def test_out_of_range_symbols_are_refused():
@@ -95,8 +98,8 @@ def test_out_of_range_symbols_are_refused():
 def test_decoding_a_300k_index_layer_is_fast():
     # The benchmark times this against the 50 ms bar; here a loose sanity bound on a shared machine.
     codes = torch.from_numpy(_skewed(300 * 1000, 32, zero=0.9).reshape(300, 1000))
-    blob, meta = encode_indices(codes, 32, zero_code=True)
+    blob, spec = encode_indices(codes, 32, zero_code=True)
     t0 = time.perf_counter()
-    out = decode_indices(blob, meta, (300, 1000))
+    out = decode_indices(blob, spec, (300, 1000), 32)
     assert time.perf_counter() - t0 < 0.5
     assert torch.equal(out, codes)

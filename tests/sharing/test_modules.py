@@ -50,7 +50,7 @@ def test_golden_bytes_of_a_small_codebook():
         "indices": ("torch.uint8", "e443"),
         "bias": ("torch.float32", "0000003f000080bf"),
     }
-    assert meta["idx"] == {"l": "joint", "s": [{"m": "nbit", "n": 8, "a": 4, "b": 2}]}
+    assert meta["idx"] == "joint nbit:2"  # one stream, bit-packed, 2 bytes
     assert m.weight.tolist() == [[0.0, -0.5, 0.25, 1.0], [1.0, 0.0, 0.0, -0.5]]
 
 
@@ -61,7 +61,7 @@ def test_golden_bytes_of_a_range_coded_stream():
     idx = torch.bucketize(u, torch.tensor([40, 56, 62]), right=True).reshape(20, 20)
     m = ClusteredLinear(torch.tensor([0.1, 0.2, 0.3, 0.4]), idx, {"kind": "linear"}, codes=4, zero_code=False)
     tensors, meta = m.pack()
-    assert meta["idx"]["s"][0]["m"] == "range"
+    assert meta["idx"] == "joint range:81"
     assert tensors["indices"].numpy().tobytes().hex() == GOLDEN_RANGE
     assert torch.equal(ClusteredLinear.unpack(tensors, meta).indices, idx)
 
@@ -113,7 +113,7 @@ def test_rounded_codebook_is_stored_in_its_dtype_and_decodes_exactly(dtype):
     m = ClusteredConv2d.example()
     m.round_codebook(dtype)
     tensors, meta = m.pack()
-    assert meta["cb_stored"] == dtype and str(tensors["codebook"].dtype) == f"torch.{dtype}"
+    assert meta["cb"] == dtype and str(tensors["codebook"].dtype) == f"torch.{dtype}"
     back = ClusteredConv2d.unpack(tensors, meta)
     assert torch.equal(back.weight, m.weight)
 
@@ -124,7 +124,7 @@ def test_codebook_moved_off_its_grid_is_stored_in_float32():
     with torch.no_grad():
         m.codebook.add_(1e-3)  # e.g. fine-tuned after rounding
     tensors, meta = m.pack()
-    assert meta["cb_stored"] == "float32"
+    assert meta["cb"] == "float32"
     assert torch.equal(ClusteredLinear.unpack(tensors, meta).weight, m.weight)
 
 

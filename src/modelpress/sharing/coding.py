@@ -36,7 +36,7 @@ from modelpress.artifact.packing import ZSTD_LEVEL, nbit_pack, nbit_unpack
 from modelpress.errors import BadInputError, bad_value
 
 __all__ = ["decode_indices", "decode_mask", "decode_symbols", "encode_indices", "encode_mask",
-           "encode_symbols", "entropy_bytes", "stream_entropies"]
+           "encode_symbols", "entropy_bytes", "parse_spec", "stream_entropies"]
 
 _BLOCK = 8  # rows decoded per call of the adaptive mask model
 _PRIOR = 2.0  # pseudo-count of the layer density in the adaptive model
@@ -195,14 +195,14 @@ def decode_mask(payload: bytes, meta: dict[str, Any]) -> np.ndarray:
     raise BadInputError(f"unknown mask coding {method!r} in the manifest.")
 
 
-def encode_indices(codes: Tensor, alphabet: int, *, zero_code: bool,
-                   entropy: bool = True) -> tuple[bytes, dict[str, Any]]:
+def encode_indices(codes: Tensor, alphabet: int, *, zero_code: bool, entropy: bool = True) -> tuple[bytes, str]:
     """Encode a layer's code tensor (ints in ``[0, alphabet)``, shape ``(out, ...)``) as one blob.
 
     With ``zero_code`` (code 0 = exact zero) the ``split`` layout (mask of ``(out, rest)`` + codes of the
     non-zeros) is tried beside ``joint``; the smaller wins. ``entropy=False`` stores fixed-width bits
     only (``joint`` ``nbit``, or ``split`` bitmap + ``nbit`` when that is smaller): Deep Compression's
-    stage before Huffman coding. Returns ``(blob, meta)``; meta ``{"l": layout, "s": [stream metas]}``.
+    stage before Huffman coding. Returns ``(blob, spec)``; ``spec`` is the compact string the manifest
+    stores, e.g. ``"split adaptive:7797:18816:0 range:7911"`` (see :func:`parse_spec`).
     """
     x = codes.detach().reshape(-1).to(torch.int64).numpy()
     shape = tuple(codes.shape)
@@ -214,7 +214,28 @@ def encode_indices(codes: Tensor, alphabet: int, *, zero_code: bool,
         layouts = {name: [_fixed(p, m) for p, m in streams] for name, streams in layouts.items()}
     layout = min(layouts, key=lambda k: sum(len(p) for p, _ in layouts[k]))
     streams = layouts[layout]
-    return b"".join(p for p, _ in streams), {"l": layout, "s": [m for _, m in streams]}
+    words = [f"{m['m']}:{m['b']}" + (f":{m['k']}:{m['t']}" if "r" in m else "") for _, m in streams]
+    return b"".join(p for p, _ in streams), " ".join([layout, *words])
+
+
+def parse_spec(spec: str, shape: tuple[int, ...] | list[int], alphabet: int) -> dict[str, Any]:
+    """The stream metas of an index ``spec`` (from :func:`encode_indices`) for a layer of ``shape`` and
+    ``alphabet`` codes: ``{"l": layout, "s": [meta, ...]}``. Raises BadInputError for a damaged spec."""
+    try:
+        layout, *words = str(spec).split(" ")
+        fields = [w.split(":") for w in words]
+        n = math.prod(shape)
+        if layout == "joint" and len(fields) == 1:
+            (m, b), = fields
+            return {"l": layout, "s": [{"m": m, "b": int(b), "n": n, "a": alphabet}]}
+        if layout == "split" and len(fields) == 2:
+            (mm, mb, k, t), (cm, cb) = fields
+            rows = int(shape[0])
+            return {"l": layout, "s": [{"m": mm, "b": int(mb), "k": int(k), "t": int(t), "r": rows, "c": n // rows},
+                                       {"m": cm, "b": int(cb), "n": int(k), "a": max(1, alphabet - 1)}]}
+    except (ValueError, TypeError):
+        pass
+    raise BadInputError(f"the index spec {spec!r} in the manifest is damaged. Fix: save the model again.")
 
 
 def _fixed(payload: bytes, meta: dict[str, Any]) -> tuple[bytes, dict[str, Any]]:
@@ -229,9 +250,10 @@ def _fixed(payload: bytes, meta: dict[str, Any]) -> tuple[bytes, dict[str, Any]]
     return raw, {**meta, "m": "nbit", "b": len(raw)}
 
 
-def decode_indices(blob: bytes, meta: dict[str, Any], shape: tuple[int, ...] | list[int]) -> Tensor:
+def decode_indices(blob: bytes, spec: str, shape: tuple[int, ...] | list[int], alphabet: int) -> Tensor:
     """Inverse of :func:`encode_indices`: int64 codes of ``shape``. Raises BadInputError when the blob's
-    length disagrees with the meta."""
+    length disagrees with the spec."""
+    meta = parse_spec(spec, shape, alphabet)
     streams = meta["s"]
     if sum(int(s["b"]) for s in streams) != len(blob):
         raise BadInputError(f"an index blob is {len(blob)} bytes but its manifest entry says "
@@ -252,9 +274,10 @@ def decode_indices(blob: bytes, meta: dict[str, Any], shape: tuple[int, ...] | l
     return torch.from_numpy(np.ascontiguousarray(x)).reshape(tuple(shape))
 
 
-def stream_entropies(codes: Tensor, alphabet: int, meta: dict[str, Any]) -> list[dict[str, Any]]:
-    """For the report: each stored stream of a layer's ``codes`` (as :func:`encode_indices` laid them out
-    in ``meta``) with its coder, its bytes and its zero-order empirical entropy in bytes."""
+def stream_entropies(codes: Tensor, alphabet: int, spec: str) -> list[dict[str, Any]]:
+    """For the report: each stored stream of a layer's ``codes`` (as :func:`encode_indices` laid them out,
+    ``spec``) with its coder, its bytes and its zero-order empirical entropy in bytes."""
+    meta = parse_spec(spec, tuple(codes.shape), alphabet)
     x = codes.detach().reshape(-1).to(torch.int64).numpy()
     if meta["l"] == "joint":
         named = [("codes", x, alphabet)]

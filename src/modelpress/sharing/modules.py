@@ -147,18 +147,20 @@ class _Clustered(PackedModule):
         if self.bias is not None:
             tensors["bias"] = self.bias.detach().clone()
         meta = {"op": self.op, "shape": list(self.indices.shape), "codes": self.codes, "zero": self.zero_code,
-                "entropy": self.entropy, "cb": self.codebook_dtype, "cb_stored": stored, "idx": coding}
+                "cb": stored, "idx": coding}
+        if not self.entropy:
+            meta["fixed"] = True
         return tensors, meta
 
     @classmethod
     def unpack(cls, tensors: dict[str, Tensor], meta: dict[str, Any]) -> _Clustered:
         cb = tensors["codebook"]
-        int8 = meta["cb_stored"] == "int8"
+        int8 = meta["cb"] == "int8"
         codebook = cb.float() * tensors["codebook_scale"] if int8 else cb.float()
         shape = [int(s) for s in meta["shape"]]
-        indices = decode_indices(tensors["indices"].numpy().tobytes(), meta["idx"], shape)
+        indices = decode_indices(tensors["indices"].numpy().tobytes(), meta["idx"], shape, int(meta["codes"]))
         module = cls(codebook, indices, meta["op"], tensors.get("bias"), codes=int(meta["codes"]),
-                     zero_code=bool(meta["zero"]), entropy=bool(meta["entropy"]), codebook_dtype=meta["cb"])
+                     zero_code=bool(meta["zero"]), entropy=not meta.get("fixed", False), codebook_dtype=meta["cb"])
         if int8:
             module.codebook_scale = tensors["codebook_scale"].float().clone()
         return module

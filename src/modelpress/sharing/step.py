@@ -153,7 +153,7 @@ def _cluster(model: nn.Module, config: Share, ctx: StepContext, log: StepLog) ->
     for name, m in zip(layers, swapped, strict=True):
         _, meta = m.pack()
         layers[name]["streams"] = stream_entropies(m.indices, m.codes, meta["idx"])
-        layers[name]["codebook"] = meta["cb_stored"]
+        layers[name]["codebook"] = meta["cb"]
     log.details["layers"] = layers
     log.details.update(_stages(model, swapped, bytes_in, config, ctx))
     log.details["artifact_holds"] = "codebook + entropy-coded indices per clustered layer"
