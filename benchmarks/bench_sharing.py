@@ -99,13 +99,16 @@ def deep_compression(task_name: str, model_name: str) -> dict:
     }
 
 
-def _median_ms(fn, runs: int = 20) -> float:
-    times = []
+def _median_ms(fn, runs: int = 20) -> tuple[float, float]:
+    """Median wall time and median CPU time of this process (ms). On a shared machine the wall time
+    includes waiting for a core; the CPU time is the decoder's own work."""
+    wall, cpu = [], []
     for _ in range(runs):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         fn()
-        times.append(time.perf_counter() - t0)
-    return 1000 * float(np.median(times))
+        wall.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
+    return 1000 * float(np.median(wall)), 1000 * float(np.median(cpu))
 
 
 def decode_timing() -> dict:
@@ -117,9 +120,12 @@ def decode_timing() -> dict:
         codes = torch.from_numpy(rng.choice(32, size=(300, 1000), p=p).astype(np.int64))
         blob, spec = encode_indices(codes, 32, zero_code=bool(zero))
         assert torch.equal(decode_indices(blob, spec, (300, 1000), 32), codes)
-        ms = _median_ms(lambda b=blob, s=spec: decode_indices(b, s, (300, 1000), 32))
-        out[label] = {"bytes": len(blob), "spec": spec, "decode_ms": round(ms, 2)}
-    return {"layers": out, "cpu": _cpu(), "torch_threads": torch.get_num_threads()}
+        wall, cpu = _median_ms(lambda b=blob, s=spec: decode_indices(b, s, (300, 1000), 32))
+        out[label] = {"bytes": len(blob), "spec": spec, "decode_ms": round(wall, 2), "decode_cpu_ms": round(cpu, 2)}
+    import os
+
+    return {"layers": out, "cpu": _cpu(), "torch_threads": torch.get_num_threads(),
+            "load_average": round(os.getloadavg()[0], 1), "cores": os.cpu_count()}
 
 
 def _cpu() -> str:
@@ -219,10 +225,14 @@ def _other_doc(rows: dict[str, dict]) -> list[str]:
     if "decode" in rows:
         d = rows["decode"]
         lines += ["## Decoding a 300k-index layer (300 × 1000, 5-bit codes)", "",
-                  f"CPU: {d['cpu']}, torch threads {d['torch_threads']}; median of 20 decodes.", "",
-                  "| layer | streams (layout, coder:bytes) | bytes | decode (ms) | bar |", "|---|---|---|---|---|"]
+                  (f"CPU: {d['cpu']}, {d['cores']} cores, load average {d['load_average']} during the run (a shared "
+                  "machine: wall time includes waiting for a core, CPU time is the decoder's own work); median of "
+                  "20 decodes, one thread."), "",
+                  "| layer | streams (layout, coder:bytes) | bytes | decode CPU time (ms) | wall time (ms) | bar |",
+                  "|---|---|---|---|---|---|"]
         for label, r in d["layers"].items():
-            lines.append(f"| {label} | `{r['spec']}` | {r['bytes']:,} | {r['decode_ms']} | ≤ 50 ms |")
+            lines.append(f"| {label} | `{r['spec']}` | {r['bytes']:,} | **{r['decode_cpu_ms']}** | {r['decode_ms']} "
+                         "| ≤ 50 ms |")
         lines.append("")
     if "hash" in rows:
         h = rows["hash"]

@@ -14,7 +14,9 @@ forms is smallest, and the choice is recorded in the stream's meta (``m``):
   Bernoulli model: the probability of a non-zero in column ``c`` of row block ``b`` is
   ``(k + 2g) / (r + 2)``, with ``k`` the non-zeros of that column in the ``r`` rows before the block and
   ``g`` the layer's density. Dead inputs (MNIST's border pixels, whose fc1 columns are all pruned) cost
-  almost nothing. Rows are decoded ``_BLOCK`` at a time, so decoding stays vectorized.
+  almost nothing. Rows are decoded ``_BLOCK`` at a time, so decoding stays vectorized;
+- for masks also ``context`` — the range coder under the neighbourhood context model of
+  `modelpress.sharing.context` (a neuron's surviving inputs cluster in space).
 
 A pruned layer's indices (code 0 = the reserved exact zero) are stored either ``joint`` (one stream of
 all codes) or ``split`` (the mask, then the codes of the non-zeros minus one), whichever is smaller.
@@ -34,6 +36,7 @@ from torch import Tensor
 
 from modelpress.artifact.packing import ZSTD_LEVEL, nbit_pack, nbit_unpack
 from modelpress.errors import BadInputError, bad_value
+from modelpress.sharing.context import context_decode, context_encode
 
 __all__ = ["decode_indices", "decode_mask", "decode_symbols", "encode_indices", "encode_mask",
            "encode_symbols", "entropy_bytes", "parse_spec", "stream_entropies"]
@@ -160,7 +163,8 @@ def _unrange_adaptive(payload: bytes, rows: int, cols: int, density: float) -> n
 def encode_mask(mask: np.ndarray) -> tuple[bytes, dict[str, Any]]:
     """Encode a 2-D bool ``mask`` (rows × cols, True = non-zero) in the smallest of ``nbit`` (a bitmap),
     ``zstd`` (of the bitmap) and ``adaptive`` (see the module docstring), the latter tried on the mask
-    and on its transpose (``"t": 1``). Returns ``(payload, meta)`` with ``"m"``, ``"r"``, ``"c"``,
+    and on its transpose (``"t": 1``), and ``context`` (`modelpress.sharing.context`; ``"t"`` is then the
+    image width it used, 0 for none). Returns ``(payload, meta)`` with ``"m"``, ``"r"``, ``"c"``,
     ``"k"`` (the number of non-zeros), ``"t"`` and ``"b"`` (bytes)."""
     mask = np.asarray(mask, dtype=bool)
     if mask.ndim != 2:
@@ -173,6 +177,9 @@ def encode_mask(mask: np.ndarray) -> tuple[bytes, dict[str, Any]]:
         density = k / mask.size
         candidates[("adaptive", 0)] = _range_adaptive(mask, density)
         candidates[("adaptive", 1)] = _range_adaptive(mask.T, density)
+        coded = context_encode(mask)
+        if coded is not None:
+            candidates[("context", coded[1])] = coded[0]
     (method, t), payload = min(candidates.items(), key=lambda kv: len(kv[1]))
     return payload, {"m": method, "r": rows, "c": cols, "k": k, "t": t, "b": len(payload)}
 
@@ -181,6 +188,8 @@ def decode_mask(payload: bytes, meta: dict[str, Any]) -> np.ndarray:
     """Inverse of :func:`encode_mask`: a bool array of shape ``(meta["r"], meta["c"])``."""
     rows, cols, method = int(meta["r"]), int(meta["c"]), meta["m"]
     n = rows * cols
+    if method == "context":
+        return context_decode(_words(payload), rows, cols, int(meta["t"]), int(meta["k"]) / n if n else 0.0)
     if method == "adaptive":
         density = int(meta["k"]) / n if n else 0.0
         if meta.get("t"):
@@ -274,6 +283,12 @@ def decode_indices(blob: bytes, spec: str, shape: tuple[int, ...] | list[int], a
     return torch.from_numpy(np.ascontiguousarray(x)).reshape(tuple(shape))
 
 
+def _coder_name(meta: dict[str, Any]) -> str:
+    if meta["m"] == "context":
+        return f"context (width {meta['t']})" if meta["t"] else "context"
+    return meta["m"] + ("-transposed" if meta.get("t") else "")
+
+
 def stream_entropies(codes: Tensor, alphabet: int, spec: str) -> list[dict[str, Any]]:
     """For the report: each stored stream of a layer's ``codes`` (as :func:`encode_indices` laid them out,
     ``spec``) with its coder, its bytes and its zero-order empirical entropy in bytes."""
@@ -283,6 +298,6 @@ def stream_entropies(codes: Tensor, alphabet: int, spec: str) -> list[dict[str, 
         named = [("codes", x, alphabet)]
     else:
         named = [("mask", (x != 0).astype(np.int64), 2), ("nonzero codes", x[x != 0] - 1, max(1, alphabet - 1))]
-    return [{"stream": name, "coder": s["m"] + ("-transposed" if s.get("t") else ""), "bytes": int(s["b"]),
+    return [{"stream": name, "coder": _coder_name(s), "bytes": int(s["b"]),
              "entropy_bytes": round(entropy_bytes(sym, a), 1)}
             for (name, sym, a), s in zip(named, meta["s"], strict=True)]
