@@ -103,3 +103,39 @@ def test_decoding_a_300k_index_layer_is_fast():
     out = decode_indices(blob, spec, (300, 1000), 32)
     assert time.perf_counter() - t0 < 0.5
     assert torch.equal(out, codes)
+
+
+def _receptive_fields(rows: int, side: int, seed: int = 0) -> np.ndarray:
+    """Masks shaped like pruned fc1 rows: each row keeps a random blob of a ``side`` × ``side`` picture,
+    and the picture's border is dead in every row."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:side, 0:side]
+    out = np.zeros((rows, side * side), dtype=bool)
+    for r in range(rows):
+        cy, cx = rng.uniform(side * 0.3, side * 0.7, 2)
+        blob = (yy - cy) ** 2 + (xx - cx) ** 2 < rng.uniform(4, 25)
+        out[r] = (blob & (rng.random((side, side)) < 0.6)).reshape(-1)
+    border = (yy < 3) | (yy >= side - 3) | (xx < 3) | (xx >= side - 3)
+    out[:, border.reshape(-1)] = False
+    return out
+
+
+def test_context_model_finds_the_image_width_and_beats_the_other_coders():
+    mask = _receptive_fields(120, 28)
+    payload, meta = encode_mask(mask)
+    assert meta["m"] == "context" and meta["t"] == 28
+    bitmap = (mask.size + 7) // 8
+    assert len(payload) < 0.8 * entropy_bytes(mask.reshape(-1).astype(np.int64)) < bitmap
+    assert np.array_equal(decode_mask(payload, meta), mask)
+
+
+def test_context_model_round_trips_odd_shapes():
+    rng = np.random.default_rng(4)
+    for shape in [(1, 5), (7, 3), (33, 50)]:
+        mask = rng.random(shape) < 0.3
+        from modelpress.sharing.context import context_decode, context_encode
+
+        payload, width = context_encode(mask)
+        words = np.frombuffer(payload, dtype="<u4").astype(np.uint32)
+        back = context_decode(words, *shape, width, float(mask.mean()))
+        assert np.array_equal(back, mask), shape

@@ -103,3 +103,23 @@ def test_tying_shares_one_module_and_counts_it_once():
     assert model[0] is model[1] and model[2] is model[3] and model[1] is not model[2]
     assert torch.allclose(model[0].weight, mean)
     assert log.details["params_after"] == log.details["params_before"] // 2
+
+
+def test_onnx_export_holds_the_decoded_weights(mlp, digits, tmp_path):
+    import numpy as np
+    import onnx
+    from onnx import numpy_helper
+
+    from modelpress.artifact.onnx import export_onnx
+    from modelpress.measure.runtime import ort_predict
+
+    mp.compress_(mlp, Prune(sparsity=0.9, scope="global"), task=digits)
+    mp.compress_(mlp, Share(bits=5), task=digits)
+    path = export_onnx(mlp, digits.example_inputs, tmp_path / "m.onnx")
+    inits = [numpy_helper.to_array(t) for t in onnx.load(str(path)).graph.initializer]
+    fc1 = mlp.fc1.weight.detach().numpy()
+    assert any(a.shape in (fc1.shape, fc1.T.shape) and np.array_equal(a.reshape(-1) if a.shape == fc1.shape
+               else a.T.reshape(-1), fc1.reshape(-1)) for a in inits)
+    x = digits.test.inputs
+    out = ort_predict(path, threads=1)(x)
+    assert torch.allclose(out, mlp.eval()(*x), atol=1e-4)
