@@ -41,7 +41,8 @@ class Share:
     - ``entropy``: entropy-code the index streams (range coder or zstd, whichever is smaller per stream);
       False stores fixed-width bit-packed indices.
     - ``codebook``: the stored codebook values: ``float32``, ``float16`` or ``int8`` (symmetric per layer;
-      this is how clustering composes with int8 — the int8 values are the shared weights).
+      this is how clustering composes with int8 — the int8 values are the shared weights). A later
+      ``quantize`` step leaves clustered layers as they are (it swaps plain Linear / Conv2d only).
     - ``ratio``: hash — stored buckets per virtual weight, in (0, 1], e.g. 0.125 = 8× fewer parameters.
     - ``blocks`` / ``unique`` / ``tie_init``: tie — a regular expression fully matching the qualified
       names of the blocks (e.g. ``encoder\\.layer\\.\\d+``), how many distinct blocks remain (consecutive

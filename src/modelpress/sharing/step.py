@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import Any
 
 import torch
@@ -70,15 +70,10 @@ def _finetune(model: nn.Module, config: Share, ctx: StepContext, modules: list[n
     if config.epochs == 0:
         return
     task = ctx.require_task(f"share ({config.method}, epochs {config.epochs})")
-    with _only_trainable(model, modules) if modules is not None else _noop():
+    with _only_trainable(model, modules) if modules is not None else nullcontext():
         losses = train(model, task.train, task.loss, epochs=config.epochs, lr=config.lr,
                        batch_size=task.batch_size, seed=ctx.seed, progress=ctx.progress)
     log.details["finetune_losses"] = [round(x, 6) for x in losses]
-
-
-@contextmanager
-def _noop() -> Iterator[None]:
-    yield
 
 
 def _bytes(model: nn.Module) -> int | None:

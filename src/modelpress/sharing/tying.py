@@ -2,7 +2,9 @@
 
 Tied blocks are one module object at several paths, so their parameters are one set of tensors: the
 optimizer updates them once, `modelpress.artifact.save` stores each tensor once (the other names become
-aliases in the manifest) and parameter counts count them once.
+aliases in the manifest) and parameter counts count them once. A loaded artifact holds equal copies
+(``load`` fills each alias from its target): the same function, but a later fine-tuning would train the
+copies apart.
 """
 
 from __future__ import annotations
