@@ -85,9 +85,11 @@ def deep_compression(task_name: str, model_name: str) -> dict:
         out = Path(tmp) / "out"
         packed = folder_bytes(out / "model")
         files = {p.name: p.stat().st_size for p in (out / "model").iterdir()}
+        parts = _breakdown(out / "model")
     share = res.steps[-1]["details"]
     return {
         "task": task_name, "model": model_name, "fp32_bytes": fp32, "bytes": packed, "files": files,
+        "breakdown": parts,
         "ratio": round(fp32 / packed, 2), "target": TARGET[model_name],
         "metric_base": res.baseline.metric, "metric": res.compressed.metric,
         "metric_deployed": res.deployed.metric if res.deployed else None,
@@ -97,6 +99,29 @@ def deep_compression(task_name: str, model_name: str) -> dict:
         "stages": share["stages"], "reference_bytes": share["reference_bytes"], "layers": share["layers"],
         "seconds": round(time.perf_counter() - t0, 1),
     }
+
+
+def _breakdown(folder: Path) -> dict[str, int]:
+    """Where the artifact's bytes go: the manifest, the safetensors header, and the stored tensors by kind
+    (index streams, codebooks, biases, other), read from the safetensors header's offsets."""
+    out = {"manifest": (folder / "manifest.json").stat().st_size}
+    data = next(p for p in folder.iterdir() if p.name.startswith("weights")).read_bytes()
+    if data[:4] == b"\x28\xb5\x2f\xfd":  # a zstd frame: the whole file was compressed
+        import zstandard
+
+        data = zstandard.ZstdDecompressor().decompress(data)
+    size = int.from_bytes(data[:8], "little")
+    out["safetensors header"] = 8 + size
+    header = json.loads(data[8: 8 + size])
+    for name, entry in header.items():
+        if name == "__metadata__":
+            continue
+        leaf = name.rsplit(".", 1)[-1].split("#")[0]
+        kind = {"indices": "index streams", "codebook": "codebooks", "codebook_scale": "codebooks",
+                "bias": "biases"}.get(leaf, "other tensors")
+        start, end = entry["data_offsets"]
+        out[kind] = out.get(kind, 0) + end - start
+    return out
 
 
 def _median_ms(fn, runs: int = 20) -> tuple[float, float]:
