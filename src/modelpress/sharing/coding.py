@@ -36,7 +36,12 @@ from torch import Tensor
 
 from modelpress.artifact.packing import ZSTD_LEVEL, nbit_pack, nbit_unpack
 from modelpress.errors import BadInputError, bad_value
-from modelpress.sharing.context import context_decode, context_encode
+from modelpress.sharing.context import (
+    codes_context_decode,
+    codes_context_encode,
+    context_decode,
+    context_encode,
+)
 
 __all__ = ["decode_indices", "decode_mask", "decode_symbols", "encode_indices", "encode_mask",
            "encode_symbols", "entropy_bytes", "parse_spec", "stream_entropies"]
@@ -204,26 +209,54 @@ def decode_mask(payload: bytes, meta: dict[str, Any]) -> np.ndarray:
     raise BadInputError(f"unknown mask coding {method!r} in the manifest.")
 
 
+def _nbit_stream(x: np.ndarray, alphabet: int) -> tuple[bytes, dict[str, Any]]:
+    raw = nbit_pack(torch.from_numpy(x), _bits(alphabet)).numpy().tobytes() if x.size and alphabet > 1 else b""
+    return raw, {"m": "nbit" if raw else "empty", "n": int(x.size), "a": alphabet, "b": len(raw)}
+
+
+def _bitmap_stream(mask: np.ndarray) -> tuple[bytes, dict[str, Any]]:
+    raw = np.packbits(mask.reshape(-1), bitorder="little").tobytes()
+    return raw, {"m": "nbit", "r": mask.shape[0], "c": mask.shape[1], "k": int(mask.sum()), "t": 0, "b": len(raw)}
+
+
+def _nonzero_codes(codes2d: np.ndarray, alphabet: int) -> tuple[bytes, dict[str, Any]]:
+    """The codes of the surviving weights (``codes2d`` > 0, values 1..alphabet): the smaller of the plain
+    symbol coders (row-major) and the neighbour context model (`modelpress.sharing.context`)."""
+    nz = codes2d[codes2d > 0] - 1
+    payload, meta = encode_symbols(nz, alphabet)
+    coded = codes_context_encode(codes2d, alphabet) if alphabet > 1 else None
+    if coded is not None and len(coded[0]) < len(payload):
+        return coded[0], {"m": "context", "n": int(nz.size), "a": alphabet, "t": coded[1], "b": len(coded[0])}
+    return payload, meta
+
+
 def encode_indices(codes: Tensor, alphabet: int, *, zero_code: bool, entropy: bool = True) -> tuple[bytes, str]:
     """Encode a layer's code tensor (ints in ``[0, alphabet)``, shape ``(out, ...)``) as one blob.
 
     With ``zero_code`` (code 0 = exact zero) the ``split`` layout (mask of ``(out, rest)`` + codes of the
     non-zeros) is tried beside ``joint``; the smaller wins. ``entropy=False`` stores fixed-width bits
-    only (``joint`` ``nbit``, or ``split`` bitmap + ``nbit`` when that is smaller): Deep Compression's
-    stage before Huffman coding. Returns ``(blob, spec)``; ``spec`` is the compact string the manifest
-    stores, e.g. ``"split adaptive:7797:18816:0 range:7911"`` (see :func:`parse_spec`).
+    only (``joint`` bit-packed, or ``split`` bitmap + bit-packed codes when that is smaller): Deep
+    Compression's stage before Huffman coding. Returns ``(blob, spec)``; ``spec`` is the compact string
+    the manifest stores, e.g. ``"split context:6588:14629:28 context:7000:28"`` (see :func:`parse_spec`).
     """
     x = codes.detach().reshape(-1).to(torch.int64).numpy()
-    shape = tuple(codes.shape)
-    layouts: dict[str, list[tuple[bytes, dict]]] = {"joint": [encode_symbols(x, alphabet)]}
-    if zero_code and x.size:
-        mask = (x != 0).reshape(shape[0], -1)
-        layouts["split"] = [encode_mask(mask), encode_symbols(x[x != 0] - 1, max(1, alphabet - 1))]
-    if not entropy:
-        layouts = {name: [_fixed(p, m) for p, m in streams] for name, streams in layouts.items()}
+    rows = int(codes.shape[0]) if codes.dim() else 1
+    split = zero_code and x.size > 0
+    if entropy:
+        layouts: dict[str, list[tuple[bytes, dict]]] = {"joint": [encode_symbols(x, alphabet)]}
+        if split:
+            codes2d = x.reshape(rows, -1)
+            layouts["split"] = [encode_mask(codes2d != 0), _nonzero_codes(codes2d, max(1, alphabet - 1))]
+    else:
+        layouts = {"joint": [_nbit_stream(x, alphabet)]}
+        if split:
+            layouts["split"] = [_bitmap_stream(x.reshape(rows, -1) != 0), _nbit_stream(x[x != 0] - 1, alphabet - 1)]
     layout = min(layouts, key=lambda k: sum(len(p) for p, _ in layouts[k]))
     streams = layouts[layout]
-    words = [f"{m['m']}:{m['b']}" + (f":{m['k']}:{m['t']}" if "r" in m else "") for _, m in streams]
+    words = []
+    for _, m in streams:
+        extra = f":{m['k']}:{m['t']}" if "r" in m else (f":{m['t']}" if m["m"] == "context" else "")
+        words.append(f"{m['m']}:{m['b']}{extra}")
     return b"".join(p for p, _ in streams), " ".join([layout, *words])
 
 
@@ -238,25 +271,16 @@ def parse_spec(spec: str, shape: tuple[int, ...] | list[int], alphabet: int) -> 
             (m, b), = fields
             return {"l": layout, "s": [{"m": m, "b": int(b), "n": n, "a": alphabet}]}
         if layout == "split" and len(fields) == 2:
-            (mm, mb, k, t), (cm, cb) = fields
+            (mm, mb, k, t), (cm, cb, *ct) = fields
             rows = int(shape[0])
+            codes = {"m": cm, "b": int(cb), "n": int(k), "a": max(1, alphabet - 1)}
+            if ct:
+                codes["t"] = int(ct[0])
             return {"l": layout, "s": [{"m": mm, "b": int(mb), "k": int(k), "t": int(t), "r": rows, "c": n // rows},
-                                       {"m": cm, "b": int(cb), "n": int(k), "a": max(1, alphabet - 1)}]}
+                                       codes]}
     except (ValueError, TypeError):
         pass
     raise BadInputError(f"the index spec {spec!r} in the manifest is damaged. Fix: save the model again.")
-
-
-def _fixed(payload: bytes, meta: dict[str, Any]) -> tuple[bytes, dict[str, Any]]:
-    """The fixed-width form of an encoded stream (decode, then bit-pack), for ``entropy=False``."""
-    if meta["m"] in ("nbit", "empty"):
-        return payload, meta
-    if "r" in meta:
-        raw = np.packbits(decode_mask(payload, meta).reshape(-1), bitorder="little").tobytes()
-        return raw, {**meta, "m": "nbit", "t": 0, "b": len(raw)}
-    x = decode_symbols(payload, meta)
-    raw = nbit_pack(torch.from_numpy(x), _bits(int(meta["a"]))).numpy().tobytes()
-    return raw, {**meta, "m": "nbit", "b": len(raw)}
 
 
 def decode_indices(blob: bytes, spec: str, shape: tuple[int, ...] | list[int], alphabet: int) -> Tensor:
@@ -274,6 +298,9 @@ def decode_indices(blob: bytes, spec: str, shape: tuple[int, ...] | list[int], a
     n = math.prod(shape)
     if meta["l"] == "joint":
         x = decode_symbols(parts[0], streams[0])
+    elif streams[1]["m"] == "context":
+        mask = decode_mask(parts[0], streams[0])
+        x = codes_context_decode(_words(parts[1]), mask, int(streams[1]["a"]), int(streams[1]["t"])).reshape(-1)
     else:
         mask = decode_mask(parts[0], streams[0]).reshape(-1)
         x = np.zeros(n, dtype=np.int64)
@@ -284,7 +311,7 @@ def decode_indices(blob: bytes, spec: str, shape: tuple[int, ...] | list[int], a
 
 
 def _coder_name(meta: dict[str, Any]) -> str:
-    if meta["m"] == "context":
+    if meta["m"] == "context" and "t" in meta:
         return f"context (width {meta['t']})" if meta["t"] else "context"
     return meta["m"] + ("-transposed" if meta.get("t") else "")
 

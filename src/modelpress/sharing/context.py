@@ -18,7 +18,7 @@ from __future__ import annotations
 import constriction
 import numpy as np
 
-__all__ = ["candidate_widths", "context_decode", "context_encode"]
+__all__ = ["candidate_widths", "codes_context_decode", "codes_context_encode", "context_decode", "context_encode"]
 
 _RATE_BUCKETS = 4
 _MAX_CELLS = 1 << 21  # larger masks are left to the other coders (encoding time grows with columns)
@@ -103,3 +103,76 @@ def context_decode(words: np.ndarray, rows: int, cols: int, width: int, density:
         column = np.asarray(dec.decode(family, model.probs(c)), dtype=np.int64)
         model.update(c, column)
     return model.bits.astype(bool)
+
+
+# ---- codes of the surviving weights -------------------------------------------------------------------
+# A surviving weight's code is predicted from the code of its neighbour on the input image (the one above,
+# ``width`` columns back; the one on the left when there is no image width), in 5 buckets: none / zero,
+# and the four quarters of the code range (the codebook is sorted, so a quarter is a range of values).
+# Neighbouring pixels of a receptive field have similar weights. One adaptive 31-way count table per bucket,
+# no stored table; columns are coded in order, each column's surviving rows in one vectorized call.
+
+_CODE_BUCKETS = 5
+
+
+def _code_bucket(codes: np.ndarray, alphabet: int) -> np.ndarray:
+    """0 for no code (a pruned neighbour or none), else 1 + the quarter of the code range."""
+    return np.where(codes > 0, 1 + ((codes - 1) * 4) // max(alphabet, 1), 0)
+
+
+def _neighbour_codes(codes: np.ndarray, rows: np.ndarray, c: int, width: int) -> np.ndarray:
+    back = width if width else 1
+    if c < back:
+        return np.zeros(rows.size, dtype=np.int64)
+    return codes[rows, c - back]
+
+
+def _code_probs(counts: np.ndarray, ctx: np.ndarray) -> np.ndarray:
+    return counts[ctx].astype(np.float64) + 0.5  # integer counts + a KT prior: exact in float64
+
+
+def codes_context_encode(codes: np.ndarray, alphabet: int) -> tuple[bytes, int] | None:
+    """Range-code the non-zero entries of the 2-D ``codes`` (0 = pruned; others in ``1..alphabet``) with
+    the neighbour model, at the better of width 0 and every width of `candidate_widths`; returns
+    ``(payload, width)``, or None when the layer is too large or has no non-zero entry."""
+    cols = codes.shape[1]
+    if codes.size > _MAX_CELLS or not (codes > 0).any():
+        return None
+    tried = []
+    for width in candidate_widths(cols):
+        counts = np.zeros((_CODE_BUCKETS, alphabet), dtype=np.int64)
+        symbols, probs = [], []
+        for c in range(cols):
+            live = np.flatnonzero(codes[:, c])
+            if live.size == 0:
+                continue
+            ctx = _code_bucket(_neighbour_codes(codes, live, c, width), alphabet)
+            sym = codes[live, c] - 1
+            symbols.append(sym)
+            probs.append(_code_probs(counts, ctx))
+            np.add.at(counts, (ctx, sym), 1)
+        sym_all, p_all = np.concatenate(symbols), np.concatenate(probs)
+        cost = -np.log2(p_all[np.arange(sym_all.size), sym_all] / p_all.sum(axis=1)).sum()
+        tried.append((float(cost), width, sym_all, p_all))
+    _, width, sym_all, p_all = min(tried, key=lambda t: t[0])
+    enc = constriction.stream.queue.RangeEncoder()
+    enc.encode(sym_all.astype(np.int32), constriction.stream.model.Categorical(perfect=False), p_all)
+    return enc.get_compressed().astype("<u4").tobytes(), width
+
+
+def codes_context_decode(words: np.ndarray, mask: np.ndarray, alphabet: int, width: int) -> np.ndarray:
+    """Inverse of :func:`codes_context_encode` given the decoded ``mask``: int64 codes, 0 where pruned."""
+    rows, cols = mask.shape
+    codes = np.zeros((rows, cols), dtype=np.int64)
+    counts = np.zeros((_CODE_BUCKETS, alphabet), dtype=np.int64)
+    dec = constriction.stream.queue.RangeDecoder(words)
+    family = constriction.stream.model.Categorical(perfect=False)
+    for c in range(cols):
+        live = np.flatnonzero(mask[:, c])
+        if live.size == 0:
+            continue
+        ctx = _code_bucket(_neighbour_codes(codes, live, c, width), alphabet)
+        sym = np.asarray(dec.decode(family, _code_probs(counts, ctx)), dtype=np.int64)
+        codes[live, c] = sym + 1
+        np.add.at(counts, (ctx, sym), 1)
+    return codes
