@@ -97,8 +97,19 @@ def deep_compression(task_name: str, model_name: str) -> dict:
         "steps": [{"name": s["name"], "metric": s["stats"]["metric"], "bytes": s["stats"]["size_bytes"]}
                   for s in res.steps],
         "stages": share["stages"], "reference_bytes": share["reference_bytes"], "layers": share["layers"],
-        "seconds": round(time.perf_counter() - t0, 1),
+        "seconds": round(time.perf_counter() - t0, 1), "commit": _commit(),
     }
+
+
+def _commit() -> str:
+    """The git commit the row was measured at (short hash), so rows run at different times can be told apart."""
+    import subprocess
+
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True,
+                              cwd=Path(__file__).parent).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
 
 
 def _breakdown(folder: Path) -> dict[str, int]:
@@ -213,12 +224,12 @@ def hashed_nets() -> dict:
 def _dc_doc(rows: dict[str, dict]) -> list[str]:
     lines = ["## Deep Compression (recipe `deep-compression`)", "",
              ("| model | data | fp32 artifact | compressed artifact | ratio (target) | accuracy fp32 → compressed "
-             "(drop, points) | deployed (onnxruntime) | time |"), "|---|---|---|---|---|---|---|---|"]
+             "(drop, points) | deployed (onnxruntime) | time | commit |"), "|---|---|---|---|---|---|---|---|---|"]
     for r in rows.values():
         dep = f"{r['metric_deployed']:.4f}" if r["metric_deployed"] is not None else "—"
         lines.append(f"| {r['model']} | {r['task']} | {r['fp32_bytes']:,} B | {r['bytes']:,} B | **{r['ratio']}×** "
                      f"({r['target']}×) | {r['metric_base']:.4f} → {r['metric']:.4f} ({r['drop_points']:+.2f}) "
-                     f"| {dep} | {r['seconds']:.0f} s |")
+                     f"| {dep} | {r['seconds']:.0f} s | {r.get('commit', 'before 1f0c')} |")
     lines += ["", ("Drop = fp32 minus compressed, in points (positive = worse). Han et al. 2016 on full MNIST: "
               "LeNet-300-100 1070 KB → 27 KB (40×), error 1.64% → 1.58%; LeNet-5 1720 KB → 44 KB (39×), "
               "error 0.80% → 0.74%."), "", "### Stage by stage: cumulative ratio to the fp32 artifact (ours / paper)",
