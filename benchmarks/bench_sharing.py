@@ -229,7 +229,7 @@ def _dc_doc(rows: dict[str, dict]) -> list[str]:
         dep = f"{r['metric_deployed']:.4f}" if r["metric_deployed"] is not None else "—"
         lines.append(f"| {r['model']} | {r['task']} | {r['fp32_bytes']:,} B | {r['bytes']:,} B | **{r['ratio']}×** "
                      f"({r['target']}×) | {r['metric_base']:.4f} → {r['metric']:.4f} ({r['drop_points']:+.2f}) "
-                     f"| {dep} | {r['seconds']:.0f} s | {r.get('commit', 'before 1f0c')} |")
+                     f"| {dep} | {r['seconds']:.0f} s | {r.get('commit', 'not recorded')} |")
     lines += ["", ("Drop = fp32 minus compressed, in points (positive = worse). Han et al. 2016 on full MNIST: "
               "LeNet-300-100 1070 KB → 27 KB (40×), error 1.64% → 1.58%; LeNet-5 1720 KB → 44 KB (39×), "
               "error 0.80% → 0.74%."), "", "### Stage by stage: cumulative ratio to the fp32 artifact (ours / paper)",
