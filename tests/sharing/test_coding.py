@@ -139,3 +139,17 @@ def test_context_model_round_trips_odd_shapes():
         words = np.frombuffer(payload, dtype="<u4").astype(np.uint32)
         back = context_decode(words, *shape, width, float(mask.mean()))
         assert np.array_equal(back, mask), shape
+
+
+def test_codes_of_smooth_receptive_fields_use_the_neighbour_model_and_round_trip():
+    mask = _receptive_fields(80, 28, seed=2)
+    rng = np.random.default_rng(3)
+    # each neuron's weights: a smooth ramp over the picture (plus noise), clustered into 31 codes
+    ramp = np.linspace(0, 1, 28 * 28)[None, :] * rng.uniform(-1, 1, (80, 1)) + 0.05 * rng.standard_normal((80, 784))
+    codes2d = np.where(mask, 1 + np.clip(((ramp + 1) / 2 * 31).astype(np.int64), 0, 30), 0)
+    codes = torch.from_numpy(codes2d)
+    blob, spec = encode_indices(codes, 32, zero_code=True)
+    assert spec.startswith("split context:") and spec.split(" ")[2].startswith("context:")
+    plain = entropy_bytes(codes2d[mask] - 1, 31)
+    assert parse_spec(spec, (80, 784), 32)["s"][1]["b"] < 0.9 * plain
+    assert torch.equal(decode_indices(blob, spec, (80, 784), 32), codes)
