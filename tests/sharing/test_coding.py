@@ -151,5 +151,5 @@ def test_codes_of_smooth_receptive_fields_use_the_neighbour_model_and_round_trip
     blob, spec = encode_indices(codes, 32, zero_code=True)
     assert spec.startswith("split context:") and spec.split(" ")[2].startswith("context:")
     plain = entropy_bytes(codes2d[mask] - 1, 31)
-    assert parse_spec(spec, (80, 784), 32)["s"][1]["b"] < 0.9 * plain
+    assert parse_spec(spec, (80, 784), 32)["s"][1]["b"] < 0.95 * plain  # below any zero-order coder
     assert torch.equal(decode_indices(blob, spec, (80, 784), 32), codes)
