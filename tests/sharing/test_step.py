@@ -123,3 +123,9 @@ def test_onnx_export_holds_the_decoded_weights(mlp, digits, tmp_path):
     x = digits.test.inputs
     out = ort_predict(path, threads=1)(x)
     assert torch.allclose(out, mlp.eval()(*x), atol=1e-4)
+
+
+def test_nothing_selected_is_a_note_not_a_crash(mlp, digits):
+    for method in ("cluster", "hash"):
+        log = mp.compress_(mlp, Share(method=method, epochs=1), task=digits, select=by_name("nothing"))
+        assert "nothing" in log.details["note"] and not log.swapped

@@ -165,6 +165,9 @@ def _hash(model: nn.Module, config: Share, ctx: StepContext, log: StepLog) -> No
         model.set_submodule(t.name, new)
         log.swap(t.name, t.module, new)
         swapped.append(new)
+    if not swapped:
+        log.details["note"] = "no Linear / Conv2d layer selected; nothing hashed"
+        return
     _finetune(model, config, ctx, swapped, log)
     log.details["layers"] = layers
     log.details["artifact_holds"] = "buckets + seed per hashed layer"
