@@ -115,7 +115,7 @@ def deep_compression(task_name: str, model_name: str, sparsity: float | None = N
         "steps": [{"name": s["name"], "metric": s["stats"]["metric"], "bytes": s["stats"]["size_bytes"]}
                   for s in res.steps],
         "stages": share["stages"], "reference_bytes": share["reference_bytes"], "layers": share["layers"],
-        "seconds": round(time.perf_counter() - t0, 1), "commit": _commit(),
+        "seconds": round(time.perf_counter() - t0, 1), "commit": _COMMIT,
     }
 
 
@@ -128,6 +128,9 @@ def _commit() -> str:
                               cwd=Path(__file__).parent).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
+
+
+_COMMIT = _commit()  # at import: the code this process runs, even if the tree moves on meanwhile
 
 
 def _breakdown(folder: Path) -> dict[str, int]:
