@@ -103,6 +103,13 @@ def deep_compression(task_name: str, model_name: str, sparsity: float | None = N
         files = {p.name: p.stat().st_size for p in (out / "model").iterdir()}
         parts = _breakdown(out / "model")
     share = res.steps[-1]["details"]
+    for name, row in share["layers"].items():  # decoding each real layer's indices, as load does
+        m = res.model.get_submodule(name)
+        tensors, meta = m.pack()
+        blob = tensors["indices"].numpy().tobytes()
+        wall, cpu = _median_ms(lambda b=blob, s=meta["idx"], m=m: decode_indices(b, s, list(m.indices.shape), m.codes),
+                               runs=5)
+        row["decode_ms"], row["decode_cpu_ms"] = round(wall, 2), round(cpu, 2)
     return {
         "task": task_name, "model": model_name, "fp32_bytes": fp32, "bytes": packed, "files": files,
         "recipe": "deep-compression" + (f", prune sparsity {sparsity}" if sparsity is not None else ""),
@@ -242,6 +249,12 @@ def hashed_nets() -> dict:
     return {"task": "mnist-5k", "epochs": HASH_EPOCHS, "seeds": list(SEEDS), "rows": rows}
 
 
+def _decode_cell(layer: dict) -> str:
+    if "decode_cpu_ms" not in layer:
+        return "not timed"
+    return f"{layer['decode_cpu_ms']} / {layer['decode_ms']}"
+
+
 def _data(r: dict) -> str:
     """The data cell of the tables after the first: the task, and the pruning sparsity of the row."""
     return f"{r['task']}, {r.get('sparsity', 0.92):.0%} pruned"
@@ -271,13 +284,14 @@ def _dc_doc(rows: dict[str, dict]) -> list[str]:
               "the table above measures the folder `run` wrote."), "",
               "### Index streams: which coder won, bytes against the stream's zero-order entropy", "",
               ("| model | data | layer | codes | cosine before fine-tuning | stream | coder | bytes | entropy (bytes) "
-               "| bytes / entropy |"), "|---|---|---|---|---|---|---|---|---|---|"]
+               "| bytes / entropy | layer decode CPU / wall (ms) |"), "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows.values():
         for name, layer in r["layers"].items():
             for s in layer["streams"]:
                 lines.append(f"| {r['model']} | {_data(r)} | {name} | {layer['codes']} | "
                              f"{layer['cosine_before_finetune']:.4f} | {s['stream']} | {s['coder']} | {s['bytes']:,} | "
-                             f"{s['entropy_bytes']:,.0f} | {s['bytes'] / max(s['entropy_bytes'], 1):.3f} |")
+                             f"{s['entropy_bytes']:,.0f} | {s['bytes'] / max(s['entropy_bytes'], 1):.3f} | "
+                             f"{_decode_cell(layer)} |")
     lines += ["", ("Entropy = the stream's zero-order empirical entropy. `context` = range coder under the "
                    "neighbour context model (masks: neighbours on the input image and the row's density; codes: the "
                    "neighbour's code), which goes below the zero-order entropy where the inputs are an image; "
