@@ -125,7 +125,7 @@ def minilm(tmp: Path) -> list[str]:
                f"{l16[0].median_ms:.1f} ms, bf16 {l16[1].median_ms:.1f} ms "
                f"({l16[1].median_ms / l16[0].median_ms:.2f}× the fp32 time), fp16 {l16[2].median_ms:.1f} ms "
                f"({l16[2].median_ms / l16[0].median_ms:.2f}×). On this CPU (AMX / AVX512-FP16) 16-bit compute "
-               "is not slower, unlike the AVX2 machine of DESIGN §8b; the step still computes in fp32."),
+               "is not slower, unlike the AVX2 machine of architecture §8; the step still computes in fp32."),
               "", "Deployment candidates measured on the calibration split:", "",
               "| format | calib. accuracy | latency ms | ONNX bytes |", "|---|---:|---:|---:|"]
     for c in details["candidates"]:

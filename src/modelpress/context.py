@@ -2,7 +2,7 @@
 
 A step handler has the signature ``apply(model, config, ctx) -> StepLog``: it changes ``model`` in place
 (module swaps included) and reports what it did. A module it cannot handle is skipped and listed in
-``StepLog.skipped`` — never a crash (DESIGN §1.4).
+``StepLog.skipped`` — never a crash (architecture §1).
 """
 
 from __future__ import annotations
@@ -61,8 +61,11 @@ class StepLog:
 
     def swap(self, module: str, before: object, after: object) -> None:
         """Record that ``module`` (a qualified name) went from ``before`` to ``after`` (modules or types)."""
+        from torch.nn.utils import parametrize
+
         def name(x: object) -> str:
-            t = x if isinstance(x, type) else type(x)
+            # a pruned layer's class is a parametrized subclass: report the class it was built as
+            t = x if isinstance(x, type) else parametrize.type_before_parametrizations(x)
             return t.__name__
         self.swapped.append(Swapped(module, name(before), name(after)))
 

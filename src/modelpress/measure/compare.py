@@ -2,7 +2,7 @@
 
 A ratio below 1 means model ``b`` is smaller / faster / lighter than ``a``. Latencies of two models
 measured in separate calls drift apart with the machine; `compare_models` re-times both interleaved so
-the latency ratio is fair (DESIGN §5).
+the latency ratio is fair (architecture §6).
 """
 
 from __future__ import annotations
@@ -159,7 +159,7 @@ def compare_models(
     """Measure both models on ``task`` (`measure`), then time them again interleaved in this process
     (`time_interleaved`) and use those latencies, so the latency ratio is fair. Neither model is
     changed. Raises `BadInputError` for bad arguments."""
-    from modelpress.measure.measure import measure
+    from modelpress.measure.measuring import measure
 
     sa = measure(model_a, task, threads=threads, batch_size=batch_size, runs=runs)
     sb = measure(model_b, task, threads=threads, batch_size=batch_size, runs=runs)

@@ -1,4 +1,4 @@
-"""Wall-clock latency of predict functions, timed interleaved in one process (DESIGN §5).
+"""Wall-clock latency of predict functions, timed interleaved in one process (architecture §6).
 
 Timing two models one after the other lets CPU frequency, caches and other processes drift between
 them; timing them round-robin spreads that drift over every candidate equally, so their ratio is fair.

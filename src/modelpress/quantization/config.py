@@ -13,7 +13,7 @@ MODES = ("fp16", "bf16", "int8-dynamic", "int8-static", "int8-weight", "int4-wei
 _GRANULARITIES = ("channel", "tensor", "group")
 _OBSERVERS = ("minmax", "percentile", "mse")
 _GROUP_SIZES = (32, 64, 128)
-# "auto" measures the candidates on the task and keeps the best (DESIGN §5); the others force one format.
+# "auto" measures the candidates on the task and keeps the best (architecture §6); the others force one format.
 DEPLOY_FORMATS = ("auto", "float", "fp16", "dynamic", "static", "static-reduce-range", "nbits")
 
 

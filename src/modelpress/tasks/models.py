@@ -19,14 +19,18 @@ import inspect
 from collections.abc import Sequence
 from typing import Any
 
+import torch
 from torch import Tensor, nn
 
 from modelpress.errors import BadInputError, bad_value
 from modelpress.source import attach_source
 
-__all__ = ["MODEL_NAMES", "BasicBlock", "LeNet5", "LeNet300100", "ResNetS", "build", "rebuild"]
+__all__ = ["MODEL_NAMES", "BasicBlock", "LeNet5", "LeNet300100", "ResNetS", "build", "example_inputs", "rebuild"]
 
 MODEL_NAMES: tuple[str, ...] = ("lenet-300-100", "lenet-5", "resnet-s", "minilm-l6")
+# Keyword arguments a rebuild from an artifact always uses: the artifact holds every weight, so
+# pretrained weights are never read only to be overwritten.
+_REBUILD_KWARGS: dict[str, dict[str, Any]] = {"minilm-l6": {"pretrained": False}}
 
 
 def _shape(input_shape: Sequence[int], owner: str) -> tuple[int, int, int]:
@@ -203,9 +207,30 @@ def rebuild(source: dict[str, Any]) -> nn.Module:
     """
     kind = source.get("kind") if isinstance(source, dict) else None
     if kind == "builtin":
-        return build(source["name"], **source.get("kwargs", {}))
+        name = str(source.get("name"))
+        kwargs = source.get("kwargs") or {}
+        if not isinstance(kwargs, dict):
+            raise bad_value("kwargs", "rebuild", "a JSON object", kwargs)
+        return build(name, **{**kwargs, **_REBUILD_KWARGS.get(name, {})})
     if kind == "hf":
         from modelpress.tasks.minilm import from_hf_source
 
         return from_hf_source(source)
     raise bad_value("source", "rebuild", "a dict with kind 'builtin' or 'hf'", source)
+
+
+# token ids per example for text models: enough for tracing, short enough to be fast
+_TRACE_TOKENS = 16
+
+
+def example_inputs(source: dict[str, Any] | None) -> tuple[Tensor, ...] | None:
+    """A batch of one to trace a model with, from its recorded source (`modelpress.source`): zeros of
+    ``input_shape`` ``(1, C, H, W)`` for the built-in image models, ``(input_ids, attention_mask)`` of
+    shape ``(1, 16)`` for minilm-l6 and Hugging Face encoders; None when the source does not say."""
+    src = source or {}
+    if src.get("kind") == "hf" or (src.get("kind") == "builtin" and src.get("name") == "minilm-l6"):
+        ids = torch.ones(1, _TRACE_TOKENS, dtype=torch.long)
+        return ids, torch.ones_like(ids)
+    if src.get("kind") == "builtin":
+        return (torch.zeros(1, *src.get("kwargs", {}).get("input_shape", (1, 28, 28))),)
+    return None
