@@ -23,11 +23,15 @@ __all__ = ["Latency", "time_interleaved", "time_one"]
 
 @dataclass(frozen=True)
 class Latency:
-    """Latency of one forward pass, in milliseconds: median and 90th percentile over ``runs`` timed calls."""
+    """Latency of one forward pass, in milliseconds: median and 90th percentile over ``runs`` timed calls,
+    and the 25th percentile (``p25_ms``; on a machine shared with other jobs a longer call is pre-empted
+    more often, which inflates its median more than a shorter call's, so comparisons of kernels there are
+    steadier on the lower quartile)."""
 
     median_ms: float
     p90_ms: float
     runs: int
+    p25_ms: float = float("nan")
 
 
 def time_interleaved(
@@ -76,7 +80,8 @@ def time_interleaved(
         torch.set_num_threads(previous)
     ms = samples / 1e6
     return [
-        Latency(median_ms=float(np.median(row)), p90_ms=float(np.percentile(row, 90)), runs=runs)
+        Latency(median_ms=float(np.median(row)), p90_ms=float(np.percentile(row, 90)), runs=runs,
+                p25_ms=float(np.percentile(row, 25)))
         for row in ms
     ]
 

@@ -29,7 +29,7 @@ from modelpress.measure.stats import Stats
 from modelpress.pipeline.deploy import export_deployed
 from modelpress.pipeline.outdir import OutputFolder, check_folder
 from modelpress.pipeline.recipe import Recipe, RecipeStep
-from modelpress.pipeline.resolve import check_finite, check_fits, nonfinite_outputs, nonfinite_weights
+from modelpress.pipeline.resolve import check_fits, check_model_finite, nonfinite_outputs, nonfinite_weights
 from modelpress.pipeline.steps import StepConfig, kind_of
 from modelpress.select import Selector
 from modelpress.source import get_source
@@ -193,7 +193,7 @@ def _start(model: nn.Module | None, task: Task, out: str | Path | None, command:
             "`model` carries no source, so its artifact could not be rebuilt without pickle. Fix: build it "
             "from a built-in name, `package.module:function` or a Hugging Face folder (see modelpress.source)."
         )
-    check_finite(original, "`model`")
+    check_model_finite(original, "`model`")
     check_fits(original, task)
     folder = _prepare_out(out, original, command)
     if folder is not None and folder.note:
