@@ -20,17 +20,9 @@ from modelpress.sharing.modules import (
 ALL = (ClusteredLinear, ClusteredConv2d, HashedLinear, HashedConv2d)
 
 
-def _input(m: nn.Module) -> torch.Tensor:
-    gen = torch.Generator().manual_seed(1)
-    if m.op["kind"] == "linear":
-        return torch.randn(5, m.to_dense().in_features, generator=gen)
-    return torch.randn(2, m.to_dense().in_channels, 6, 6, generator=gen)
-
-
 @pytest.mark.parametrize("cls", ALL)
 def test_pack_unpack_is_bit_exact_and_dense_forms_agree(cls):
-    m = cls.example()
-    x = _input(m)
+    m, (x,) = cls.example()
     tensors, meta = m.pack()
     back = cls.unpack(tensors, meta)
     assert torch.equal(back.weight, m.weight)
@@ -110,7 +102,7 @@ def test_cluster_weight_without_zeros_uses_every_code():
 
 @pytest.mark.parametrize("dtype", ["float16", "int8"])
 def test_rounded_codebook_is_stored_in_its_dtype_and_decodes_exactly(dtype):
-    m = ClusteredConv2d.example()
+    m, _ = ClusteredConv2d.example()
     m.round_codebook(dtype)
     tensors, meta = m.pack()
     assert meta["cb"] == dtype and str(tensors["codebook"].dtype) == f"torch.{dtype}"
@@ -119,7 +111,7 @@ def test_rounded_codebook_is_stored_in_its_dtype_and_decodes_exactly(dtype):
 
 
 def test_codebook_moved_off_its_grid_is_stored_in_float32():
-    m = ClusteredLinear.example()
+    m, _ = ClusteredLinear.example()
     m.round_codebook("int8")
     with torch.no_grad():
         m.codebook.add_(1e-3)  # e.g. fine-tuned after rounding
@@ -129,7 +121,7 @@ def test_codebook_moved_off_its_grid_is_stored_in_float32():
 
 
 def test_hashed_buckets_receive_signed_summed_gradients():
-    m = HashedLinear.example()
+    m, _ = HashedLinear.example()
     w = m.weight.detach().clone().requires_grad_(True)
     x = torch.randn(4, 8)
     torch.nn.functional.linear(x, w, m.bias.detach()).sum().backward()

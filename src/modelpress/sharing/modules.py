@@ -57,6 +57,17 @@ def cluster_weight(weight: Tensor, codes: int, *, init: str = "linear",
     return centroids, indices, zero
 
 
+def _base_example(accepts: type[nn.Module]) -> tuple[nn.Module, tuple[Tensor, ...]]:
+    """A seeded float layer (Linear 8 → 4 or Conv2d 2 → 4, 3×3) and an input batch for it."""
+    gen = torch.Generator().manual_seed(0)
+    base = nn.Linear(8, 4) if accepts is nn.Linear else nn.Conv2d(2, 4, 3, padding=1)
+    with torch.no_grad():
+        base.weight.copy_(torch.randn(base.weight.shape, generator=gen))
+        base.bias.copy_(0.1 * torch.randn(base.bias.shape, generator=gen))
+    shape = (5, 8) if accepts is nn.Linear else (2, 2, 6, 6)
+    return base, (torch.randn(shape, generator=gen),)
+
+
 class _Clustered(PackedModule):
     """Shared body of the clustered modules; subclasses differ only in the op they accept."""
 
@@ -166,14 +177,12 @@ class _Clustered(PackedModule):
         return module
 
     @classmethod
-    def example(cls) -> _Clustered:
-        """A small instance (4 codes, a zero code, a bias) for contract tests."""
-        base = nn.Linear(6, 3) if cls.accepts is nn.Linear else nn.Conv2d(2, 3, 3, padding=1)
-        gen = torch.Generator().manual_seed(0)
+    def example(cls) -> tuple[_Clustered, tuple[Tensor, ...]]:
+        """A small instance (4 codes, a zero code, a bias) and an input batch, for contract tests."""
+        base, x = _base_example(cls.accepts)
         with torch.no_grad():
-            base.weight.copy_(torch.randn(base.weight.shape, generator=gen))
             base.weight[base.weight.abs() < 0.5] = 0.0
-        return cls.from_float(base, 4)
+        return cls.from_float(base, 4), x
 
 
 class ClusteredLinear(_Clustered):
@@ -244,10 +253,10 @@ class _Hashed(PackedModule):
         return cls(tensors["buckets"], meta["shape"], meta["op"], tensors.get("bias"), seed=int(meta["seed"]))
 
     @classmethod
-    def example(cls) -> _Hashed:
-        """A small instance (1/4 of the weights stored, a bias) for contract tests."""
-        base = nn.Linear(8, 4) if cls.accepts is nn.Linear else nn.Conv2d(2, 4, 3, padding=1)
-        return cls.from_float(base, 0.25, seed=7)
+    def example(cls) -> tuple[_Hashed, tuple[Tensor, ...]]:
+        """A small instance (1/4 of the weights stored, a bias) and an input batch, for contract tests."""
+        base, x = _base_example(cls.accepts)
+        return cls.from_float(base, 0.25, seed=7), x
 
 
 class HashedLinear(_Hashed):
