@@ -28,6 +28,7 @@ _LAZY = {
     "CompressionError": "modelpress.errors",
     "ModelpressError": "modelpress.errors",
     "Decompose": "modelpress.decomposition",
+    "Distill": "modelpress.distillation",
     "FineTune": "modelpress.finetune",
     "LowRank": "modelpress.lowrank",
     "Prune": "modelpress.pruning",

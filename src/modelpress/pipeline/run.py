@@ -69,6 +69,9 @@ def compress_(
 ) -> StepLog:
     """Apply one step to ``model`` in place and return its log (what it did, what it skipped).
 
+    A step that builds a new model instead (``Distill`` with a new student) leaves ``model`` as it was
+    and returns the new one in ``log.model``.
+
     ``reference``: the model to learn from or compare with (the teacher of ``Distill`` and of
     ``FineTune(distill=True)``; never modified); ``baseline`` its measured stats; ``target`` the
     deployment setting that steps deciding by timing time in (default: auto runtime, batch 1, 1 thread).
@@ -147,6 +150,7 @@ def run(
         try:
             log = compress_(work, step, task=task, progress=progress, seed=seed, reference=reference,
                             baseline=baseline, target=target)
+            work = log.model if log.model is not None else work  # a step may build a new model (a student)
             _check_step_finite(work, step.key, task)
             error = None
         except CompressionError as e:
@@ -167,7 +171,8 @@ def run(
         deployed, deploy_info = None, {}
         if deploy:
             with folder.write(*_ONNX_FILES) if folder is not None else contextlib.nullcontext():
-                deployed, deploy_info = _deploy(work, recipe, task, onnx_path, settings, compressed, seed)
+                deployed, deploy_info = _deploy(work, recipe, task, onnx_path, settings, compressed, seed,
+                                                reference=reference, target=target)
         stages = [reference, *earlier, baked_eval_copy(work)]
         interleaved = _time_side_by_side(stages, onnx_path if deployed else None, task, settings)
     report = build_report(task, recipe, baseline, step_rows, compressed, deployed, deploy_info, interleaved)
@@ -226,10 +231,12 @@ def _prepare_out(out: str | Path | None, model: nn.Module, command: str) -> Outp
     return OutputFolder.open(out_dir, RUN_OUTPUTS, command=command)
 
 
-def _deploy(work, recipe, task, path, settings, compressed, seed) -> tuple[Stats | None, dict[str, Any]]:
-    """Export to ONNX, let steps rewrite it (e.g. int8), measure it in onnxruntime."""
+def _deploy(work, recipe, task, path, settings, compressed, seed, *, reference=None,
+            target=None) -> tuple[Stats | None, dict[str, Any]]:
+    """Export to ONNX, let steps rewrite it (e.g. int8; judged against ``reference``, timed in ``target``),
+    measure it in onnxruntime."""
     try:
-        info = export_deployed(work, recipe.steps, task, path, seed=seed)
+        info = export_deployed(work, recipe.steps, task, path, seed=seed, reference=reference, target=target)
         deployed = measure_onnx(
             path, task, macs=compressed.macs, threads=settings.threads, batch_size=settings.batch_size,
             warmup=settings.warmup, runs=settings.runs,

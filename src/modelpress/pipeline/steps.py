@@ -15,6 +15,7 @@ from torch import nn
 from modelpress.context import StepContext, StepLog
 from modelpress.decomposition.config import Decompose
 from modelpress.decomposition.step import apply_decompose
+from modelpress.distillation import Distill, apply_distill
 from modelpress.finetune import FineTune, apply_finetune
 from modelpress.lowrank.config import LowRank
 from modelpress.lowrank.step import apply_lowrank
@@ -44,6 +45,7 @@ class StepKind:
 
 def _table() -> dict[str, StepKind]:
     rows = [
+        StepKind("distill", Distill, apply_distill),
         StepKind("finetune", FineTune, apply_finetune),
         StepKind("lowrank", LowRank, apply_lowrank),
         StepKind("decompose", Decompose, apply_decompose),
