@@ -33,6 +33,7 @@ _LAZY = {
     "LowRank": "modelpress.lowrank",
     "Prune": "modelpress.pruning",
     "Quantize": "modelpress.quantization",
+    "Share": "modelpress.sharing",
     "measure_onnx": "modelpress.measure",
     "compare": "modelpress.measure",
     "compare_models": "modelpress.measure",

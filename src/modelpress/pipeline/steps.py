@@ -23,6 +23,8 @@ from modelpress.pruning.config import Prune
 from modelpress.pruning.step import apply_prune
 from modelpress.quantization.config import Quantize
 from modelpress.quantization.step import apply_quantize, deploy_quantize
+from modelpress.sharing.config import Share
+from modelpress.sharing.step import apply_share
 
 __all__ = ["STEPS", "StepConfig", "StepKind", "kind_of"]
 
@@ -49,6 +51,7 @@ def _table() -> dict[str, StepKind]:
         StepKind("decompose", Decompose, apply_decompose),
         StepKind("prune", Prune, apply_prune),
         StepKind("quantize", Quantize, apply_quantize, deploy_quantize),
+        StepKind("share", Share, apply_share),
     ]
     return {r.key: r for r in rows}
 
