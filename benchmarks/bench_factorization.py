@@ -259,9 +259,9 @@ def row_minilm(tmp: Path) -> dict:
 
 # (reference, (weights, speed-up, accuracy)) beside each resnet row
 PAPER = {
-    "tucker": ("Kim et al. 2016 (AlexNet / VGG-S / GoogLeNet, ImageNet)",
-               ("whole network 1.28–7.40× fewer weights", "1.23–2.33× (Titan X GPU), 1.42–3.68× (Galaxy S6)",
-                "−0.50 to −1.70 points top-5 after fine-tuning")),
+    "tucker": ("Kim et al. 2016 (ImageNet CNNs)",
+               ("not stated here (the bar: ≥ 2× fewer conv params)", "1.23–2.33× (desktop GPU), 1.42–3.68× (phone)",
+                "about 1 point after fine-tuning")),
     "cp": ("Lebedev et al. 2015 (CP-decomposed convs)",
            ("(not compared)", "8.5× on CPU (character-classification CNN)", "about 1 point")),
 }
