@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from _nested import TwoLinear, factor
+from ._nested import TwoLinear, factor
 
 import modelpress as mp
 from modelpress.artifact import folder_bytes, load, rebuild, save

@@ -16,7 +16,7 @@ import pkgutil
 
 import pytest
 import torch
-from _nested import Box, TwoLinear
+from ._nested import Box, TwoLinear
 from torch import nn
 
 import modelpress
