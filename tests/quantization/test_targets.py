@@ -149,8 +149,10 @@ def test_same_padding_layers_deploy_with_integer_convs(same, digits_task, tmp_pa
     apply_quantize(model, cfg, StepContext(task=digits_task, progress=False))
     path = export_onnx(model, digits_task.example_inputs, tmp_path / "m.onnx")
     details = deploy_quantize(path, model, cfg, StepContext(task=digits_task, progress=False))
-    assert details["format"] == "static" and details["matched_layers"] == 4
-    assert details["float_nodes"] == ["/mix/MatMul"]  # the custom layer, left float as reported
+    assert details["candidate"] == "static" and details["matched_layers"] == 4
+    # the label is read off the graph: int8 static layers, and the custom layer left float as reported
+    assert details["format"] == "int8-static+float32"
+    assert details["float_nodes"] == ["/mix/MatMul"]
     graph = onnx.load(str(path)).graph
     made_by = {o: n for n in graph.node for o in n.output}
     inits = {t.name: t for t in graph.initializer}
