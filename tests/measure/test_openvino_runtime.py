@@ -152,3 +152,18 @@ def test_missing_openvino_is_a_clear_error(monkeypatch):
         ovr.require_openvino("to_ir")
     with pytest.raises(BadInputError, match="not installed"):
         ovr.to_ir("model.onnx", "model.xml")
+
+
+@needs_ov
+def test_precision_recorded_in_the_ir(ir, tmp_path):
+    # no precision recorded: f32, whatever OpenVINO's own default on this CPU is (bf16 on AVX512-BF16)
+    assert ovr.stored_precision(ovr._core().read_model(str(ir[1]))) is None
+    assert ovr.executed_format(ovr.compile_openvino(ir[1])).precision == "f32"
+    if not ovr.sixteen_bit_precisions():
+        pytest.skip("this CPU executes no 16-bit precision")
+    hint = ovr.sixteen_bit_precisions()[0]
+    xml = ovr.to_ir(ir[0], tmp_path / "m16.xml", precision=hint)
+    assert ovr.executed_format(ovr.compile_openvino(xml)).precision == hint
+    assert ovr.executed_format(ovr.compile_openvino(xml, precision="f32")).precision == "f32"  # explicit wins
+    with pytest.raises(BadInputError, match="`precision` of `to_ir`"):
+        ovr.to_ir(ir[0], tmp_path / "bad.xml", precision="fp32")

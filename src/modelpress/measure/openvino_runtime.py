@@ -45,12 +45,15 @@ __all__ = [
     "openvino_available",
     "openvino_capabilities",
     "ov_predict",
+    "predict_compiled",
     "require_openvino",
     "sixteen_bit_precisions",
+    "stored_precision",
     "to_ir",
 ]
 
 PRECISIONS = ("f32", "bf16", "f16")
+_PRECISION_KEY = ("modelpress", "inference_precision")
 INSTALL_HINT = "pip install 'modelpress[openvino]' (or pip install openvino)"
 
 # Runtime-model layer types that do the arithmetic (matrix products, convolutions): their runtime
@@ -107,8 +110,13 @@ def _check_model_file(path: str | Path, owner: str) -> Path:
     return p
 
 
-def to_ir(onnx_path: str | Path, xml_path: str | Path, *, compress_to_fp16: bool = False) -> Path:
+def to_ir(onnx_path: str | Path, xml_path: str | Path, *, precision: str | None = None,
+          compress_to_fp16: bool = False) -> Path:
     """Convert the ONNX file ``onnx_path`` to OpenVINO IR: write ``xml_path`` and the ``.bin`` beside it.
+
+    ``precision`` (``f32`` / ``bf16`` / ``f16``): the inference precision the model was chosen for; it is
+    recorded in the IR (rt_info ``modelpress/inference_precision``) because OpenVINO's own default
+    depends on the CPU, and `compile_openvino` uses it when no precision is passed.
 
     Quantize / Dequantize pairs (modelpress's int8 QDQ graph, QAT scales and layers kept float included)
     become OpenVINO FakeQuantize nodes, which its CPU plugin runs as int8 kernels. Weights stay f32
@@ -124,10 +132,14 @@ def to_ir(onnx_path: str | Path, xml_path: str | Path, *, compress_to_fp16: bool
     dst = Path(xml_path)
     if dst.suffix != ".xml":
         raise bad_value("xml_path", "to_ir", "a path ending in .xml", str(dst))
+    if precision is not None:
+        _check_precision(precision, "to_ir")
     try:
         model = ov.convert_model(str(src))
     except Exception as exc:  # OpenVINO raises its own OpConversionFailure / GeneralFailure types
         raise CompressionError(f"OpenVINO cannot convert `{src}`: {str(exc).strip()[:400]}") from exc
+    if precision is not None:
+        model.set_rt_info(precision, list(_PRECISION_KEY))
     dst.parent.mkdir(parents=True, exist_ok=True)
     ov.save_model(model, str(dst), compress_to_fp16=compress_to_fp16)
     return dst
@@ -139,21 +151,33 @@ def ir_bytes(xml_path: str | Path) -> int:
     return p.stat().st_size + (p.with_suffix(".bin").stat().st_size if p.suffix == ".xml" else 0)
 
 
-def compile_openvino(path: str | Path, *, threads: int = 1, precision: str = "f32") -> Any:
+def stored_precision(model: Any) -> str | None:
+    """The inference precision `to_ir` recorded in an ``openvino.Model`` (None when there is none)."""
+    key = list(_PRECISION_KEY)
+    if not model.has_rt_info(key):
+        return None
+    value = model.get_rt_info(key).astype(str)
+    return value if value in PRECISIONS else None
+
+
+def compile_openvino(path: str | Path, *, threads: int = 1, precision: str | None = None) -> Any:
     """An OpenVINO ``CompiledModel`` of the IR (.xml) or ONNX file at ``path`` on the CPU, for latency:
     ``threads`` inference threads, one stream, the LATENCY hint, no core pinning (the machine is
     shared; onnxruntime does not pin either) and ``precision`` as the inference precision hint
     (``f32`` forces f32 execution; ``bf16`` / ``f16`` are hints the plugin may lower to what the CPU
-    has — read `executed_format`). Raises `BadInputError` for bad arguments or when OpenVINO is not
+    has — read `executed_format`; None: the precision `to_ir` recorded in the IR, else ``f32``). Raises `BadInputError` for bad arguments or when OpenVINO is not
     installed, `CompressionError` when OpenVINO cannot compile the model."""
     p = _check_model_file(path, "compile_openvino")
     check_positive_int(threads, "threads", "compile_openvino")
-    precision = _check_precision(precision, "compile_openvino")
-    config = {"INFERENCE_PRECISION_HINT": precision, "INFERENCE_NUM_THREADS": threads, "NUM_STREAMS": 1,
-              "PERFORMANCE_HINT": "LATENCY", "ENABLE_CPU_PINNING": False}
+    if precision is not None:
+        _check_precision(precision, "compile_openvino")
     core = _core()
     try:
-        return core.compile_model(core.read_model(str(p)), "CPU", config)
+        model = core.read_model(str(p))
+        precision = precision or stored_precision(model) or "f32"
+        config = {"INFERENCE_PRECISION_HINT": precision, "INFERENCE_NUM_THREADS": threads, "NUM_STREAMS": 1,
+                  "PERFORMANCE_HINT": "LATENCY", "ENABLE_CPU_PINNING": False}
+        return core.compile_model(model, "CPU", config)
     except Exception as exc:  # OpenVINO's own exception types
         raise CompressionError(f"OpenVINO cannot compile `{p}`: {str(exc).strip()[:400]}") from exc
 
@@ -196,7 +220,7 @@ def predict_compiled(compiled: Any, owner: str = "ov_predict") -> Predict:
     return chunked_predict(run, _fixed_batch(compiled), owner)
 
 
-def ov_predict(path: str | Path, *, threads: int = 1, precision: str = "f32") -> Predict:
+def ov_predict(path: str | Path, *, threads: int = 1, precision: str | None = None) -> Predict:
     """A `Predict` running the IR (.xml) or ONNX file at ``path`` in OpenVINO's CPU plugin, compiled as
     in `compile_openvino`. Inputs: the model's positional inputs, each ``(n, ...)``, any ``n``; output:
     the first model output, ``(n, ...)`` float tensor. Raises as `compile_openvino` does."""
