@@ -167,3 +167,24 @@ def test_precision_recorded_in_the_ir(ir, tmp_path):
     assert ovr.executed_format(ovr.compile_openvino(xml, precision="f32")).precision == "f32"  # explicit wins
     with pytest.raises(BadInputError, match="`precision` of `to_ir`"):
         ovr.to_ir(ir[0], tmp_path / "bad.xml", precision="fp32")
+
+
+@needs_ov
+def test_ir_params_count_like_onnx(ir, tmp_path):
+    from modelpress.measure.onnx_size import onnx_params
+
+    n = 64 * 300 + 300 + 300 * 100 + 100 + 100 * 10 + 10
+    assert ovr.ir_params(ir[1]) == ovr.ir_params(ir[0]) == onnx_params(ir[0]) == (n, n)
+
+
+@needs_ov
+def test_measure_openvino(ir, digits_model, digits_task):
+    from modelpress.measure import measure_openvino
+    from modelpress.tasks.train import evaluate
+
+    s = measure_openvino(ir[1], digits_task, macs=123, warmup=1, runs=5)
+    n = 64 * 300 + 300 + 300 * 100 + 100 + 100 * 10 + 10
+    assert s.runtime == "openvino f32" and s.params == s.nonzero_params == n and s.macs == 123
+    assert s.size_bytes == ovr.ir_bytes(ir[1]) and s.peak_mem_bytes >= 4 * n
+    assert s.latency_p90_ms >= s.latency_ms > 0
+    assert s.metric == pytest.approx(evaluate(digits_model, digits_task), abs=1.5 / len(digits_task.test))

@@ -42,6 +42,7 @@ __all__ = [
     "compile_openvino",
     "executed_format",
     "ir_bytes",
+    "ir_params",
     "openvino_available",
     "openvino_capabilities",
     "ov_predict",
@@ -158,6 +159,47 @@ def stored_precision(model: Any) -> str | None:
         return None
     value = model.get_rt_info(key).astype(str)
     return value if value in PRECISIONS else None
+
+
+def _dequantized(node: Any) -> bool:
+    """``node`` is an integer constant converted to float (behind any Subtract of its zero point)."""
+    while node.get_type_name() == "Subtract":
+        node = node.input_value(0).get_node()
+    if node.get_type_name() != "Convert":
+        return False
+    src = node.input_value(0).get_node()
+    return src.get_type_name() == "Constant" and src.get_output_element_type(0).is_integral()
+
+
+def ir_params(path: str | Path) -> tuple[int, int]:
+    """``(params, nonzero_params)`` of the IR (or ONNX) model at ``path``, from its constants, counted
+    as `modelpress.measure.onnx_size.onnx_params` counts initializers (OpenVINO keeps their names):
+    every weight element whatever its type (f32, f16, i8, u8, i32 biases of quantized layers ...);
+    left out are i64 / boolean constants (shapes, axes, indices), 0-d scalars, the ranges of
+    FakeQuantize and the ``*_scale`` / ``*_zero_point`` constants of quantization. Nonzero: elements
+    not equal to 0 (modelpress's integer weights are symmetric, so 0 is their zero point).
+    Raises `BadInputError` for a missing file or when OpenVINO is not installed."""
+    from modelpress.measure.onnx_size import _QUANT_NAME  # the one naming rule for quantization metadata
+
+    p = _check_model_file(path, "ir_params")
+    ops = _core().read_model(str(p)).get_ordered_ops()
+    ranges = {v.get_node().get_friendly_name() for op in ops if op.get_type_name() == "FakeQuantize"
+              for v in list(op.input_values())[1:]}
+    # an IR saved by OpenVINO has folded the scale's name away: Multiply(Convert(int weight), scale)
+    ranges |= {v.get_node().get_friendly_name() for op in ops if op.get_type_name() in ("Multiply", "Subtract")
+               and any(_dequantized(v.get_node()) for v in op.input_values()) for v in op.input_values()
+               if v.get_node().get_type_name() == "Constant"}
+    total = nonzero = 0
+    for op in ops:
+        name = op.get_friendly_name()
+        if op.get_type_name() != "Constant" or name in ranges or _QUANT_NAME.search(name):
+            continue
+        if op.get_output_element_type(0).get_type_name() in ("i64", "boolean") or not list(op.get_output_shape(0)):
+            continue
+        data = op.get_data()
+        total += int(data.size)
+        nonzero += int(np.count_nonzero(data))
+    return total, nonzero
 
 
 def compile_openvino(path: str | Path, *, threads: int = 1, precision: str | None = None) -> Any:
