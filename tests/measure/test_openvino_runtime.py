@@ -188,3 +188,22 @@ def test_measure_openvino(ir, digits_model, digits_task):
     assert s.size_bytes == ovr.ir_bytes(ir[1]) and s.peak_mem_bytes >= 4 * n
     assert s.latency_p90_ms >= s.latency_ms > 0
     assert s.metric == pytest.approx(evaluate(digits_model, digits_task), abs=1.5 / len(digits_task.test))
+
+
+@needs_ov
+def test_openvino_forms(ir, digits_task, reference, tmp_path):
+    forms, notes = ovr.openvino_forms(ir[0], tmp_path)  # f32 and the 16-bit precisions this CPU runs
+    assert [f.precision for f in forms] == ["f32", *ovr.sixteen_bit_precisions()] and notes == []
+    every, notes = ovr.openvino_forms(ir[0], tmp_path, precisions=ovr.PRECISIONS)
+    assert [f.precision for f in every] == [f.precision for f in forms]
+    assert len(notes) == 2 - len(ovr.sixteen_bit_precisions())  # each lowered 16-bit hint is named
+    for f in forms:
+        assert f.executed.precision == f.precision and f.bytes == ovr.ir_bytes(f.xml)
+        out = f.predict(digits_task.test.inputs)
+        assert float((out.argmax(1) == reference.argmax(1)).float().mean()) >= 0.99
+
+
+def test_openvino_forms_without_openvino(monkeypatch, tmp_path):
+    monkeypatch.setattr(ovr, "openvino_available", lambda: False)
+    forms, notes = ovr.openvino_forms(tmp_path / "model.onnx", tmp_path)
+    assert forms == [] and "not installed" in notes[0]

@@ -39,12 +39,14 @@ __all__ = [
     "INSTALL_HINT",
     "PRECISIONS",
     "ExecutedFormat",
+    "OpenVINOForm",
     "compile_openvino",
     "executed_format",
     "ir_bytes",
     "ir_params",
     "openvino_available",
     "openvino_capabilities",
+    "openvino_forms",
     "ov_predict",
     "predict_compiled",
     "require_openvino",
@@ -302,6 +304,40 @@ def executed_format(compiled: Any) -> ExecutedFormat:
             runtime = info["runtimePrecision"].astype(str)
             counts[_NAMES.get(runtime, runtime)] += 1
     return ExecutedFormat(precision=precision, layers=dict(counts))
+
+
+@dataclass(frozen=True)
+class OpenVINOForm:
+    """One OpenVINO deployment candidate: the IR converted from an ONNX graph, compiled with one
+    precision hint. ``predict`` runs it; ``bytes`` are the IR's on disk; ``executed`` what it computes in."""
+
+    precision: str
+    xml: Path
+    predict: Predict
+    bytes: int
+    executed: ExecutedFormat
+
+
+def openvino_forms(onnx_path: str | Path, workdir: str | Path, *, threads: int = 1,
+                   precisions: tuple[str, ...] | None = None) -> tuple[list[OpenVINOForm], list[str]]:
+    """The OpenVINO candidates of one ONNX graph: its IR (written under ``workdir``) compiled once per
+    precision — by default ``f32`` and each 16-bit precision this CPU executes (`sixteen_bit_precisions`).
+    A precision the plugin lowers is left out with a note. Returns ``(forms, notes)``; with OpenVINO not
+    installed, no forms and a note saying so. Raises `CompressionError` when OpenVINO cannot convert or
+    compile the graph (the caller reports it as a failed candidate)."""
+    if not openvino_available():
+        return [], [f"OpenVINO candidates skipped: OpenVINO is not installed ({INSTALL_HINT})"]
+    src = Path(onnx_path)
+    xml = to_ir(src, Path(workdir) / f"{src.stem}.xml")
+    forms, notes = [], []
+    for precision in precisions if precisions is not None else ("f32", *sixteen_bit_precisions()):
+        compiled = compile_openvino(xml, threads=threads, precision=precision)
+        executed = executed_format(compiled)
+        if executed.precision != precision:
+            notes.append(f"OpenVINO {precision} hint not used: this CPU executes it as {executed.label}")
+            continue
+        forms.append(OpenVINOForm(precision, xml, predict_compiled(compiled), ir_bytes(xml), executed))
+    return forms, notes
 
 
 @lru_cache(maxsize=1)
