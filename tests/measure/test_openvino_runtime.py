@@ -194,7 +194,7 @@ def test_measure_openvino(ir, digits_model, digits_task):
 def test_openvino_forms(ir, digits_task, reference, tmp_path):
     forms, notes = ovr.openvino_forms(ir[0], tmp_path)  # f32 and the 16-bit precisions this CPU runs
     assert [f.precision for f in forms] == ["f32", *ovr.sixteen_bit_precisions()] and notes == []
-    every, notes = ovr.openvino_forms(ir[0], tmp_path, precisions=ovr.PRECISIONS)
+    every, notes = ovr.openvino_forms(ir[0], tmp_path / "every", precisions=ovr.PRECISIONS)
     assert [f.precision for f in every] == [f.precision for f in forms]
     assert len(notes) == 2 - len(ovr.sixteen_bit_precisions())  # each lowered 16-bit hint is named
     for f in forms:
