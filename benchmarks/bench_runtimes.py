@@ -156,9 +156,10 @@ def _candidates(task: Task, fp32: torch.nn.Module, tmp: Path, int8_mode: str,
 
 def _table(task: Task, cands: list[Candidate], batches: list[tuple[str, tuple]]) -> list[str]:
     """Fidelity on the test split, then latency per batch shape (interleaved), as markdown rows."""
-    ref = cands[0].predict(task.test.inputs)
-    fid = {c.name: _fidelity(c.predict(task.test.inputs), ref) for c in cands}
-    acc = {c.name: task.metric(c.predict, task.test) for c in cands}
+    outs = {c.name: c.predict(task.test.inputs) for c in cands}
+    ref = outs[cands[0].name]
+    fid = {name: _fidelity(out, ref) for name, out in outs.items()}
+    acc = {name: task.metric.on_outputs(out, task.test) for name, out in outs.items()}
     lat = {}
     for label, inputs in batches:
         times = time_interleaved([c.predict for c in cands], inputs, threads=1, warmup=5, runs=30)
