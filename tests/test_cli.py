@@ -4,6 +4,7 @@ import json
 import pickle
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -124,3 +125,109 @@ def test_hf_folder_on_an_image_task_is_a_clear_error(tmp_path, capsys):
     folder = _tiny_hf_folder(tmp_path / "hf")
     assert main(["evaluate", "--task", "digits", "--model", str(folder), "--runs", "2"]) == 2
     assert "does not run on task `digits`" in capsys.readouterr().err
+
+
+def test_version_flag(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["--version"])
+    assert e.value.code == 0 and capsys.readouterr().out.strip() == f"modelpress {mp.__version__}"
+
+
+def test_debug_is_accepted_before_and_after_the_subcommand():
+    parser = build_parser()
+    assert parser.parse_args(["--debug", "tasks"]).debug is True
+    assert parser.parse_args(["tasks", "--debug"]).debug is True
+    assert parser.parse_args(["tasks"]).debug is False
+
+
+def test_recipes_lists_whole_descriptions_and_prints_one_as_yaml(capsys):
+    from modelpress.pipeline import builtin_recipes
+
+    assert main(["recipes"]) == 0
+    listing = " ".join(capsys.readouterr().out.split())  # undo the wrapping
+    for path in builtin_recipes().values():
+        words = " ".join(ln.lstrip("#").strip() for ln in path.read_text().splitlines() if ln.startswith("#"))
+        assert " ".join(words.split()) in listing  # every sentence, not the first comment line
+    assert main(["recipes", "prune-int8"]) == 0
+    assert capsys.readouterr().out == builtin_recipes()["prune-int8"].read_text()
+
+
+def test_tasks_loads_no_data_and_its_sizes_are_the_loaders(monkeypatch, capsys):
+    import dataclasses
+
+    from modelpress.tasks import builtin, data
+
+    def no_loading():
+        raise AssertionError("`modelpress tasks` must not load data")
+
+    specs = dict(builtin._SPECS)
+    monkeypatch.setattr(builtin, "_SPECS", {k: dataclasses.replace(v, loader=no_loading) for k, v in specs.items()})
+    assert main(["tasks"]) == 0
+    out = capsys.readouterr().out
+    assert all(name in out for name in specs)
+    for name, loader in (("digits", data.digits), ("mnist-5k", data.mnist_5k)):  # the two fast ones
+        s = loader()
+        assert specs[name].sizes == (len(s.train), len(s.calibration), len(s.test), s.num_classes)
+
+
+def _report(tmp_path):
+    """A report as `run` builds it, with a long deploy table and stages that sit on top of each other."""
+    from modelpress.measure.stats import Stats
+    from modelpress.pipeline import Recipe
+    from modelpress.pipeline.report import about_run, build_report
+
+    task = mp.tasks.get("digits")
+    net = mp.tasks.models.build("lenet-300-100", input_shape=(1, 8, 8), num_classes=10)
+    base = Stats(204095, 50610, 50610, 50200, 0.03, 0.04, 200000, 0.963)
+    same = Stats(20325, 50610, 4426, 50200, 0.03, 0.04, 200000, 0.9315)
+    steps = [{"name": n, "config": {}, "skipped": [], "details": {"layers": ["x" * 400] * 5}, "stats": same.to_dict()}
+             for n in ("prune", "finetune", "quantize")]
+    interleaved = {"threads": 1, "batch_size": 1, "median_ms": {}, "steps_ratio_vs_baseline": [0.8, 0.8, 0.8],
+                   "ratio_vs_baseline": {"baseline": 1.0, "compressed": 0.8, "deployed": 0.5}}
+    deploy = {"quantize": {"candidates": [{"format": "static-" + "y" * 300, "why": "z" * 500}] * 4}}
+    recipe = Recipe.resolve("prune-int8")
+    report = build_report(task, recipe, base, steps, same, same, deploy, interleaved)
+    return report | about_run(net, "lenet-300-100", "modelpress compress --task digits " + "--x " * 80, 0)
+
+
+def test_report_records_model_command_seed_created_versions_machine(tmp_path):
+    report = _report(tmp_path)
+    assert report["model"]["name"] == "lenet-300-100" and report["model"]["source"]["kind"] == "builtin"
+    assert report["seed"] == 0 and report["created"].endswith("+00:00")
+    assert {"python", "modelpress", "torch", "onnxruntime", "onnx", "numpy"} <= set(report["versions"])
+    assert report["versions"]["torch"] == torch.__version__
+    machine = report["machine"]
+    cpuinfo = Path("/proc/cpuinfo").read_text() if sys.platform == "linux" else ""
+    assert machine["logical_cpus"] >= 1 and machine["torch_threads"] == torch.get_num_threads()
+    if " avx2" in cpuinfo:
+        assert "avx2" in machine["cpu_flags"]
+    assert "sse2" not in machine["cpu_flags"]  # kernel-relevant flags only, not all of them
+
+
+def test_report_html_folds_raw_json_and_fits_the_window(tmp_path):
+    import re
+    import shutil as sh
+
+    from modelpress.pipeline.report import render_html
+
+    report = _report(tmp_path)
+    report["steps"][2]["error"] = "rolled back: step `quantize` made the model non-finite: ..."
+    page = render_html(report)
+    outside = re.sub(r"<details>.*?</details>", "", page, flags=re.DOTALL)
+    assert "<pre>" not in outside  # every raw JSON dump is folded away
+    assert "step 3, quantize: rolled back: step `quantize` made the model non-finite" in outside
+    browser = sh.which("chromium") or sh.which("chromium-browser") or sh.which("google-chrome")
+    if browser is None:
+        pytest.skip("no headless Chromium here to measure the page width")
+    # open every <details>, then write the page's scroll width into its title (read back with --dump-dom)
+    probe = page.replace("<details>", "<details open>").replace(
+        "</body>", "<script>document.title='W'+document.documentElement.scrollWidth+'/'"
+        "+document.documentElement.clientWidth</script></body>")
+    (tmp_path / "r.html").write_text(probe)
+    out = subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                          "--disable-component-update", "--disable-sync", "--no-first-run",
+                          f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1280,2000", "--dump-dom",
+                          (tmp_path / "r.html").as_uri()], capture_output=True, text=True, timeout=120, check=False)
+    found = re.search(r"<title>W(\d+)/(\d+)</title>", out.stdout)
+    assert found, out.stderr[-500:]
+    assert int(found.group(1)) <= int(found.group(2))  # no horizontal scrollbar at 1280 px

@@ -26,52 +26,109 @@ def cmd_tasks(args: argparse.Namespace) -> int:
     from modelpress import tasks
 
     rows = tasks.describe()
-    cols = list(rows[0]) if rows else []
-    print(_table([[str(r[c]) for c in cols] for r in rows], cols))
+    cols = [c for c in ("name", "description", "input_shape", "train", "calibration", "test", "num_classes",
+                        "models", "default_model", "available") if any(c in r for r in rows)]
+    print(_table([[_cell(r.get(c, "")) for c in cols] for r in rows], cols))
+    missing = [f"{r['name']}: {r['error']}" for r in rows if r.get("error")]
+    if missing:
+        print("\nnot installed here:\n  " + "\n  ".join(missing))
+    print("\nUse one with: modelpress evaluate --task NAME ; modelpress compress --task NAME --recipe R --out DIR")
     return 0
 
 
+def _cell(value: object) -> str:
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, (list, tuple)):
+        return " ".join(map(str, value)) if value and isinstance(value[0], str) else "×".join(map(str, value))
+    return str(value)
+
+
+def _recipe_text(path: Path) -> tuple[str, str]:
+    """A built-in recipe file's description (all its leading comment lines, joined) and its steps."""
+    from modelpress.pipeline import Recipe
+
+    lines = path.read_text(encoding="utf-8").splitlines()
+    words = [ln.lstrip("#").strip() for ln in lines if ln.startswith("#")]
+    try:
+        steps = " → ".join(s.key for s in Recipe.from_yaml(path).steps)
+    except BadInputError as e:
+        steps = f"(invalid: {e})"
+    return " ".join(words), steps
+
+
 def cmd_recipes(args: argparse.Namespace) -> int:
+    import textwrap
+
     from modelpress.pipeline import Recipe, builtin_recipes
 
-    rows = []
-    for name, path in sorted(builtin_recipes().items()):
-        first = next((ln.lstrip("# ").strip() for ln in path.read_text().splitlines() if ln.startswith("#")), "")
-        try:
-            steps = " → ".join(s.key for s in Recipe.from_yaml(path).steps)
-        except BadInputError as e:
-            steps = f"(invalid: {e})"
-        rows.append([name, steps, first])
-    print(_table(rows, ["recipe", "steps", "what it does"]))
-    print("\nUse one with: modelpress compress --task TASK --recipe NAME --out DIR")
+    recipes = builtin_recipes()
+    if args.name:
+        Recipe.resolve(args.name)  # an unknown name is the same clear error as for compress
+        if args.name not in recipes:
+            raise BadInputError(f"`{args.name}` is a file, not a built-in recipe. Fix: give a name from "
+                                "`modelpress recipes`.")
+        print(recipes[args.name].read_text(encoding="utf-8"), end="")
+        return 0
+    rows = [[name, *reversed(_recipe_text(path))] for name, path in sorted(recipes.items())]
+    width = max(len(r[0]) for r in rows), max(len(r[1]) for r in rows)
+    print(f"{'recipe'.ljust(width[0])}  {'steps'.ljust(width[1])}  what it does")
+    print(f"{'-' * width[0]}  {'-' * width[1]}  {'-' * 12}")
+    indent = " " * (width[0] + width[1] + 4)
+    for name, steps, text in rows:  # the whole description, wrapped, never cut
+        body = textwrap.fill(text, width=max(len(indent) + 40, 116), initial_indent=indent,
+                             subsequent_indent=indent, break_on_hyphens=False, break_long_words=False)
+        print(f"{name.ljust(width[0])}  {steps.ljust(width[1])}  {body[len(indent):]}")
+    print("\nShow one (YAML, to copy and edit): modelpress recipes NAME")
+    print("Use one with: modelpress compress --task TASK --recipe NAME --out DIR")
     return 0
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from modelpress.measure import format_stats, measure, measure_onnx
-    from modelpress.pipeline.resolve import check_fits, resolve_model, resolve_task
+    from modelpress.pipeline.resolve import check_model_spec, resolve_task
 
-    task = resolve_task(args.task)
     if args.json and not Path(args.json).resolve().parent.is_dir():
         raise BadInputError(f"`--json` folder `{Path(args.json).parent}` does not exist. Fix: create it first.")
-    kw = {"threads": args.threads, "batch_size": args.batch_size, "runs": args.runs}
-    if args.model and args.model.endswith(".onnx"):
-        if not Path(args.model).is_file():
-            raise BadInputError(f"ONNX file `{args.model}` does not exist. Fix: check the path.")
-        stats = measure_onnx(args.model, task, **kw)
-    else:
-        model = resolve_model(args.model, task)
-        check_fits(model, task)
-        if args.runtime == "torch":
-            stats = measure(model, task, **kw)
-        else:
-            stats = _measure_deployed(model, args.model, task, kw)
+    check_model_spec(args.model)  # before the data loads
+    task = resolve_task(args.task)
+    stats = _evaluate(args, task)
     print(f"task {task.name}, model {args.model or task.default_model}, runtime {stats.runtime}")
-    print(format_stats(stats))
+    print(_format(stats, task, onnx_file=_is_onnx(args.model)))
     if args.json:
         Path(args.json).write_text(json.dumps(stats.to_dict(), indent=2))
         print(f"wrote {args.json}")
     return 0
+
+
+def _is_onnx(spec: str | None) -> bool:
+    return bool(spec) and Path(spec).suffix.lower() == ".onnx"
+
+
+def _evaluate(args: argparse.Namespace, task):
+    from modelpress.measure import measure, measure_onnx
+    from modelpress.pipeline.resolve import check_fits, resolve_model
+
+    kw = {"threads": args.threads, "batch_size": args.batch_size, "runs": args.runs}
+    if _is_onnx(args.model):
+        return measure_onnx(args.model, task, **kw)
+    model = resolve_model(args.model, task)
+    check_fits(model, task)
+    if args.runtime == "torch":
+        return measure(model, task, **kw)
+    return _measure_deployed(model, args.model, task, kw)
+
+
+def _format(stats, task, *, onnx_file: bool) -> str:
+    from modelpress.measure import format_stats
+
+    text = format_stats(stats, metric_name=task.metric.name)
+    if onnx_file:  # an ONNX file alone has no MAC counter (MACs are counted on the torch model), so 0 means unknown
+        text = "\n".join(
+            ln.replace(" 0", " n/a (not counted for an ONNX file; evaluate the artifact folder for MACs)", 1)
+            if ln.startswith("MACs") and ln.rstrip().endswith(" 0") else ln
+            for ln in text.splitlines()
+        )
+    return text
 
 
 def _measure_deployed(model, spec, task, kw):
@@ -81,7 +138,8 @@ def _measure_deployed(model, spec, task, kw):
     from modelpress.pipeline.deploy import export_deployed
 
     steps = []
-    manifest = Path(spec or "") / "manifest.json"
+    folder = Path(spec or "")
+    manifest = folder if folder.name == "manifest.json" else folder / "manifest.json"
     if spec and manifest.is_file():
         recorded = json.loads(manifest.read_text()).get("steps") or []
         steps = list(Recipe.from_list(recorded).steps) if recorded else []
@@ -93,13 +151,18 @@ def _measure_deployed(model, spec, task, kw):
 
 def cmd_compress(args: argparse.Namespace) -> int:
     from modelpress.pipeline import Recipe, run
-    from modelpress.pipeline.resolve import resolve_model, resolve_task
+    from modelpress.pipeline.outdir import check_folder
+    from modelpress.pipeline.resolve import check_model_spec, resolve_model, resolve_task
+    from modelpress.pipeline.run import RUN_OUTPUTS
 
-    task = resolve_task(args.task)
+    # Everything that can be checked without the data first: the recipe, the output folder, the model path.
     recipe = Recipe.resolve(args.recipe)
+    check_folder(args.out, RUN_OUTPUTS)
+    check_model_spec(args.model)
+    task = resolve_task(args.task)
     model = resolve_model(args.model, task)
     result = run(recipe, task, model=model, out=args.out, settings=_settings(args), seed=args.seed,
-                 deploy=not args.no_deploy)
+                 deploy=not args.no_deploy, command=args.command_line, model_name=args.model or task.default_model)
     print()
     print(summarize(result.report))
     written = ["model/"] + (["model.onnx"] if result.deployed else []) + ["report.json", "report.html"]
@@ -107,22 +170,60 @@ def cmd_compress(args: argparse.Namespace) -> int:
     return 0
 
 
+def _sensitivity_configs(args: argparse.Namespace) -> list:
+    """The step configs of a sensitivity scan from ``--step`` / ``--set`` / ``--sweep`` / prune's
+    ``--structure`` and ``--ratios``, validated as a recipe step is."""
+    import yaml
+
+    from modelpress.pipeline.recipe import Recipe
+
+    def pair(text: str, flag: str) -> tuple[str, str]:
+        key, eq, value = text.partition("=")
+        if not eq or not key:
+            raise BadInputError(f"`{flag}` must be FIELD=VALUE; got {text!r}. Fix: e.g. {flag} mode=int4-weight.")
+        return key.strip(), value
+
+    body = {k: yaml.safe_load(v) for k, v in (pair(t, "--set") for t in args.set)}
+    if args.step != "prune" and (args.structure is not None or args.ratios is not None):
+        raise BadInputError(f"`--structure` / `--ratios` are prune's; got them with --step {args.step}. "
+                            "Fix: use --set FIELD=VALUE and --sweep FIELD=V1,V2 for other steps.")
+    if args.step == "prune" and args.structure is not None:
+        body["structure"] = args.structure
+    field, values = None, [None]
+    if args.sweep is not None:
+        field, text = pair(args.sweep, "--sweep")
+        values = [yaml.safe_load(v) for v in text.split(",")]
+    elif args.step == "prune":
+        field, values = "sparsity", list(args.ratios or (0.25, 0.5, 0.75, 0.9))
+    items = [{args.step: {**body, **({field: v} if field else {})}} for v in values]
+    return [s.config for s in Recipe.from_list(items, name="sensitivity").steps]
+
+
 def cmd_sensitivity(args: argparse.Namespace) -> int:
+    from modelpress.pipeline.outdir import OutputFolder, check_folder
     from modelpress.pipeline.report import render_sensitivity_html
     from modelpress.pipeline.resolve import resolve_model, resolve_task
-    from modelpress.pruning.sensitivity import sensitivity
+    from modelpress.search.sensitivity import sensitivity
 
+    configs = _sensitivity_configs(args)  # bad flags are reported before any data loads
+    if args.limit is not None and args.limit < 1:
+        raise BadInputError(f"`--limit` must be a positive number of examples; got {args.limit}.")
+    files = ("sensitivity.json", "sensitivity.png", "sensitivity.html")
+    if args.out:
+        check_folder(args.out, files)  # before the scan, which takes minutes
     task = resolve_task(args.task)
     model = resolve_model(args.model, task)
-    result = sensitivity(model, task, structure=args.structure, ratios=tuple(args.ratios))
+    result = sensitivity(model, task, configs, limit=args.limit)
     print(result.table())
     if args.out:
-        out = Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "sensitivity.json").write_text(json.dumps(result.to_dict(), indent=2))
-        result.plot(out / "sensitivity.png")
-        page = render_sensitivity_html(result.table(), out / "sensitivity.png", f"sensitivity: {task.name}")
-        (out / "sensitivity.html").write_text(page)
+        folder = OutputFolder.open(args.out, files, command=args.command_line)
+        out = folder.path
+        with folder.write(*files):
+            (out / "sensitivity.json").write_text(json.dumps(result.to_dict(), indent=2))
+            result.plot(out / "sensitivity.png")
+            title = f"{args.step} sensitivity: {task.name}"
+            (out / "sensitivity.html").write_text(render_sensitivity_html(result.table(), out / "sensitivity.png", title))
+        folder.finish()
         print(f"wrote {out}/sensitivity.json, sensitivity.png and sensitivity.html")
     return 0
 
@@ -131,30 +232,39 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from modelpress import tasks
     from modelpress.measure import format_stats, measure
     from modelpress.pipeline import MeasureSettings, Recipe, builtin_recipes, run
+    from modelpress.pipeline.outdir import OutputFolder, check_folder
+    from modelpress.pipeline.run import RUN_OUTPUTS
 
-    task = tasks.get(DEMO_TASK)
     available = builtin_recipes()
     names = args.recipes if args.recipes is not None else [r for r in DEMO_RECIPES if r in available]
     recipes = {name: Recipe.resolve(name) for name in names}  # every name checked before any work
+    for name in names:  # every recipe's folder too: a refusal after an hour of work helps nobody
+        check_folder(Path(args.out) / name, RUN_OUTPUTS)
+    top = OutputFolder.open(args.out, ("summary.md",), command=args.command_line)
+    if top.note:
+        print(top.note)
+    task = tasks.get(DEMO_TASK)
     print(f"modelpress demo — task {DEMO_TASK} ({task.description}), model {DEMO_MODEL}")
     model = task.model(DEMO_MODEL)
     settings = MeasureSettings()
     baseline = measure(model, task, **asdict(settings))  # once, shared by every recipe's report
     print("\nbaseline, measured:")
-    print(format_stats(baseline))
+    print(format_stats(baseline, metric_name=task.metric.name))
     rows = []
     for name, recipe in recipes.items():
         print(f"\n=== recipe {name} ===")
-        result = run(recipe, task, model=model, out=Path(args.out) / name, settings=settings, baseline=baseline)
+        result = run(recipe, task, model=model, out=Path(args.out) / name, settings=settings, baseline=baseline,
+                     command=args.command_line, model_name=DEMO_MODEL)
         rows.append(_summary_row(name, result.report))
     if rows:
         header = ["recipe", "size", "× smaller", task.metric.name, "Δ", "deployed", "deployed ×smaller",
                   "latency (deployed/baseline)"]
         print("\nsummary (baseline vs each recipe; latency timed interleaved, batch 1, 1 thread):")
         print(_table(rows, header))
-        Path(args.out).mkdir(parents=True, exist_ok=True)
-        (Path(args.out) / "summary.md").write_text(_markdown(rows, header))
+        with top.write("summary.md"):
+            (top.path / "summary.md").write_text(_markdown(rows, header))
         print(f"\nreports: {args.out}/<recipe>/report.html ; summary: {args.out}/summary.md")
+    top.finish()
     return 0
 
 
@@ -175,6 +285,7 @@ def _summary_row(name: str, report: dict) -> list[str]:
 
 def summarize(report: dict) -> str:
     """A plain-text summary of a run: one row per stage, then the ratios."""
+    from modelpress.pipeline.changes import step_lines
     from modelpress.pipeline.report import interleaved_ratios, stage_rows
 
     rows = stage_rows(report)
@@ -187,9 +298,9 @@ def summarize(report: dict) -> str:
     text = _table(table, ["stage", "bytes", "non-zero", "MACs", "latency ms", "× baseline", report["metric_name"]])
     text += (f"\nlatency ms: each stage timed alone; × baseline: all stages timed interleaved in one process "
              f"(batch {lat['batch_size']}, {lat['threads']} thread), the figure to compare")  # fmt: skip
-    skipped = [f"{s['name']}: {k['module']} ({k['why']})" for s in report["steps"] for k in s.get("skipped", [])]
-    if skipped:
-        text += "\nskipped: " + "; ".join(skipped)
+    lines = step_lines(report)
+    if lines:
+        text += "\n" + "\n".join(lines)
     errors = [f"{s['name']}: {s['error']}" for s in report["steps"] if s.get("error")]
     if errors:
         text += "\n" + "\n".join(errors)

@@ -61,8 +61,11 @@ class StepLog:
 
     def swap(self, module: str, before: object, after: object) -> None:
         """Record that ``module`` (a qualified name) went from ``before`` to ``after`` (modules or types)."""
+        from torch.nn.utils import parametrize
+
         def name(x: object) -> str:
-            t = x if isinstance(x, type) else type(x)
+            # a pruned layer's class is a parametrized subclass: report the class it was built as
+            t = x if isinstance(x, type) else parametrize.type_before_parametrizations(x)
             return t.__name__
         self.swapped.append(Swapped(module, name(before), name(after)))
 

@@ -17,7 +17,7 @@ from modelpress.context import Skipped
 from modelpress.errors import BadInputError
 
 __all__ = ["NEUTRAL_TYPES", "Selector", "Target", "all_modules", "by_name", "by_type", "exclude", "from_spec",
-           "modules", "targets"]
+           "modules", "targets", "tied_weights"]
 
 
 @dataclass(frozen=True)
@@ -109,6 +109,20 @@ def _owns_weights(module: nn.Module) -> bool:
     return any(True for _ in module.parameters(recurse=False))
 
 
+def _neutral(module: nn.Module) -> bool:
+    # Normalization layers of other libraries (LlamaRMSNorm, T5LayerNorm, ...) are not torch subclasses;
+    # their class names say what they are.
+    return isinstance(module, NEUTRAL_TYPES) or type(module).__name__.endswith("Norm")
+
+
+# Methods whose override changes what a layer computes (`_conv_forward` is what Conv's forward calls).
+_FORWARD_METHODS = ("forward", "_conv_forward")
+
+
+def _overrides_forward(cls: type[nn.Module], base: type[nn.Module]) -> bool:
+    return any(getattr(cls, m, None) is not getattr(base, m, None) for m in _FORWARD_METHODS)
+
+
 def targets(model: nn.Module, select: Selector | None, accepts: tuple[type[nn.Module], ...], *,
             step: str = "this step") -> tuple[list[Target], list[Skipped]]:
     """The one rule for which modules a step may touch.
@@ -116,7 +130,8 @@ def targets(model: nn.Module, select: Selector | None, accepts: tuple[type[nn.Mo
     Walks ``model.named_modules()`` in order; a module the selector rejects is ignored. A module that is
     an instance of one of ``accepts`` (by ``isinstance``, so subclasses count; pruning parametrizations
     are looked through) is a `Target`, and nothing under it is visited. Every other selected module that
-    owns weights itself and is not a normalization layer (`NEUTRAL_TYPES`) is returned as `Skipped`
+    owns weights itself and is not a normalization layer (`NEUTRAL_TYPES`, or a class whose name ends
+    in "Norm", such as transformers' ``LlamaRMSNorm``) is returned as `Skipped`
     with the reason, so no layer is passed over in silence. ``step`` names the step in those reasons.
     """
     found: list[Target] = []
@@ -126,17 +141,40 @@ def targets(model: nn.Module, select: Selector | None, accepts: tuple[type[nn.Mo
     for name, module in model.named_modules():
         if any(name.startswith(t + ".") or t == "" for t in taken):
             continue
+        if getattr(module, "sealed", False) is True:
+            # a swap whose children are part of its encoding (e.g. a layer run with its codes): a later
+            # step changes the swap as a whole or not at all
+            taken.append(name)
         if select is not None and not select(name, module):
             continue
         base = _base_of(module, accepts)
         if base is not None:
             cls = parametrize.type_before_parametrizations(module)
-            found.append(Target(name, module, base, cls.forward is not base.forward))
+            found.append(Target(name, module, base, _overrides_forward(cls, base)))
             taken.append(name)
-        elif _owns_weights(module) and not isinstance(module, NEUTRAL_TYPES):
+        elif _owns_weights(module) and not _neutral(module):
             skipped.append(Skipped(name or "(root)", f"{type(module).__name__} has weights but {step} handles "
                                                      f"only {handled}"))
     return found, skipped
+
+
+def _weight_tensor(module: nn.Module) -> object | None:
+    if parametrize.is_parametrized(module, "weight"):
+        return module.parametrizations["weight"].original
+    w = module._parameters.get("weight")
+    return w if isinstance(w, nn.Parameter) else None
+
+
+def tied_weights(model: nn.Module) -> dict[str, list[str]]:
+    """Modules whose ``weight`` is one tensor shared with other modules (a language model's output layer
+    tied to its input embedding): ``{name: [the other modules' names]}``, only for shared weights.
+    Looks through pruning parametrizations (their ``original`` is the shared tensor)."""
+    owners: dict[int, list[str]] = {}
+    for name, module in model.named_modules(remove_duplicate=False):
+        w = _weight_tensor(module)
+        if w is not None and name not in owners.setdefault(id(w), []):
+            owners[id(w)].append(name)
+    return {n: [o for o in names if o != n] for names in owners.values() if len(names) > 1 for n in names}
 
 
 _TYPE_NAMES = {"linear": nn.Linear, "conv2d": nn.Conv2d, "conv1d": nn.Conv1d, "embedding": nn.Embedding}

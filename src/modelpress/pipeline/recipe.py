@@ -91,6 +91,8 @@ class Recipe:
         try:
             node = yaml.compose(text, Loader=_Loader)
             items = yaml.load(text, Loader=_Loader)
+        except _DuplicateKey as e:
+            raise BadInputError(f"recipe `{name}`: {e}") from None
         except yaml.YAMLError as e:
             raise BadInputError(f"recipe `{name}` is not valid YAML: {e}") from e
         lines = [n.start_mark.line + 1 for n in node.value] if isinstance(node, yaml.SequenceNode) else None
@@ -117,8 +119,29 @@ class Recipe:
         return yaml.safe_dump(self.to_list(), sort_keys=False)
 
 
+class _DuplicateKey(yaml.YAMLError):
+    """A mapping names one key twice (the message has both line numbers)."""
+
+
 class _Loader(yaml.SafeLoader):
-    """YAML 1.1 reads ``1e-3`` (no dot) as a string; users write learning rates that way, so read it as a float."""
+    """YAML 1.1 reads ``1e-3`` (no dot) as a string; users write learning rates that way, so read it as a float.
+
+    A key given twice in one mapping is an error (PyYAML keeps the last one silently, so
+    ``{sparsity: 0.5, sparsity: 0.9}`` would run at 0.9 without a word).
+    """
+
+    def construct_mapping(self, node: yaml.Node, deep: bool = False) -> dict[Any, Any]:
+        if isinstance(node, yaml.MappingNode):
+            first: dict[Any, int] = {}
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=True)
+                line = key_node.start_mark.line + 1
+                if isinstance(key, (str, int, float, bool)) and key in first:
+                    raise _DuplicateKey(f"the key `{key}` is given twice (lines {first[key]} and {line}). "
+                                        "Fix: keep one of them.")
+                if isinstance(key, (str, int, float, bool)):
+                    first[key] = line
+        return super().construct_mapping(node, deep=deep)
 
 
 _Loader.add_implicit_resolver(

@@ -8,6 +8,8 @@ architecture, or ``package.module:function`` returning an ``nn.Module``.
 
 from __future__ import annotations
 
+import difflib
+import inspect
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -18,12 +20,14 @@ from torch import nn
 from modelpress import tasks
 from modelpress.artifact import load
 from modelpress.artifact.weights import read_weights
-from modelpress.errors import BadInputError
+from modelpress.errors import BadInputError, ModelpressError
 from modelpress.source import attach_source, get_source, import_ref
 from modelpress.tasks.minilm import from_hf_folder
-from modelpress.tasks.task import Task
+from modelpress.tasks.task import Split, Task
+from modelpress.tasks.train import torch_predict
 
-__all__ = ["check_fits", "load_callable", "resolve_model", "resolve_task"]
+__all__ = ["call_user", "check_finite", "check_fits", "check_model_spec", "load_callable", "nonfinite_outputs",
+           "nonfinite_weights", "resolve_model", "resolve_task"]
 
 
 def check_fits(model: nn.Module, task: Task) -> None:
@@ -44,12 +48,87 @@ def check_fits(model: nn.Module, task: Task) -> None:
 
 
 
-def load_callable(ref: str) -> Callable[..., Any]:
-    """Import ``package.module:function`` and return the function."""
-    fn = import_ref(ref, "function")
+def nonfinite_weights(model: nn.Module) -> str | None:
+    """Which tensor of ``model`` (parameters and buffers) holds NaN / Inf, with counts; None when all are finite."""
+    for name, t in model.state_dict().items():
+        if not t.is_floating_point() or t.device.type == "meta":
+            continue
+        bad = int((~torch.isfinite(t)).sum())
+        if bad:
+            nan = int(torch.isnan(t).sum())
+            return f"tensor `{name}` holds {nan:,} NaN and {bad - nan:,} Inf of {t.numel():,} values"
+    return None
+
+
+def check_finite(model: nn.Module, what: str = "the model") -> None:
+    """Refuse a model with NaN / Inf in a parameter or buffer, naming the first such tensor and the counts.
+
+    Raises BadInputError ("tensor `fc1.weight` of --model x.pt holds 1 NaN and 0 Inf of 235,200 values ...").
+    """
+    why = nonfinite_weights(model)
+    if why:
+        name, _, rest = why.partition("` holds ")
+        raise BadInputError(
+            f"{name}` of {what} holds {rest}; modelpress measures and compresses finite weights only. Fix: "
+            "retrain or restore the weights (a NaN usually comes from a diverged training run or a damaged file)."
+        )
+
+
+def nonfinite_outputs(model: nn.Module, split: Split, limit: int = 128) -> str | None:
+    """Why ``model``'s outputs on the first ``limit`` examples of ``split`` are not all finite, or None.
+
+    Runs in eval mode without gradients and restores each module's training flag.
+    """
+    modes = {m: m.training for m in model.modules()}
+    inputs = tuple(t[:limit] for t in split.inputs)
+    try:
+        out = torch_predict(model)(inputs)
+    finally:
+        for m, training in modes.items():
+            m.train(training)
+    outs = out if isinstance(out, (tuple, list)) else (out,)
+    total = sum(o.numel() for o in outs if isinstance(o, torch.Tensor))
+    bad = sum(int((~torch.isfinite(o)).sum()) for o in outs if isinstance(o, torch.Tensor) and o.is_floating_point())
+    if not bad:
+        return None
+    return f"{bad:,} of {total:,} output values are NaN or Inf on {len(inputs[0])} `{split.name}` examples"
+
+
+def load_callable(ref: str, flag: str = "function") -> Callable[..., Any]:
+    """Import ``package.module:function`` and return the function (``flag`` names it in errors).
+
+    Raises BadInputError when it cannot be imported, is not callable, or needs arguments;
+    ModelpressError (exit 1) when importing its module raises.
+    """
+    try:
+        fn = import_ref(ref, flag)
+    except BadInputError:
+        raise
+    except Exception as e:  # the user's module raised while being imported
+        raise ModelpressError(f"importing `{flag} {ref}` raised {type(e).__name__}: {e}") from e
     if not callable(fn):
-        raise BadInputError(f"{ref!r} is a {type(fn).__name__}, not a function.")
+        raise BadInputError(f"`{flag} {ref}` is a {type(fn).__name__}, not a function. "
+                            "Fix: name a function that takes no arguments.")
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):  # a builtin without a signature: calling it tells
+        return fn
+    needed = [p.name for p in params if p.default is p.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    if needed:
+        raise BadInputError(f"`{flag} {ref}` must take no arguments; it needs {needed}. Fix: give them "
+                            "defaults, or wrap it in a function without arguments.")
     return fn
+
+
+def call_user(ref: str, flag: str) -> Any:
+    """Import and call the user's ``package.module:function``; what it raises becomes one line (exit 1)."""
+    fn = load_callable(ref, flag)
+    try:
+        return fn()
+    except ModelpressError:
+        raise
+    except Exception as e:
+        raise ModelpressError(f"`{flag} {ref}` raised {type(e).__name__}: {e}") from e
 
 
 def resolve_task(spec: str | Task) -> Task:
@@ -57,51 +136,92 @@ def resolve_task(spec: str | Task) -> Task:
     if isinstance(spec, Task):
         return spec
     if ":" in spec:
-        task = load_callable(spec)()
+        task = call_user(spec, "--task")
         if not isinstance(task, Task):
-            raise BadInputError(f"`{spec}` must return a modelpress Task; got {type(task).__name__}.")
+            raise BadInputError(f"`--task {spec}` must return a modelpress Task; got {type(task).__name__}.")
         return task
+    if spec not in tasks.names():
+        close = difflib.get_close_matches(str(spec), tasks.names(), n=1)
+        hint = f" Did you mean `{close[0]}`?" if close else ""
+        raise BadInputError(f"`--task` must be a built-in task {tasks.names()} (see `modelpress tasks`) or "
+                            f"package.module:function; got {spec!r}.{hint}")
     return tasks.get(spec)
 
 
+_WEIGHT_SUFFIXES = {".pt", ".pth", ".safetensors", ".bin", ".pkl", ".ckpt"}
+
+
+def check_model_spec(spec: str | None) -> None:
+    """Check what can be checked of ``--model`` before any data is loaded: paths that must exist.
+
+    Raises BadInputError for a missing weights / ONNX file or a folder that is neither an artifact nor a
+    Hugging Face model folder.
+    """
+    if spec is None:
+        return
+    path = Path(spec)
+    if path.name == "manifest.json":
+        path = path.parent
+    if path.is_dir():
+        if not ((path / "manifest.json").is_file() or (path / "config.json").is_file()):
+            raise BadInputError(
+                f"folder `{spec}` is neither a modelpress artifact (no manifest.json) nor a Hugging Face model "
+                "folder (no config.json). Fix: pass the folder that `modelpress compress` wrote as DIR/model."
+            )
+    elif path.suffix.lower() in _WEIGHT_SUFFIXES | {".onnx"} and not path.is_file():
+        raise BadInputError(f"model file `{spec}` does not exist. Fix: check the path.")
+
+
 def resolve_model(spec: str | None, task: Task) -> nn.Module:
-    """The model named by ``spec`` for ``task`` (None → the task's trained default model)."""
+    """The model named by ``spec`` for ``task`` (None → the task's trained default model).
+
+    Raises BadInputError for a spec that names nothing usable and for non-finite weights.
+    """
+    model = _build_model(spec, task)
+    check_finite(model, f"--model {spec}" if spec else f"the default model of task `{task.name}`")
+    return model
+
+
+def _build_model(spec: str | None, task: Task) -> nn.Module:
     if spec is None:
         return task.model()
+    check_model_spec(spec)
     path = Path(spec)
+    if path.name == "manifest.json" and path.is_file():  # `load` accepts the manifest's own path too
+        path = path.parent
     if path.is_dir():
         if (path / "manifest.json").is_file():
             return load(path)
-        if (path / "config.json").is_file():
-            return from_hf_folder(path, num_classes=int(task.train.targets.max()) + 1)
-        raise BadInputError(
-            f"folder `{spec}` is neither a modelpress artifact (no manifest.json) nor a Hugging Face model "
-            "folder (no config.json)."
-        )
-    if path.suffix in {".pt", ".pth", ".safetensors", ".bin", ".pkl", ".ckpt"}:
-        if not path.is_file():
-            raise BadInputError(f"model file `{spec}` does not exist. Fix: check the path.")
-        model = task.model()
-        state = read_weights(path)
-        try:
-            model.load_state_dict(state, strict=True)
-        except RuntimeError as e:
-            raise BadInputError(
-                f"weights in `{spec}` do not fit the task's default model `{task.default_model}`: "
-                f"{str(e).splitlines()[0]}. Fix: save a state_dict of that architecture, or pass --model "
-                "module:function to build your own."
-            ) from e
-        return model
+        return from_hf_folder(path, num_classes=int(task.train.targets.max()) + 1)
+    if path.suffix.lower() in _WEIGHT_SUFFIXES:
+        return _from_weights(path, task)
     if ":" in spec:
-        model = load_callable(spec)()
+        model = call_user(spec, "--model")
         if not isinstance(model, nn.Module):
-            raise BadInputError(f"`{spec}` must return a torch nn.Module; got {type(model).__name__}.")
+            raise BadInputError(f"`--model {spec}` must return a torch nn.Module; got {type(model).__name__}.")
         if get_source(model) is None:
             attach_source(model, {"kind": "callable", "ref": spec, "kwargs": {}})
         return model
     if spec in task.model_names:
         return task.model(spec)
     raise BadInputError(
-        f"`model` must be one of task `{task.name}`'s models {list(task.model_names)}, an artifact folder, "
+        f"`--model` must be one of task `{task.name}`'s models {list(task.model_names)}, an artifact folder, "
         f"a Hugging Face folder, a weights file or module:function; got {spec!r}."
     )
+
+
+def _from_weights(path: Path, task: Task) -> nn.Module:
+    """The task's default architecture with the state dict read (never unpickled) from ``path``."""
+    model = task.model()
+    state = read_weights(path)
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as e:
+        # torch's first line is only "Error(s) in loading state_dict for X:"; the tensors and shapes follow
+        why = " ".join(ln.strip() for ln in str(e).splitlines()[1:] if ln.strip())[:600] or str(e)
+        raise BadInputError(
+            f"weights in `{path}` do not fit the task's default model `{task.default_model}`: "
+            f"{why.rstrip('.')}. Fix: save a state_dict of that architecture, or pass --model "
+            "module:function to build your own."
+        ) from e
+    return model

@@ -6,7 +6,10 @@ artifact, the ONNX model, report.json and report.html.
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import shlex
+import sys
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
@@ -24,15 +27,16 @@ from modelpress.measure.latency import time_interleaved
 from modelpress.measure.runtime import ort_predict
 from modelpress.measure.stats import Stats
 from modelpress.pipeline.deploy import export_deployed
+from modelpress.pipeline.outdir import OutputFolder, check_folder
 from modelpress.pipeline.recipe import Recipe, RecipeStep
-from modelpress.pipeline.resolve import check_fits
+from modelpress.pipeline.resolve import check_finite, check_fits, nonfinite_outputs, nonfinite_weights
 from modelpress.pipeline.steps import StepConfig, kind_of
 from modelpress.select import Selector
 from modelpress.source import get_source
 from modelpress.tasks.task import Task
 from modelpress.tasks.train import torch_predict
 
-__all__ = ["MeasureSettings", "RunResult", "compress_", "run"]
+__all__ = ["RUN_OUTPUTS", "MeasureSettings", "RunResult", "compress_", "run"]
 
 
 @dataclass(frozen=True)
@@ -102,6 +106,8 @@ def run(
     seed: int = 0,
     deploy: bool = True,
     baseline: Stats | None = None,
+    command: str | None = None,
+    model_name: str | None = None,
 ) -> RunResult:
     """Apply ``recipe`` to a copy of ``model`` (default: the task's trained baseline), measuring after each step.
 
@@ -110,18 +116,18 @@ def run(
     A step that fails at run time (`CompressionError`) is rolled back and reported; bad input raises
     `BadInputError` before any work is done where it can be detected up front.
     ``baseline``: the model's `measure` under ``settings``, when the caller already has it (several
-    recipes on one model); measured here when None.
-    """
-    from modelpress.pipeline.report import build_report, write_report
+    recipes on one model); measured here when None. ``command`` (default: this process's command line)
+    and ``model_name`` (default: from the model's source) are recorded in the report.
 
-    original = model if model is not None else task.model()
-    if out is not None and get_source(original) is None:
-        raise BadInputError(
-            "`model` carries no source, so its artifact could not be rebuilt without pickle. Fix: build it "
-            "from a built-in name, `package.module:function` or a Hugging Face folder (see modelpress.source)."
-        )
-    check_fits(original, task)
-    out_dir = _prepare_out(out, original)
+    ``out`` is checked before any work: it must be new, empty, or written by modelpress with every
+    file it would replace unchanged (`modelpress.pipeline.outdir`); a run that stops leaves it marked
+    incomplete. A step whose outputs or weights turn NaN / Inf is rolled back like a failed step.
+    """
+    from modelpress.pipeline.report import about_run, build_report, write_report
+
+    command = command if command is not None else shlex.join(sys.argv)
+    original, folder = _start(model, task, out, command, progress)
+    out_dir = folder.path if folder is not None else None
     reference, work = baked_eval_copy(original), copy.deepcopy(original)  # the caller's model stays untouched
     kw = asdict(settings)
     target = DeployTarget(runtime="auto", batch_size=settings.batch_size, threads=settings.threads)
@@ -141,6 +147,7 @@ def run(
         try:
             log = compress_(work, step, task=task, progress=progress, seed=seed, reference=reference,
                             baseline=baseline, target=target)
+            _check_step_finite(work, step.key, task)
             error = None
         except CompressionError as e:
             work, log, error = backup, StepLog(step.key, step.to_dict()[step.key]), str(e)
@@ -152,44 +159,71 @@ def run(
         step_rows.append(row)
         _say(progress, f"  {step.key}: metric {stats.metric:.4f}, {stats.size_bytes:,} bytes")
     compressed = Stats.from_dict(step_rows[-1]["stats"]) if step_rows else baseline
-    if out_dir is not None:
-        save(work, out_dir / "model", steps=recipe.to_list(), overwrite=True)
+    if folder is not None:
+        with folder.write("model"):
+            save(work, folder.path / "model", steps=recipe.to_list(), overwrite=True)
     with tempfile.TemporaryDirectory(prefix="modelpress-") as tmp:
         onnx_path = (out_dir or Path(tmp)) / "model.onnx"
         deployed, deploy_info = None, {}
         if deploy:
-            deployed, deploy_info = _deploy(work, recipe, task, onnx_path, settings, compressed, seed)
+            with folder.write(*_ONNX_FILES) if folder is not None else contextlib.nullcontext():
+                deployed, deploy_info = _deploy(work, recipe, task, onnx_path, settings, compressed, seed)
         stages = [reference, *earlier, baked_eval_copy(work)]
         interleaved = _time_side_by_side(stages, onnx_path if deployed else None, task, settings)
     report = build_report(task, recipe, baseline, step_rows, compressed, deployed, deploy_info, interleaved)
-    if out_dir is not None:
+    report.update(about_run(original, model_name, command, seed))
+    if folder is not None:
         # measured sizes come from a bare save; the written artifact also records the recipe in its manifest
-        report["artifact"] = {"path": "model", "size_bytes": folder_bytes(out_dir / "model")}
-        write_report(report, out_dir)
+        report["artifact"] = {"path": "model", "size_bytes": folder_bytes(folder.path / "model")}
+        with folder.write("report.json", "report.html"):
+            write_report(report, folder.path)
+        folder.finish()
     return RunResult(work, baseline, step_rows, compressed, deployed, report, out_dir)
 
 
-def _prepare_out(out: str | Path | None, model: nn.Module) -> Path | None:
-    """Check and create the output folder; never write into a user's folder or over the input artifact."""
+def _start(model: nn.Module | None, task: Task, out: str | Path | None, command: str,
+           progress: bool) -> tuple[nn.Module, OutputFolder | None]:
+    """Everything checked before any work: the output folder (before the baseline is loaded, or trained),
+    the model's source, finite weights, that it runs on the task; then the output folder is opened."""
+    if out is not None:
+        check_folder(out, RUN_OUTPUTS)
+    original = model if model is not None else task.model()
+    if out is not None and get_source(original) is None:
+        raise BadInputError(
+            "`model` carries no source, so its artifact could not be rebuilt without pickle. Fix: build it "
+            "from a built-in name, `package.module:function` or a Hugging Face folder (see modelpress.source)."
+        )
+    check_finite(original, "`model`")
+    check_fits(original, task)
+    folder = _prepare_out(out, original, command)
+    if folder is not None and folder.note:
+        _say(progress, folder.note)
+    return original, folder
+
+
+def _check_step_finite(work: nn.Module, key: str, task: Task) -> None:
+    """Raise CompressionError (the step is rolled back) when ``work`` holds or outputs NaN / Inf."""
+    why = nonfinite_weights(work) or nonfinite_outputs(work, task.calibration)
+    if why:
+        raise CompressionError(f"step `{key}` made the model non-finite: {why}.")
+
+
+RUN_OUTPUTS = ("model", "model.onnx", "model.onnx.data", "report.json", "report.html")
+_ONNX_FILES = ("model.onnx", "model.onnx.data")  # the exporter writes .data beside a model over 2 GB
+
+
+def _prepare_out(out: str | Path | None, model: nn.Module, command: str) -> OutputFolder | None:
+    """Check and open the output folder before any work; never over a user's file or the input artifact."""
     if out is None:
         return None
     out_dir = Path(out)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise BadInputError(f"`--out` must be a folder; `{out_dir}` is a file. Fix: choose another path.")
-    if out_dir.is_dir() and any(out_dir.iterdir()) and not (out_dir / "report.json").exists():
-        raise BadInputError(
-            f"`--out` folder `{out_dir}` is not empty and holds no earlier modelpress report; "
-            "refusing to write into it. Fix: choose a new or empty folder."
-        )
     loaded_from = getattr(model, "_modelpress_loaded_from", None)
     if loaded_from is not None and Path(loaded_from).resolve() == (out_dir / "model").resolve():
         raise BadInputError(
             f"`--out` folder `{out_dir}` holds the input artifact, which the run would overwrite. "
             "Fix: choose another output folder."
         )
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "model.onnx").unlink(missing_ok=True)  # a stale export from an earlier run must not survive
-    return out_dir
+    return OutputFolder.open(out_dir, RUN_OUTPUTS, command=command)
 
 
 def _deploy(work, recipe, task, path, settings, compressed, seed) -> tuple[Stats | None, dict[str, Any]]:

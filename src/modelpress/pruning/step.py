@@ -22,35 +22,47 @@ from modelpress.pruning.masks import (
     zhu_gupta_sparsity,
 )
 from modelpress.pruning.structured import apply_plan, plan_structured
+from modelpress.select import targets, tied_weights
 from modelpress.source import get_source
+from modelpress.tasks.models import example_inputs
 
 __all__ = ["apply_prune", "example_inputs_for", "prune_weights", "weight_targets"]
 
 _WEIGHT_TYPES = (nn.Linear, nn.modules.conv._ConvNd)
 
 
-def _is_custom(m: nn.Module) -> bool:
-    return bool(list(m.parameters(recurse=False))) and not type(m).__module__.startswith("torch.nn")
-
-
 def weight_targets(model: nn.Module, ctx: StepContext) -> tuple[list[tuple[str, nn.Module]], list[Skipped]]:
-    """Modules whose ``weight`` the weight pruner masks: Linear and Conv layers (also Embedding when
-    ``ctx.select`` picks one) that ``ctx.select`` accepts; and the modules it had to skip."""
-    targets, skipped = [], []
-    for name, m in model.named_modules():
-        chosen = ctx.select is None or ctx.select(name, m)
-        if not chosen:
-            continue
-        ok_type = isinstance(m, _WEIGHT_TYPES) or (ctx.select is not None and isinstance(m, nn.Embedding))
-        if ok_type:
-            if parametrize.is_parametrized(m, "weight") and get_mask(m) is None:
-                skipped.append(Skipped(name, "its weight has another parametrization (e.g. quantization)"))
-            else:
-                targets.append((name, m))
-        elif _is_custom(m):
-            skipped.append(Skipped(name, f"custom module type {type(m).__name__}: weight pruning handles "
-                                         "Linear, Conv and Embedding layers"))  # fmt: skip
-    return targets, skipped
+    """Modules whose ``weight`` the weight pruner masks, by `modelpress.select.targets`: Linear and Conv
+    layers, subclasses included (a mask changes the weight in place, so a custom forward is kept), and
+    Embedding when ``ctx.select`` picks one; and the selected modules it had to skip, with the reason.
+    A weight tied to another target's (one tensor, two modules) is pruned once, as the first one's."""
+    accepts = _WEIGHT_TYPES + ((nn.Embedding,) if ctx.select is not None else ())
+    found, skipped = targets(model, ctx.select, accepts, step="weight pruning")
+    if ctx.select is None:
+        skipped = [Skipped(s.module, "embedding not pruned unless selected (select: {types: [embedding]})")
+                   if isinstance(model.get_submodule(s.module if s.module != "(root)" else ""), nn.Embedding)
+                   else s for s in skipped]
+    tied = tied_weights(model)
+    chosen: list[tuple[str, nn.Module]] = []
+    for t in found:
+        if parametrize.is_parametrized(t.module, "weight") and get_mask(t.module) is None:
+            skipped.append(Skipped(t.name, "its weight has another parametrization (e.g. quantization)"))
+        elif not any(o in tied.get(t.name, ()) for o, _ in chosen):
+            chosen.append((t.name, t.module))
+    return chosen, skipped
+
+
+def _tied_partners(model: nn.Module, targets_: list[tuple[str, nn.Module]]) -> dict[str, list[nn.Module]]:
+    """Per target, the other modules that use the same weight tensor (they get the same mask, so every
+    user of the tensor sees the pruned weight and the model stays tied)."""
+    tied = tied_weights(model)
+    return {n: [model.get_submodule(o) for o in tied[n]] for n, _ in targets_ if n in tied}
+
+
+def _sync_tied(partners: dict[str, list[nn.Module]], targets_: list[tuple[str, nn.Module]]) -> None:
+    for n, m in targets_:
+        for other in partners.get(n, ()):
+            set_mask(other, get_mask(m).mask)
 
 
 @torch.no_grad()
@@ -89,17 +101,27 @@ def _train(model: nn.Module, config: Prune, ctx: StepContext, on_step=None) -> l
 
 
 def _weight(model: nn.Module, config: Prune, ctx: StepContext, log: StepLog) -> None:
-    targets, skipped = weight_targets(model, ctx)
+    targets_, skipped = weight_targets(model, ctx)
     log.skipped.extend(skipped)
-    if not targets:
+    if not targets_:
         log.details["note"] = "no Linear / Conv layer selected; nothing pruned"
+        log.details["changed"] = False
         return
+    partners = _tied_partners(model, targets_)
+    if partners:
+        log.details["tied"] = {n: [o for o in tied_weights(model)[n]] for n in partners}
+
+    def prune(schedule: Callable[[float], float] = lambda s: s) -> dict[str, float]:
+        reached = prune_weights(targets_, config, schedule)
+        _sync_tied(partners, targets_)
+        return reached
+
     events: list[list[float]] = []
     if config.schedule == "oneshot":
-        reached = prune_weights(targets, config)
+        reached = prune()
     elif config.schedule == "iterative":
         for k in range(1, config.steps + 1):
-            reached = prune_weights(targets, config, _geometric(k / config.steps))
+            reached = prune(_geometric(k / config.steps))
             events.append([k, round(sum(reached.values()) / len(reached), 6)])
             log.details.setdefault("round_losses", []).append(_train(model, config, ctx)[-1])
     else:  # gradual: Zhu & Gupta over the first `ramp` of the training steps
@@ -110,34 +132,34 @@ def _weight(model: nn.Module, config: Prune, ctx: StepContext, log: StepLog) -> 
             state["every"] = every
             if step % every == 0 and step // every <= config.steps:
                 frac = zhu_gupta_sparsity(step, 1.0, n=config.steps, every=every)
-                prune_weights(targets, config, lambda s: s * frac)
+                prune(lambda s: s * frac)
                 events.append([step, round(config.sparsity * frac, 6)])
 
         _train(model, config, ctx, on_step)
-        reached = prune_weights(targets, config)  # no-op when the schedule reached s_f; else completes it
+        reached = prune()  # no-op when the schedule reached s_f; else completes it
         log.details["every_steps"] = state["every"]
     log.details["pruning_events"] = events
-    total = sum(m.weight.numel() for _, m in targets)
-    zeros = sum(int((~get_mask(m).mask).sum()) for _, m in targets)
+    total = sum(m.weight.numel() for _, m in targets_)
+    zeros = sum(int((~get_mask(m).mask).sum()) for _, m in targets_)
     log.details["sparsity"] = round(zeros / total, 6)
     log.details["layers"] = {
-        n: {"params": m.weight.numel(), "kept": round(1.0 - reached[n], 6)} for n, m in targets
+        n: {"params": m.weight.numel(), "kept": round(1.0 - reached[n], 6)} for n, m in targets_
     }
+    if zeros == 0:
+        log.details["changed"] = False
+        log.details["note"] = f"sparsity {config.sparsity} removes no weight of the selected layers"
 
 
 def example_inputs_for(model: nn.Module, ctx: StepContext) -> tuple[Tensor, ...]:
-    """A batch to trace ``model`` with: the task's example inputs, else one built from the model's
-    recorded source (built-in image models: zeros of ``input_shape``; text models: 16 token ids)."""
+    """A batch to trace ``model`` with: the task's example inputs, else what the model's recorded source
+    gives (`modelpress.tasks.models.example_inputs`). Raises BadInputError when neither says."""
     if ctx.task is not None:
         return ctx.task.example_inputs
-    src = get_source(model) or {}
-    kwargs = src.get("kwargs", {})
-    if src.get("name") == "minilm-l6" or src.get("kind") == "hf":
-        return torch.ones(1, 16, dtype=torch.long), torch.ones(1, 16, dtype=torch.long)
-    if src.get("kind") == "builtin":
-        return (torch.zeros(1, *kwargs.get("input_shape", (1, 28, 28))),)
-    raise BadInputError("structured pruning traces the model and needs example inputs: pass `task=` "
-                        "(e.g. mp.tasks.get('mnist-5k')) to compress_/run.")  # fmt: skip
+    inputs = example_inputs(get_source(model))
+    if inputs is None:
+        raise BadInputError("structured pruning traces the model and needs example inputs: pass `task=` "
+                            "(e.g. mp.tasks.get('mnist-5k')) to compress_/run.")  # fmt: skip
+    return inputs
 
 
 def _fold_masks(model: nn.Module) -> int:
@@ -186,6 +208,11 @@ def _structured(model: nn.Module, config: Prune, ctx: StepContext, log: StepLog)
     log.details["units"] = kept
     log.details["params_before"] = params_before
     log.details["params_after"] = sum(p.numel() for p in model.parameters())
+    if all(row["after"] == row["before"] for row in kept.values()):
+        log.details["changed"] = False
+        log.details["note"] = (f"{config.structure} pruning removed nothing: " + (
+            f"sparsity {config.sparsity} rounds to zero units in each of {len(kept)} layer(s)" if kept else
+            "no prunable unit (every group reaches the outputs or a skipped module)"))
 
 
 def apply_prune(model: nn.Module, config: Prune, ctx: StepContext) -> StepLog:

@@ -28,7 +28,7 @@ from torch.nn.utils import parametrize
 from modelpress.context import Skipped
 from modelpress.pruning.config import Prune
 from modelpress.pruning.masks import WeightMask, lowest_mask, n_pruned
-from modelpress.select import Selector
+from modelpress.select import Selector, targets
 
 __all__ = ["StructuredPlan", "Unit", "apply_plan", "find_attention", "plan_structured", "zero_plan"]
 
@@ -224,10 +224,17 @@ def plan_structured(model: nn.Module, config: Prune, example_inputs: tuple[Tenso
                     candidates.append(Unit(name, "ffn", lin, lin.out_features, sparsity=s))
     else:
         kind = nn.Linear if config.structure == "neuron" else nn.modules.conv._ConvNd
-        for name, m in model.named_modules():
-            if isinstance(m, kind) and accept(name, m) and not (hasattr(m, "transposed") and m.transposed):
-                size = m.out_features if isinstance(m, nn.Linear) else m.out_channels
-                candidates.append(Unit(name, config.structure, m, size, sparsity=config.sparsity_for(name)))
+        found, not_handled = targets(model, select, (kind,), step=f"{config.structure} pruning")
+        # layers of other standard types are pruned as members of the groups they sit in; a custom
+        # layer that no group reaches is still reported
+        pre_skipped += [s for s in not_handled if not isinstance(modules.get(s.module), _TP_TYPES)]
+        for t in found:
+            m = t.module
+            if hasattr(m, "transposed") and m.transposed:
+                pre_skipped.append(Skipped(t.name, "transposed convolutions are not channel-pruned"))
+                continue
+            size = m.out_features if isinstance(m, nn.Linear) else m.out_channels
+            candidates.append(Unit(t.name, config.structure, m, size, sparsity=config.sparsity_for(t.name)))
     if config.criterion == "taylor":
         if task is None:
             from modelpress.errors import bad_value
@@ -257,7 +264,9 @@ def plan_structured(model: nn.Module, config: Prune, example_inputs: tuple[Tenso
         model.zero_grad(set_to_none=True)
     _choose(units, config)
     model.train(was_training)
-    dedup = {(s.module, s.why): s for s in skipped}
+    dedup: dict[str, Skipped] = {}
+    for s in skipped[len(pre_skipped):] + skipped[:len(pre_skipped)]:  # a group's reason is the specific one
+        dedup.setdefault(s.module, s)
     return StructuredPlan(graph, units, list(dedup.values()), notes)
 
 

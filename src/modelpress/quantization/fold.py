@@ -62,6 +62,15 @@ def fold_conv_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> None:
             conv.bias.copy_(new_bias)
 
 
+class _ConvLeafTracer(torch.fx.Tracer):
+    """fx's tracer, with every Conv2d a leaf — subclasses too (a TF-"SAME" conv pads in its forward):
+    BatchNorm after a conv is a per-channel affine map of the conv's output, so folding it into the
+    weight and bias is exact whatever the conv's forward does to its input."""
+
+    def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
+        return isinstance(m, nn.Conv2d) or super().is_leaf_module(m, qualname)
+
+
 def fold_batchnorm(model: nn.Module) -> list[tuple[str, str]]:
     """Fold every Conv2d → BatchNorm2d pair of ``model`` in place; return the ``(conv, bn)`` names.
 
@@ -70,7 +79,7 @@ def fold_batchnorm(model: nn.Module) -> list[tuple[str, str]]:
     if not any(isinstance(m, nn.BatchNorm2d) for m in model.modules()):
         return []
     try:
-        graph = torch.fx.symbolic_trace(model).graph
+        graph = _ConvLeafTracer().trace(model)
     except Exception:  # noqa: BLE001 - fx cannot trace data-dependent control flow; folding is an optimisation only
         return []
     mods = dict(model.named_modules())

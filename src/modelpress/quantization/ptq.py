@@ -1,6 +1,7 @@
 """Post-training quantization: which layers, their activation ranges, and the module swaps.
 
-Layers are chosen by type (Linear, Conv2d, and Embedding when asked) and by the step's selector;
+Layers are chosen by `modelpress.select.targets` (Linear, Conv2d, and Embedding when asked; subclasses
+too) and the step's selector;
 static activation ranges are observed on the task's calibration split with forward pre-hooks on the
 float model (as onnxruntime's calibrator does), then each layer is swapped for its quantized module.
 """
@@ -11,14 +12,14 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
-from torch.nn.utils import parametrize
 
 from modelpress.context import Skipped
 from modelpress.errors import bad_value
 from modelpress.quantization.config import Quantize
 from modelpress.quantization.modules import HALF_TYPES, QUANT_TYPES, WeightSpec, _Half, _Quantized
 from modelpress.quantization.observers import RangeObserver
-from modelpress.select import Selector
+from modelpress.quantization.wrapped import KeepForward
+from modelpress.select import Selector, targets, tied_weights
 from modelpress.tasks.task import Split
 
 __all__ = ["Plan", "calibrate_inputs", "calibration_split", "plan_layers", "quantized_module", "swap"]
@@ -26,11 +27,15 @@ __all__ = ["Plan", "calibrate_inputs", "calibration_split", "plan_layers", "quan
 
 @dataclass(frozen=True)
 class Plan:
-    """One layer to quantize: its qualified name, weight spec and activation mode."""
+    """One layer to quantize: its qualified name, weight spec, activation mode, the standard type it is
+    quantized as (``base``: nn.Linear / nn.Conv2d / nn.Embedding) and whether its class has its own
+    forward, which the quantized layer keeps (`KeepForward`)."""
 
     name: str
     spec: WeightSpec
     act: str
+    base: type[nn.Module] = nn.Linear
+    custom_forward: bool = False
 
 
 def calibration_split(split: Split | None, size: int) -> Split:
@@ -41,42 +46,57 @@ def calibration_split(split: Split | None, size: int) -> Split:
     return split.head(size)
 
 
+def _why_not(name: str, m: nn.Module, config: Quantize) -> str | None:
+    """Why layer ``m`` stays float, or None when it can be quantized."""
+    if not name:
+        return "the model itself is one layer; wrap it in a module to quantize it"
+    if isinstance(m, nn.Embedding) and not config.quantize_embeddings:
+        return "embedding kept in float (quantize_embeddings: false)"
+    if isinstance(m, nn.Conv2d) and m.padding_mode != "zeros":
+        return f"padding_mode {m.padding_mode!r} has no quantized form here"
+    if isinstance(m, nn.Embedding) and (m.max_norm is not None or m.sparse):
+        return "embedding with max_norm / sparse gradients kept in float"
+    return None
+
+
 def plan_layers(model: nn.Module, config: Quantize, select: Selector | None) -> tuple[list[Plan], list[Skipped]]:
-    """The layers ``config`` will quantize, in module order, and those skipped with the reason."""
+    """The layers ``config`` will quantize, in module order, and those skipped with the reason.
+
+    Which layers: `modelpress.select.targets` over Linear / Conv2d / Embedding (subclasses included; a
+    subclass with its own forward keeps it). A pruned layer is a parametrized subclass of its original,
+    whose ``.weight`` is the masked weight: quantizing it keeps the zeros exact. Every other selected
+    module with weights (a custom layer, an ``nn.GRU``) is returned as skipped, with the reason.
+    """
+    found, skipped = targets(model, select, tuple(QUANT_TYPES), step=f"quantize ({config.mode})")
+    tied = tied_weights(model)
     plans: list[Plan] = []
-    skipped: list[Skipped] = []
     bits = config.weight_bits
-    for name, m in model.named_modules():
-        # exact types (subclasses may change forward); a pruned layer's class is a parametrized subclass
-        # of its original, whose `.weight` is the masked weight: quantizing it keeps the zeros exact.
-        if parametrize.type_before_parametrizations(m) not in QUANT_TYPES:
-            continue
-        if select is not None and not select(name, m):
-            continue
-        if not name:
-            skipped.append(Skipped("(root)", "the model itself is one layer; wrap it in a module to quantize it"))
-            continue
-        if isinstance(m, nn.Embedding) and not config.quantize_embeddings:
-            skipped.append(Skipped(name, "embedding kept in float (quantize_embeddings: false)"))
-            continue
-        if isinstance(m, nn.Conv2d) and m.padding_mode != "zeros":
-            skipped.append(Skipped(name, f"padding_mode {m.padding_mode!r} has no quantized form here"))
-            continue
-        if isinstance(m, nn.Embedding) and (m.max_norm is not None or m.sparse):
-            skipped.append(Skipped(name, "embedding with max_norm / sparse gradients kept in float"))
+    for t in found:
+        why = _why_not(t.name, t.module, config)
+        if why is None and t.name in tied:
+            # a swap would give each user its own copy: the model would be untied and store the table twice
+            why = (f"its weight is tied to {', '.join(f'`{o}`' for o in tied[t.name])}; quantizing one user "
+                   "would untie them and store the tensor twice, so it stays float")
+        if why is None and t.custom_forward and config.weight_bits is None:
+            why = (f"{type(t.module).__name__} has its own forward; 16-bit storage keeps the forward of "
+                   "standard layers only (the integer modes keep it)")
+        if why is None and t.custom_forward and config.mode == "qat":
+            why = (f"{type(t.module).__name__} has its own forward, which quantization-aware training does not "
+                   "keep; use a PTQ mode (int8-static, int8-dynamic, int4-weight) for it")
+        if why is not None:
+            skipped.append(Skipped(t.name or "(root)", why))
             continue
         if bits is None:
-            plans.append(Plan(name, WeightSpec(), "none"))
+            plans.append(Plan(t.name, WeightSpec(), "none", t.base, t.custom_forward))
             continue
         gran = config.weight_granularity
-        row = m.weight[0].numel()
-        if gran == "group" and row % config.group_size:
+        if gran == "group" and t.module.weight[0].numel() % config.group_size:
             # a row shorter than / not divisible by the group (LeNet's 5×5×1 conv): one scale per row
             gran = "channel"
         observer = "mse" if config.observer == "mse" else "minmax"
         spec = WeightSpec(bits, gran, config.group_size, config.symmetric, observer)
-        act = "none" if isinstance(m, nn.Embedding) else config.activations
-        plans.append(Plan(name, spec, act))
+        act = "none" if t.base is nn.Embedding else config.activations
+        plans.append(Plan(t.name, spec, act, t.base, t.custom_forward))
     return plans, skipped
 
 
@@ -105,18 +125,20 @@ def calibrate_inputs(model: nn.Module, names: list[str], split: Split, *, method
 
 
 def quantized_module(float_module: nn.Module, plan: Plan, config: Quantize,
-                     act_qparams: dict[str, tuple[float, int]]) -> _Quantized | _Half:
-    """The quantized (or 16-bit) replacement of one float module."""
+                     act_qparams: dict[str, tuple[float, int]]) -> _Quantized | _Half | KeepForward:
+    """The quantized (or 16-bit) replacement of one float module; ``float_module`` is not changed. A
+    layer with its own forward keeps it (`KeepForward`, integer modes only: see `plan_layers`)."""
     if config.weight_bits is None:
         dtype = torch.bfloat16 if config.mode == "bf16" else torch.float16
-        return HALF_TYPES[parametrize.type_before_parametrizations(float_module)].from_float(float_module, dtype)
+        return HALF_TYPES[plan.base].from_float(float_module, dtype)
     act, s, z = plan.act, 1.0, 0
     if act == "static":
         if plan.name not in act_qparams:
             act = "none"  # never reached by calibration data: nothing to quantize it with
         else:
             s, z = act_qparams[plan.name]
-    return QUANT_TYPES[parametrize.type_before_parametrizations(float_module)].from_float(float_module, plan.spec, act=act, act_scale=s, act_zp=z)
+    new = QUANT_TYPES[plan.base].from_float(float_module, plan.spec, act=act, act_scale=s, act_zp=z)
+    return KeepForward.wrap(float_module, new) if plan.custom_forward else new
 
 
 def swap(model: nn.Module, name: str, new: nn.Module) -> nn.Module:

@@ -15,7 +15,6 @@ import math
 
 import torch
 from torch import Tensor, nn
-from torch.nn.utils import parametrize
 
 from modelpress.quantization.affine import (
     fake_quantize,
@@ -113,5 +112,5 @@ class FakeQuantLayer(nn.Module):
         scale = self._weight_scale()[0].detach() if self.learn else None
         spec = self.spec if not self.learn else WeightSpec(self.spec.bits, self.spec.granularity,
                                                            self.spec.group_size, True, "minmax")
-        return QUANT_TYPES[parametrize.type_before_parametrizations(self.inner)].from_float(self.inner, spec, act=act, act_scale=s, act_zp=z,
-                                                         scale=scale)
+        cls = next(q for t, q in QUANT_TYPES.items() if isinstance(self.inner, t))  # subclasses too
+        return cls.from_float(self.inner, spec, act=act, act_scale=s, act_zp=z, scale=scale)

@@ -7,12 +7,13 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.nn.utils import parametrize
 
 from modelpress.context import StepContext, StepLog
 from modelpress.quantization.config import Quantize
 from modelpress.quantization.deploy import deploy
 from modelpress.quantization.fold import fold_batchnorm
-from modelpress.quantization.modules import _Half, _Quantized
+from modelpress.quantization.modules import _Quantized
 from modelpress.quantization.ptq import (
     Plan,
     calibrate_inputs,
@@ -64,6 +65,7 @@ def _place(model: nn.Module, floats: dict[str, nn.Module], quantized: dict[str, 
     if config.max_drop is None or task is None or calib is None or not quantized:
         for name, q in quantized.items():
             swap(model, name, q)
+        _record_swaps(model, floats, quantized, log)
         return
     base, _, ranked = layer_sensitivity(model, quantized, task, calib)
     for name, q in quantized.items():
@@ -74,10 +76,20 @@ def _place(model: nn.Module, floats: dict[str, nn.Module], quantized: dict[str, 
     log.details["kept_float"] = kept
     log.details["calibration_metric_float"] = base
     log.details["calibration_drop"] = round(drop, 6)
+    _record_swaps(model, floats, quantized, log)
+
+
+def _record_swaps(model: nn.Module, floats: dict[str, nn.Module], quantized: dict[str, nn.Module],
+                  log: StepLog) -> None:
+    """One `StepLog.swapped` row per layer that is quantized now (those kept float are not)."""
+    for name, q in quantized.items():
+        if model.get_submodule(name) is q:
+            # a pruned layer's class is torch's Parametrized<Cls>: record the class it was built as
+            log.swap(name, parametrize.type_before_parametrizations(floats[name]), q)
 
 
 def _summary(model: nn.Module, config: Quantize, log: StepLog, plans: list[Plan]) -> None:
-    quantized = [n for n, m in model.named_modules() if isinstance(m, (_Quantized, _Half))]
+    quantized = [s.module for s in log.swapped]
     d = log.details
     d["mode"] = config.mode
     d["weight_bits"] = config.weight_bits
@@ -87,10 +99,14 @@ def _summary(model: nn.Module, config: Quantize, log: StepLog, plans: list[Plan]
     d["granularity"] = config.weight_granularity
     d["granularity_fallback"] = [p.name for p in plans if p.spec.granularity != config.weight_granularity
                                  and config.weight_bits is not None]
-    d["embeddings_quantized"] = [n for n, m in model.named_modules()
-                                 if isinstance(m, (_Quantized, _Half)) and m.meta["kind"] == "embedding"]
+    d["embeddings_quantized"] = [p.name for p in plans if p.base is nn.Embedding and p.name in quantized]
+    d["kept_forward"] = [p.name for p in plans if p.custom_forward and p.name in quantized]
     if config.weight_bits is None:
         d["note"] = _SIXTEEN_BIT
+    if not quantized:
+        d["changed"] = False
+        d["note"] = "no layer quantized" + (f" ({len(log.skipped)} skipped, see skipped)" if log.skipped else
+                                            " (the selection names no Linear / Conv2d / Embedding layer)")
 
 
 def apply_quantize(model: nn.Module, config: Quantize, ctx: StepContext) -> StepLog:

@@ -19,12 +19,13 @@ import inspect
 from collections.abc import Sequence
 from typing import Any
 
+import torch
 from torch import Tensor, nn
 
 from modelpress.errors import BadInputError, bad_value
 from modelpress.source import attach_source
 
-__all__ = ["MODEL_NAMES", "BasicBlock", "LeNet5", "LeNet300100", "ResNetS", "build", "rebuild"]
+__all__ = ["MODEL_NAMES", "BasicBlock", "LeNet5", "LeNet300100", "ResNetS", "build", "example_inputs", "rebuild"]
 
 MODEL_NAMES: tuple[str, ...] = ("lenet-300-100", "lenet-5", "resnet-s", "minilm-l6")
 
@@ -209,3 +210,20 @@ def rebuild(source: dict[str, Any]) -> nn.Module:
 
         return from_hf_source(source)
     raise bad_value("source", "rebuild", "a dict with kind 'builtin' or 'hf'", source)
+
+
+# token ids per example for text models: enough for tracing, short enough to be fast
+_TRACE_TOKENS = 16
+
+
+def example_inputs(source: dict[str, Any] | None) -> tuple[Tensor, ...] | None:
+    """A batch of one to trace a model with, from its recorded source (`modelpress.source`): zeros of
+    ``input_shape`` ``(1, C, H, W)`` for the built-in image models, ``(input_ids, attention_mask)`` of
+    shape ``(1, 16)`` for minilm-l6 and Hugging Face encoders; None when the source does not say."""
+    src = source or {}
+    if src.get("kind") == "hf" or (src.get("kind") == "builtin" and src.get("name") == "minilm-l6"):
+        ids = torch.ones(1, _TRACE_TOKENS, dtype=torch.long)
+        return ids, torch.ones_like(ids)
+    if src.get("kind") == "builtin":
+        return (torch.zeros(1, *src.get("kwargs", {}).get("input_shape", (1, 28, 28))),)
+    return None
