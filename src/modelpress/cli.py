@@ -84,11 +84,13 @@ def _add_run_commands(add: Callable[..., argparse.ArgumentParser]) -> None:
             epilog="examples:\n  modelpress evaluate --task mnist-5k --model lenet-300-100\n"
             "  modelpress evaluate --task mnist-5k --model out/pw/model --json stats.json\n"
             "  modelpress evaluate --task mnist-5k --model out/pw/model.onnx\n"
-            "  modelpress evaluate --task mnist-5k --model out/pw/model --runtime onnxruntime")
+            "  modelpress evaluate --task mnist-5k --model out/pw/model --runtime onnxruntime\n"
+            "  modelpress evaluate --task mnist-5k --model out/pw/model.xml")
     p.add_argument("--task", required=True, help="built-in task name or package.module:function")
-    p.add_argument("--model", default=None, help="as for compress; a .onnx file is measured in onnxruntime")
-    p.add_argument("--runtime", choices=("torch", "onnxruntime"), default="torch",
-                   help="where to run it (default torch); onnxruntime exports the model first")
+    p.add_argument("--model", default=None, help="as for compress; a .onnx file is measured in onnxruntime "
+                   "(or OpenVINO with --runtime openvino), an OpenVINO IR .xml (with its .bin) in OpenVINO")
+    p.add_argument("--runtime", choices=("torch", "onnxruntime", "openvino"), default="torch",
+                   help="where to run it (default torch); onnxruntime and openvino export the model first")
     p.add_argument("--json", default=None, metavar="FILE", help="also write the Stats as JSON to FILE")
     _add_measure_args(p)
 

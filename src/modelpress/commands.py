@@ -90,10 +90,14 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.json and not Path(args.json).resolve().parent.is_dir():
         raise BadInputError(f"`--json` folder `{Path(args.json).parent}` does not exist. Fix: create it first.")
     check_model_spec(args.model)  # before the data loads
+    if args.runtime == "openvino" or _is_ir(args.model):
+        from modelpress.measure.openvino_runtime import require_openvino
+
+        require_openvino("--runtime openvino" if args.runtime == "openvino" else f"--model {args.model}")
     task = resolve_task(args.task)
     stats = _evaluate(args, task)
     print(f"task {task.name}, model {args.model or task.default_model}, runtime {stats.runtime}")
-    print(_format(stats, task, onnx_file=_is_onnx(args.model)))
+    print(_format(stats, task, onnx_file=_is_onnx(args.model) or _is_ir(args.model)))
     if args.json:
         Path(args.json).write_text(json.dumps(stats.to_dict(), indent=2))
         print(f"wrote {args.json}")
@@ -104,18 +108,27 @@ def _is_onnx(spec: str | None) -> bool:
     return bool(spec) and Path(spec).suffix.lower() == ".onnx"
 
 
+def _is_ir(spec: str | None) -> bool:
+    """An OpenVINO IR (model.xml beside model.bin)."""
+    return bool(spec) and Path(spec).suffix.lower() == ".xml"
+
+
 def _evaluate(args: argparse.Namespace, task):
     from modelpress.measure import measure, measure_onnx
     from modelpress.pipeline.resolve import check_fits, resolve_model
 
     kw = {"threads": args.threads, "batch_size": args.batch_size, "runs": args.runs}
+    if _is_ir(args.model) or (_is_onnx(args.model) and args.runtime == "openvino"):
+        from modelpress.measure import measure_openvino
+
+        return measure_openvino(args.model, task, **kw)
     if _is_onnx(args.model):
         return measure_onnx(args.model, task, **kw)
     model = resolve_model(args.model, task)
     check_fits(model, task)
     if args.runtime == "torch":
         return measure(model, task, **kw)
-    return _measure_deployed(model, args.model, task, kw)
+    return _measure_deployed(model, args.model, task, kw, args.runtime)
 
 
 def _format(stats, task, *, onnx_file: bool) -> str:
@@ -131,8 +144,9 @@ def _format(stats, task, *, onnx_file: bool) -> str:
     return text
 
 
-def _measure_deployed(model, spec, task, kw):
-    """Export to ONNX, re-apply the deploy hooks of the artifact's recorded steps, measure in onnxruntime."""
+def _measure_deployed(model, spec, task, kw, runtime="onnxruntime"):
+    """Export to ONNX, re-apply the deploy hooks of the artifact's recorded steps, measure in ``runtime``
+    (onnxruntime, or OpenVINO: the deployed graph converted to IR, f32 unless the IR says otherwise)."""
     from modelpress.measure import count_macs, measure_onnx
     from modelpress.pipeline import Recipe
     from modelpress.pipeline.deploy import export_deployed
@@ -146,7 +160,13 @@ def _measure_deployed(model, spec, task, kw):
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "model.onnx"
         export_deployed(model, steps, task, path)
-        return measure_onnx(path, task, macs=count_macs(model, task.example_inputs), **kw)
+        macs = count_macs(model, task.example_inputs)
+        if runtime == "openvino":
+            from modelpress.measure import measure_openvino
+            from modelpress.measure.openvino_runtime import to_ir
+
+            return measure_openvino(to_ir(path, Path(tmp) / "model.xml"), task, macs=macs, **kw)
+        return measure_onnx(path, task, macs=macs, **kw)
 
 
 def cmd_compress(args: argparse.Namespace) -> int:

@@ -246,6 +246,8 @@ def predict_compiled(compiled: Any, owner: str = "ov_predict") -> Predict:
     """A `Predict` over a compiled model: positional torch inputs ``(n, ...)`` → first output ``(n, ...)``
     as a torch tensor, in chunks like `modelpress.measure.runtime.ort_predict`. Raises `BadInputError`
     at call time when the number of inputs differs from the model's."""
+    from openvino import PartialShape as ov_shape
+
     ins = _input_order(compiled)
     types = [i.get_element_type().to_dtype() for i in ins]
     request = compiled.create_infer_request()
@@ -256,6 +258,11 @@ def predict_compiled(compiled: Any, owner: str = "ov_predict") -> Predict:
             raise BadInputError(f"the OpenVINO model takes {len(ins)} inputs "
                                 f"({[i.get_any_name() for i in ins]}); got {len(part)}. "
                                 "Fix: pass the same inputs as to the torch model.")
+        for spec, t in zip(ins, part, strict=True):
+            if not spec.get_partial_shape().compatible(ov_shape(list(t.shape))):
+                raise BadInputError(f"input `{spec.get_any_name()}` of the OpenVINO model has shape "
+                                    f"{spec.get_partial_shape()}; got {list(t.shape)}. Fix: pass inputs of "
+                                    "the shape the model was exported with (the task it was compressed for).")
         feed = {i: np.ascontiguousarray(t.detach().cpu().numpy().astype(dt, copy=False))
                 for i, (t, dt) in enumerate(zip(part, types, strict=True))}
         feed = {ins[i].get_any_name(): a for i, a in feed.items()}
