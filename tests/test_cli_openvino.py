@@ -63,3 +63,21 @@ def test_openvino_absent_is_exit_2(monkeypatch, tmp_path, capsys, args):
     assert main(["evaluate", "--task", "digits", *args]) == 2
     err = capsys.readouterr().err
     assert "needs OpenVINO, which is not installed. Fix: pip install 'modelpress[openvino]'" in err
+
+
+def test_compress_runtime_openvino_absent_is_exit_2(monkeypatch, tmp_path, capsys):
+    monkeypatch.setattr(ovr, "openvino_available", lambda: False)
+    args = ["compress", "--task", "digits", "--recipe", "int8-static", "--out", str(tmp_path / "o"),
+            "--runtime", "openvino"]
+    assert main(args) == 2
+    assert "`runtime openvino` needs OpenVINO, which is not installed" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()  # nothing was written
+
+
+def test_measure_settings_runtime():
+    from modelpress.errors import BadInputError
+    from modelpress.pipeline import MeasureSettings
+
+    assert MeasureSettings().runtime == "auto"
+    with pytest.raises(BadInputError, match="`runtime` of `MeasureSettings` must be one of"):
+        MeasureSettings(runtime="tensorrt")

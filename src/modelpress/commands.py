@@ -19,7 +19,7 @@ DEMO_RECIPES = ("prune-weight", "prune-neuron", "int8-static", "int4-weight", "p
 def _settings(args: argparse.Namespace):
     from modelpress.pipeline import MeasureSettings
 
-    return MeasureSettings(threads=args.threads, batch_size=args.batch_size, runs=args.runs)
+    return MeasureSettings(threads=args.threads, batch_size=args.batch_size, runs=args.runs, runtime=args.runtime)
 
 
 def cmd_tasks(args: argparse.Namespace) -> int:
@@ -179,9 +179,10 @@ def cmd_compress(args: argparse.Namespace) -> int:
     recipe = Recipe.resolve(args.recipe)
     check_folder(args.out, RUN_OUTPUTS)
     check_model_spec(args.model)
+    settings = _settings(args)  # --runtime openvino without OpenVINO: exit 2 before the data loads
     task = resolve_task(args.task)
     model = resolve_model(args.model, task)
-    result = run(recipe, task, model=model, out=args.out, settings=_settings(args), seed=args.seed,
+    result = run(recipe, task, model=model, out=args.out, settings=settings, seed=args.seed,
                  deploy=not args.no_deploy, command=args.command_line, model_name=args.model or task.default_model)
     print()
     print(summarize(result.report))

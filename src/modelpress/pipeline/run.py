@@ -36,23 +36,35 @@ from modelpress.source import get_source
 from modelpress.tasks.task import Task
 from modelpress.tasks.train import torch_predict
 
-__all__ = ["RUN_OUTPUTS", "MeasureSettings", "RunResult", "compress_", "run"]
+__all__ = ["RUNTIMES", "RUN_OUTPUTS", "MeasureSettings", "RunResult", "compress_", "run"]
+
+
+RUNTIMES = ("auto", "onnxruntime", "openvino")  # where the deployed model may run
 
 
 @dataclass(frozen=True)
 class MeasureSettings:
-    """How latency is measured: intra-op ``threads``, examples per forward (``batch_size``), timed ``runs``."""
+    """How latency is measured: intra-op ``threads``, examples per forward (``batch_size``), timed ``runs``,
+    and the deployment ``runtime``: ``auto`` (measure the candidates of onnxruntime and, where installed,
+    OpenVINO, keep the best), ``onnxruntime`` or ``openvino`` (only that runtime's candidates)."""
 
     threads: int = 1
     batch_size: int = 1
     warmup: int = 5
     runs: int = 30
+    runtime: str = "auto"
 
     def __post_init__(self) -> None:
         for name, low in (("threads", 1), ("batch_size", 1), ("warmup", 0), ("runs", 1)):
             value = getattr(self, name)
             if not is_int(value, low):
                 raise bad_value(name, "MeasureSettings", f"an int ≥ {low}", value)
+        if self.runtime not in RUNTIMES:
+            raise bad_value("runtime", "MeasureSettings", f"one of {list(RUNTIMES)}", self.runtime)
+        if self.runtime == "openvino":
+            from modelpress.measure.openvino_runtime import require_openvino
+
+            require_openvino("runtime openvino")  # a clear error up front, not after the steps ran
 
 
 def compress_(
@@ -130,7 +142,7 @@ def run(
     out_dir = folder.path if folder is not None else None
     reference, work = baked_eval_copy(original), copy.deepcopy(original)  # the caller's model stays untouched
     kw = asdict(settings)
-    target = DeployTarget(runtime="auto", batch_size=settings.batch_size, threads=settings.threads)
+    target = DeployTarget(runtime=settings.runtime, batch_size=settings.batch_size, threads=settings.threads)
     if baseline is None:
         _say(progress, f"measuring the baseline on `{task.name}` ...")
         baseline = measure(work, task, **kw)
