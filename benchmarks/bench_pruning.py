@@ -279,7 +279,7 @@ def _verdicts(results: dict[str, dict]) -> list[str]:
         drop = 100 * (r["acc_base"] - r["acc_final"])
         eager = r["latency_cut_over_mac_cut_b32"]
         lat = f"latency cut >= 0.85 x MAC cut at batch 32 in torch eager ({eager}): {ok(eager >= 0.85)}"
-        if "ort_latency_cut_over_mac_cut_b32" in r:  # the deployed runtime (DESIGN §5)
+        if "ort_latency_cut_over_mac_cut_b32" in r:  # the deployed runtime (architecture §6)
             cut = r["ort_latency_cut_over_mac_cut_b32"]
             lat += f"; in onnxruntime, the deployed form ({cut}): {ok(cut >= 0.85)}"
         out.append(f"- resnet-s: <= 50% MACs ({_pct(r['mac_ratio'])}) and <= 1 point drop ({drop:.2f}): "

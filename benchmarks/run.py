@@ -1,6 +1,8 @@
 """`make bench`: run every benchmarks/bench_*.py (or those named) and write their docs/bench-*.md.
 
-Usage: python -m benchmarks.run [NAME ...]     e.g.  python -m benchmarks.run baselines pruning
+Usage: python -m benchmarks.run [NAME ...]     e.g.  python -m benchmarks.run baselines pruning distillation
+
+Every benchmarks/bench_NAME.py is found by its file name (bench_distillation.py is `distillation`).
 """
 
 from __future__ import annotations

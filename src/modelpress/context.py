@@ -2,7 +2,7 @@
 
 A step handler has the signature ``apply(model, config, ctx) -> StepLog``: it changes ``model`` in place
 (module swaps included) and reports what it did. A module it cannot handle is skipped and listed in
-``StepLog.skipped`` — never a crash (DESIGN §1.4).
+``StepLog.skipped`` — never a crash (architecture §1).
 """
 
 from __future__ import annotations
@@ -58,6 +58,9 @@ class StepLog:
     skipped: list[Skipped] = field(default_factory=list)
     details: dict[str, Any] = field(default_factory=dict)
     swapped: list[Swapped] = field(default_factory=list)
+    # A step that builds a new model (a distillation student) returns it here; the pipeline continues
+    # with it. None: the step changed the model it was given in place. Not part of the report.
+    model: nn.Module | None = field(default=None, repr=False, compare=False)
 
     def swap(self, module: str, before: object, after: object) -> None:
         """Record that ``module`` (a qualified name) went from ``before`` to ``after`` (modules or types)."""

@@ -37,21 +37,27 @@ def _reason(e: Exception) -> str:
     return lines[0].split(". ")[0][:300].rstrip(".") if lines else "the file is not a torch.save file or is damaged"
 
 
+def nonfinite_counts(t: Tensor) -> tuple[int, int]:
+    """``(NaN count, Inf count)`` of a tensor (both 0 for integer tensors)."""
+    if not (t.is_floating_point() or t.is_complex()) or not t.numel() or t.device.type == "meta":
+        return 0, 0
+    nan = int(torch.isnan(t).sum())
+    return nan, int((~torch.isfinite(t)).sum()) - nan
+
+
 def check_finite(tensors: dict[str, Tensor], where: str) -> None:
     """Refuse weights holding NaN or Inf: a model loaded with them computes garbage without a sign.
 
-    ``where`` names the file or artifact in the message. Raises BadInputError naming the first tensor
-    with non-finite values, how many it holds, and how many tensors are affected.
+    ``where`` names the file, artifact or model in the message. Raises BadInputError naming the first
+    tensor with non-finite values, how many NaN and Inf it holds, and how many tensors are affected.
     """
-    bad = []
-    for name, t in tensors.items():
-        if (t.is_floating_point() or t.is_complex()) and t.numel() and not bool(torch.isfinite(t).all()):
-            bad.append((name, int((~torch.isfinite(t)).sum()), t.numel()))
+    bad = [(name, *nonfinite_counts(t), t.numel()) for name, t in tensors.items() if any(nonfinite_counts(t))]
     if bad:
-        name, count, total = bad[0]
+        name, nan, inf, total = bad[0]
         more = f" ({len(bad) - 1} more tensors too)" if len(bad) > 1 else ""
-        raise BadInputError(f"tensor `{name}` in {where} holds {count} non-finite values (NaN or Inf) of "
-                            f"{total}{more}. Fix: load weights saved before training diverged, or repair them.")
+        raise BadInputError(f"tensor `{name}` of {where} holds {nan:,} NaN and {inf:,} Inf of {total:,} values"
+                            f"{more}; modelpress measures and compresses finite weights only. Fix: load weights "
+                            "saved before training diverged, or repair them.")
 
 
 def check_shapes(model: nn.Module, state: dict[str, Tensor], where: str) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from modelpress.distillation.config import check_kd_weights
 from modelpress.errors import bad_value, is_int, is_number
 from modelpress.tasks.train import OPTIMIZERS, SCHEDULES
 
@@ -22,6 +23,10 @@ class FineTune:
     - ``schedule``: learning rate ``"constant"``, or ``"cosine"`` (decays to 0 over all steps; recovers
       more after structured pruning).
 
+    - ``distill``: learn from the model the recipe started from (the reference) instead of labels alone —
+      recovery by knowledge distillation; ``alpha`` (in [0, 1], the weight of the reference's soft
+      targets) and ``temperature`` (T) as in `Distill`. Read only when ``distill`` is true.
+
     Pruning masks and quantization constraints that earlier steps left on the model hold during training.
     """
 
@@ -31,6 +36,9 @@ class FineTune:
     optimizer: str = "adam"
     weight_decay: float = 0.0
     schedule: str = "constant"
+    distill: bool = False
+    alpha: float = 0.5
+    temperature: float = 4.0
 
     def __post_init__(self) -> None:
         if not is_int(self.epochs, 1):
@@ -45,3 +53,6 @@ class FineTune:
             raise bad_value("weight_decay", "FineTune", "a float ≥ 0", self.weight_decay)
         if self.schedule not in SCHEDULES:
             raise bad_value("schedule", "FineTune", f"one of {list(SCHEDULES)}", self.schedule)
+        if not isinstance(self.distill, bool):
+            raise bad_value("distill", "FineTune", "true or false", self.distill)
+        check_kd_weights("FineTune", self.alpha, self.temperature)

@@ -2,7 +2,7 @@
 
 A ratio below 1 means model ``b`` is smaller / faster / lighter than ``a``. Latencies of two models
 measured in separate calls drift apart with the machine; `compare_models` re-times both interleaved so
-the latency ratio is fair (DESIGN §5).
+the latency ratio is fair (architecture §6).
 """
 
 from __future__ import annotations

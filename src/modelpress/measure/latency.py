@@ -1,4 +1,4 @@
-"""Wall-clock latency of predict functions, timed interleaved in one process (DESIGN §5).
+"""Wall-clock latency of predict functions, timed interleaved in one process (architecture §6).
 
 Timing two models one after the other lets CPU frequency, caches and other processes drift between
 them; timing them round-robin spreads that drift over every candidate equally, so their ratio is fair.
@@ -23,11 +23,15 @@ __all__ = ["Latency", "time_interleaved", "time_one"]
 
 @dataclass(frozen=True)
 class Latency:
-    """Latency of one forward pass, in milliseconds: median and 90th percentile over ``runs`` timed calls."""
+    """Latency of one forward pass, in milliseconds: median and 90th percentile over ``runs`` timed calls,
+    and the 25th percentile (``p25_ms``; on a machine shared with other jobs a longer call is pre-empted
+    more often, which inflates its median more than a shorter call's, so comparisons of kernels there are
+    steadier on the lower quartile)."""
 
     median_ms: float
     p90_ms: float
     runs: int
+    p25_ms: float = float("nan")
 
 
 def time_interleaved(
@@ -83,7 +87,8 @@ def time_interleaved(
         torch.set_num_threads(previous)
     ms = samples / 1e6
     return [
-        Latency(median_ms=float(np.median(row)), p90_ms=float(np.percentile(row, 90)), runs=runs)
+        Latency(median_ms=float(np.median(row)), p90_ms=float(np.percentile(row, 90)), runs=runs,
+                p25_ms=float(np.percentile(row, 25)))
         for row in ms
     ]
 

@@ -1,4 +1,4 @@
-"""Peak memory of one forward pass, weights included (DESIGN §5).
+"""Peak memory of one forward pass, weights included (architecture §6).
 
 torch: the profiler's memory events (every CPU allocation and free made while the forward pass runs)
 are walked in time order; the highest running total is the peak of the tensors the pass creates. The

@@ -1,4 +1,4 @@
-"""Running an exported ONNX model in onnxruntime as a `Predict` (DESIGN §5, "Deployed = measured").
+"""Running an exported ONNX model in onnxruntime as a `Predict` (architecture §6, "Deployed = measured").
 
 onnxruntime is the CPU runtime the artifact deploys to (its int8 kernels are where quantization pays),
 so the deployed model is measured in it rather than re-simulated in torch.

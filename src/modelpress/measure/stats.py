@@ -9,7 +9,7 @@ __all__ = ["Stats"]
 
 @dataclass(frozen=True)
 class Stats:
-    """Measured figures of one model on one task (DESIGN §3, §5).
+    """Measured figures of one model on one task (architecture §6).
 
     - ``size_bytes``: bytes of the saved artifact folder on disk (torch) or of the ``.onnx`` file (onnxruntime).
     - ``params``: stored parameter elements; ``nonzero_params``: those that are not exactly zero.

@@ -1,4 +1,4 @@
-"""report.json (DESIGN §3 schema; fields are added, never renamed) and report.html with its plots."""
+"""report.json (its fields are added, never renamed: see docs/architecture.md §6) and report.html with its plots."""
 
 from __future__ import annotations
 

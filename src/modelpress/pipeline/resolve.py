@@ -19,15 +19,24 @@ from torch import nn
 
 from modelpress import tasks
 from modelpress.artifact import load
-from modelpress.artifact.weights import check_shapes, read_weights
+from modelpress.artifact.weights import check_finite, check_shapes, read_weights
 from modelpress.errors import BadInputError, ModelpressError
 from modelpress.source import attach_source, get_source, import_ref
 from modelpress.tasks.minilm import from_hf_folder
 from modelpress.tasks.task import Split, Task
 from modelpress.tasks.train import torch_predict
 
-__all__ = ["call_user", "check_finite", "check_fits", "check_model_spec", "load_callable", "nonfinite_outputs",
-           "nonfinite_weights", "resolve_model", "resolve_task"]
+__all__ = [
+    "call_user",
+    "check_fits",
+    "check_model_finite",
+    "check_model_spec",
+    "load_callable",
+    "nonfinite_outputs",
+    "nonfinite_weights",
+    "resolve_model",
+    "resolve_task",
+]
 
 
 def check_fits(model: nn.Module, task: Task) -> None:
@@ -50,28 +59,19 @@ def check_fits(model: nn.Module, task: Task) -> None:
 
 def nonfinite_weights(model: nn.Module) -> str | None:
     """Which tensor of ``model`` (parameters and buffers) holds NaN / Inf, with counts; None when all are finite."""
-    for name, t in model.state_dict().items():
-        if not t.is_floating_point() or t.device.type == "meta":
-            continue
-        bad = int((~torch.isfinite(t)).sum())
-        if bad:
-            nan = int(torch.isnan(t).sum())
-            return f"tensor `{name}` holds {nan:,} NaN and {bad - nan:,} Inf of {t.numel():,} values"
+    try:
+        check_finite(model.state_dict(), "the model")
+    except BadInputError as e:
+        return str(e).split("; modelpress measures")[0]
     return None
 
 
-def check_finite(model: nn.Module, what: str = "the model") -> None:
+def check_model_finite(model: nn.Module, what: str = "the model") -> None:
     """Refuse a model with NaN / Inf in a parameter or buffer, naming the first such tensor and the counts.
 
     Raises BadInputError ("tensor `fc1.weight` of --model x.pt holds 1 NaN and 0 Inf of 235,200 values ...").
     """
-    why = nonfinite_weights(model)
-    if why:
-        name, _, rest = why.partition("` holds ")
-        raise BadInputError(
-            f"{name}` of {what} holds {rest}; modelpress measures and compresses finite weights only. Fix: "
-            "retrain or restore the weights (a NaN usually comes from a diverged training run or a damaged file)."
-        )
+    check_finite(model.state_dict(), what)
 
 
 def nonfinite_outputs(model: nn.Module, split: Split, limit: int = 128) -> str | None:
@@ -180,7 +180,7 @@ def resolve_model(spec: str | None, task: Task, *, trust_source: bool = False) -
     function source, and for non-finite weights.
     """
     model = _build_model(spec, task, trust_source)
-    check_finite(model, f"--model {spec}" if spec else f"the default model of task `{task.name}`")
+    check_model_finite(model, f"--model {spec}" if spec else f"the default model of task `{task.name}`")
     return model
 
 

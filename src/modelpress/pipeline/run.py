@@ -29,7 +29,7 @@ from modelpress.measure.stats import Stats
 from modelpress.pipeline.deploy import export_deployed
 from modelpress.pipeline.outdir import OutputFolder, check_folder
 from modelpress.pipeline.recipe import Recipe, RecipeStep
-from modelpress.pipeline.resolve import check_finite, check_fits, nonfinite_outputs, nonfinite_weights
+from modelpress.pipeline.resolve import check_fits, check_model_finite, nonfinite_outputs, nonfinite_weights
 from modelpress.pipeline.steps import StepConfig, kind_of
 from modelpress.select import Selector
 from modelpress.source import get_source
@@ -80,6 +80,9 @@ def compress_(
     target: DeployTarget | None = None,
 ) -> StepLog:
     """Apply one step to ``model`` in place and return its log (what it did, what it skipped).
+
+    A step that builds a new model instead (``Distill`` with a new student) leaves ``model`` as it was
+    and returns the new one in ``log.model``.
 
     ``reference``: the model to learn from or compare with (the teacher of ``Distill`` and of
     ``FineTune(distill=True)``; never modified); ``baseline`` its measured stats; ``target`` the
@@ -159,6 +162,7 @@ def run(
         try:
             log = compress_(work, step, task=task, progress=progress, seed=seed, reference=reference,
                             baseline=baseline, target=target)
+            work = log.model if log.model is not None else work  # a step may build a new model (a student)
             _check_step_finite(work, step.key, task)
             error = None
         except CompressionError as e:
@@ -179,7 +183,8 @@ def run(
         deployed, deploy_info = None, {}
         if deploy:
             with folder.write(*_ONNX_FILES) if folder is not None else contextlib.nullcontext():
-                deployed, deploy_info = _deploy(work, recipe, task, onnx_path, settings, compressed, seed)
+                deployed, deploy_info = _deploy(work, recipe, task, onnx_path, settings, compressed, seed,
+                                                reference=reference, target=target)
         stages = [reference, *earlier, baked_eval_copy(work)]
         interleaved = _time_side_by_side(stages, onnx_path if deployed else None, task, settings)
     report = build_report(task, recipe, baseline, step_rows, compressed, deployed, deploy_info, interleaved)
@@ -205,7 +210,7 @@ def _start(model: nn.Module | None, task: Task, out: str | Path | None, command:
             "`model` carries no source, so its artifact could not be rebuilt without pickle. Fix: build it "
             "from a built-in name, `package.module:function` or a Hugging Face folder (see modelpress.source)."
         )
-    check_finite(original, "`model`")
+    check_model_finite(original, "`model`")
     check_fits(original, task)
     folder = _prepare_out(out, original, command)
     if folder is not None and folder.note:
@@ -238,10 +243,12 @@ def _prepare_out(out: str | Path | None, model: nn.Module, command: str) -> Outp
     return OutputFolder.open(out_dir, RUN_OUTPUTS, command=command)
 
 
-def _deploy(work, recipe, task, path, settings, compressed, seed) -> tuple[Stats | None, dict[str, Any]]:
-    """Export to ONNX, let steps rewrite it (e.g. int8), measure it in onnxruntime."""
+def _deploy(work, recipe, task, path, settings, compressed, seed, *, reference=None,
+            target=None) -> tuple[Stats | None, dict[str, Any]]:
+    """Export to ONNX, let steps rewrite it (e.g. int8; judged against ``reference``, timed in ``target``),
+    measure it in onnxruntime."""
     try:
-        info = export_deployed(work, recipe.steps, task, path, seed=seed)
+        info = export_deployed(work, recipe.steps, task, path, seed=seed, reference=reference, target=target)
         deployed = measure_onnx(
             path, task, macs=compressed.macs, threads=settings.threads, batch_size=settings.batch_size,
             warmup=settings.warmup, runs=settings.runs,

@@ -13,7 +13,12 @@ from typing import Any
 from torch import nn
 
 from modelpress.context import StepContext, StepLog
+from modelpress.decomposition.config import Decompose
+from modelpress.decomposition.step import apply_decompose
+from modelpress.distillation import Distill, apply_distill
 from modelpress.finetune import FineTune, apply_finetune
+from modelpress.lowrank.config import LowRank
+from modelpress.lowrank.step import apply_lowrank
 from modelpress.pruning.config import Prune
 from modelpress.pruning.step import apply_prune
 from modelpress.quantization.config import Quantize
@@ -38,7 +43,10 @@ class StepKind:
 
 def _table() -> dict[str, StepKind]:
     rows = [
+        StepKind("distill", Distill, apply_distill),
         StepKind("finetune", FineTune, apply_finetune),
+        StepKind("lowrank", LowRank, apply_lowrank),
+        StepKind("decompose", Decompose, apply_decompose),
         StepKind("prune", Prune, apply_prune),
         StepKind("quantize", Quantize, apply_quantize, deploy_quantize),
     ]

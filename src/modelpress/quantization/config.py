@@ -13,7 +13,7 @@ MODES = ("fp16", "bf16", "int8-dynamic", "int8-static", "int8-weight", "int4-wei
 _GRANULARITIES = ("channel", "tensor", "group")
 _OBSERVERS = ("minmax", "percentile", "mse")
 _GROUP_SIZES = (32, 64, 128)
-# "auto" measures the candidates on the task and keeps the best (DESIGN §5); the others force one format.
+# "auto" measures the candidates on the task and keeps the best (architecture §6); the others force one format.
 DEPLOY_FORMATS = ("auto", "float", "fp16", "dynamic", "static", "static-reduce-range", "nbits")
 
 
@@ -45,8 +45,9 @@ class Quantize:
       For MiniLM the table is half the parameters, so the 4× / 7× size drops need it.
     - ``calibration_size``: calibration examples used for ranges, sensitivity and deployment choices.
     - ``deploy``: ONNX format for onnxruntime, ``auto`` = measure the candidates and keep the best.
-    - ``deploy_tolerance``: how much metric a faster deployed format may lose against the PyTorch
-      simulation on the calibration split and still be chosen (fraction).
+    - ``deploy_tolerance``: how much top-1 agreement with the fp32 reference model a faster deployed
+      format may lose against the PyTorch model's own agreement and still be chosen (fraction), measured
+      on held-out training examples outside the calibration split (`modelpress.measure.choose`).
 
     Raises `BadInputError` (``bad_value``) for any value outside these sets.
     """

@@ -12,7 +12,7 @@ graph with on-grid weights, which :mod:`modelpress.quantization.deploy` rewrites
 integer form (and there the activations are quantized for real).
 
 `HalfLinear`, `HalfConv2d`, `HalfEmbedding` store weights in float16 / bfloat16 and compute in float32:
-16-bit compute is 5–8× slower than fp32 on this CPU (DESIGN §8b), so 16 bits is a storage format here.
+16-bit compute is 5–8× slower than fp32 on this CPU (architecture §8), so 16 bits is a storage format here.
 """
 
 from __future__ import annotations

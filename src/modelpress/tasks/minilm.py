@@ -32,7 +32,7 @@ __all__ = [
 
 
 def _offline() -> None:
-    # Nothing may be downloaded at run time (DESIGN §6).
+    # Nothing may be downloaded at run time (architecture §9).
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 

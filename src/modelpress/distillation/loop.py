@@ -1,0 +1,136 @@
+"""Training a student against a teacher: `tasks.train.train` with a distillation loss hook.
+
+The loop itself is `modelpress.tasks.train.train` (same seeding, shuffling, optimizer and schedule); this
+module only supplies its ``loss_fn_override``. Each example's index rides along as an extra input so the
+hook can look up the teacher's logits, computed once for the whole split before training: the training
+data is not augmented, so a distillation epoch costs about one student epoch plus, once, one teacher
+pass. With feature matching on, the teacher runs beside every batch instead (its hidden states and
+attention maps would not fit in memory for a whole split).
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor, nn
+
+from modelpress.distillation.config import Distill
+from modelpress.distillation.features import Tap, make_projections, project
+from modelpress.distillation.layers import feature_map
+from modelpress.distillation.losses import attention_kl, attention_probs, hidden_mse, kd_loss
+from modelpress.tasks.task import Split, Task
+from modelpress.tasks.train import torch_predict, train
+
+__all__ = ["KDResult", "teacher_logits", "train_student"]
+
+
+@dataclass
+class KDResult:
+    """What `train_student` did: mean loss per epoch, the matched ``(student, teacher)`` module pairs,
+    the projections' ``[d_student, d_teacher]`` per pair index, and how the teacher's outputs were got."""
+
+    epoch_losses: list[float]
+    pairs: list[tuple[str, str]] = field(default_factory=list)
+    projections: dict[str, list[int]] = field(default_factory=dict)
+    teacher_outputs: str = "none"
+
+
+def teacher_logits(teacher: nn.Module, split: Split, batch_size: int = 256) -> Tensor:
+    """The teacher's outputs for every example of ``split``, in order: ``(len(split), classes)``, CPU."""
+    return torch_predict(teacher, batch_size)(split.inputs)
+
+
+class _Trainee(nn.Module):
+    """What the optimizer trains: the student, then the projections (no parameters when there are none,
+    so a labels-only run optimizes exactly the student's parameters in their order)."""
+
+    def __init__(self, student: nn.Module, projections: nn.ModuleDict) -> None:
+        super().__init__()
+        self.student = student
+        self.projections = projections
+
+
+def _probe(model: nn.Module, tap: Tap, inputs: tuple[Tensor, ...]) -> dict[str, Tensor]:
+    was = model.training
+    with torch.no_grad():
+        model.eval()(*inputs)
+    model.train(was)
+    return dict(tap.hidden)
+
+
+def _feature_terms(config: Distill, pairs, projections, s_tap: Tap, t_tap: Tap, mask: Tensor | None) -> Tensor:
+    total = torch.zeros(())
+    for i, (s, t) in enumerate(pairs):
+        if config.hidden > 0:
+            proj = projections[str(i)] if str(i) in projections else None  # noqa: SIM401 - ModuleDict has no .get
+            total = total + config.hidden * hidden_mse(project(proj, s_tap.hidden[s]), t_tap.hidden[t]) / len(pairs)
+        if config.attention > 0:
+            qs, ks, hs = s_tap.qk[s]
+            qt, kt, ht = t_tap.qk[t]
+            a_s, a_t = attention_probs(qs, ks, hs, mask), attention_probs(qt, kt, ht, mask)
+            total = total + config.attention * attention_kl(a_s, a_t, mask) / len(pairs)
+    return total
+
+
+def train_student(student: nn.Module, teacher: nn.Module, task: Task, config: Distill, *, seed: int = 0,
+                  progress: bool = True, cached: Tensor | None = None) -> KDResult:  # fmt: skip
+    """Train ``student`` in place on ``task.train`` with ``config``'s loss against ``teacher`` (not changed).
+
+    ``config`` supplies the loss weights and the training settings (its ``student`` / ``teacher`` fields are
+    not read here). ``cached``: the teacher's logits for the train split (`teacher_logits`), to share
+    them between students; computed here when needed and None. Feature matching attends with the
+    model's second input as the attention mask when it has two inputs (``input_ids, attention_mask``).
+    Raises BadInputError for a bad layer map or unmatched feature shapes.
+    """
+    soft = config.alpha > 0
+    pairs = feature_map(student, teacher, config.layer_map) if config.uses_features else []
+    result = KDResult([], pairs)
+    s_tap = t_tap = None
+    projections = nn.ModuleDict()
+    if pairs:
+        teacher = copy.deepcopy(teacher).eval()  # hooks go on a copy: the caller's teacher is left alone
+        s_tap = Tap(student, [s for s, _ in pairs], config.attention > 0)
+        t_tap = Tap(teacher, [t for _, t in pairs], config.attention > 0)
+        projections = make_projections(pairs, _probe(student, s_tap, task.example_inputs),
+                                       _probe(teacher, t_tap, task.example_inputs))  # fmt: skip
+        result.projections = {k: [p.in_features, p.out_features] for k, p in projections.items()}
+        result.teacher_outputs = "every batch"
+    elif soft:
+        cached = teacher_logits(teacher, task.train) if cached is None else cached
+        result.teacher_outputs = "once per example"
+
+    def loss_fn(_: nn.Module, inputs: tuple[Tensor, ...], targets: Tensor) -> Tensor:
+        *x, idx = inputs
+        out = student(*x)
+        if not soft and not pairs:
+            return task.loss(out, targets)  # labels alone: exactly what `finetune` computes
+        if pairs:
+            with torch.no_grad():
+                t_out = teacher(*x)
+        else:
+            t_out = cached[idx.cpu()].to(out.device)
+        if config.alpha == 1:
+            value = kd_loss(out, t_out, config.temperature)
+        elif soft:
+            value = (1 - config.alpha) * task.loss(out, targets) + config.alpha * kd_loss(out, t_out, config.temperature)
+        else:
+            value = task.loss(out, targets)
+        if pairs:
+            value = value + _feature_terms(config, pairs, projections, s_tap, t_tap, x[1] if len(x) > 1 else None)
+        return value
+
+    indexed = Split((*task.train.inputs, torch.arange(len(task.train))), task.train.targets, task.train.name)
+    try:
+        result.epoch_losses = train(
+            _Trainee(student, projections), indexed, task.loss, epochs=config.epochs, lr=config.lr,
+            batch_size=config.batch_size or task.batch_size, optimizer=config.optimizer,
+            weight_decay=config.weight_decay, schedule=config.schedule, seed=seed, progress=progress,
+            loss_fn_override=loss_fn,
+        )  # fmt: skip
+    finally:
+        for tap in (s_tap, t_tap):
+            if tap is not None:
+                tap.close()
+    return result
