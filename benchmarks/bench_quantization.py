@@ -85,7 +85,7 @@ def minilm(tmp: Path) -> list[str]:
     e_def = tmp / "emb_default.onnx"
     quantize_dynamic(str(e_fp32), str(e_def))
     e_q8 = export_onnx(_Embedder(q8), ex, tmp / "emb_q8.onnx")
-    deploy_quantize(e_q8, q8, Quantize(mode="int8-dynamic", deploy=details["format"]), StepContext(progress=False))
+    deploy_quantize(e_q8, q8, Quantize(mode="int8-dynamic", deploy=details["candidate"]), StepContext(progress=False))
     with torch.no_grad():
         sim = torch.cat([q8.embed(*(t[i:i + 64] for t in test.inputs)) for i in range(0, len(test), 64)])
     cos = {"torch int8 sim": _cos(sim, ref), "ORT default dynamic": _cos(ort_predict(e_def)(test.inputs), ref),
@@ -126,11 +126,15 @@ def minilm(tmp: Path) -> list[str]:
                f"({l16[1].median_ms / l16[0].median_ms:.2f}× the fp32 time), fp16 {l16[2].median_ms:.1f} ms "
                f"({l16[2].median_ms / l16[0].median_ms:.2f}×). On this CPU (AMX / AVX512-FP16) 16-bit compute "
                "is not slower, unlike the AVX2 machine of DESIGN §8b; the step still computes in fp32."),
-              "", "Deployment candidates measured on the calibration split:", "",
-              "| format | calib. accuracy | latency ms | ONNX bytes |", "|---|---:|---:|---:|"]
+              "", (f"Deployment candidates, judged on {details['judged_on']['examples']} held-out training "
+                   f"examples against {details['reference']} (floor: {details['floor']}):"), "",
+              "| candidate | label (from its graph) | agreement | SQNR dB | latency ms | ONNX bytes |",
+              "|---|---|---:|---:|---:|---:|"]
     for c in details["candidates"]:
-        lines.append(f"| {c['format']} | {c.get('metric', float('nan')):.4f} | {c.get('latency_ms', float('nan')):.2f} "
-                     f"| {c.get('onnx_bytes', 0):,} |" if "error" not in c else f"| {c['format']} | error: {c['error']} | | |")
+        f = c.get("fidelity") or {}
+        lines.append(f"| {c['name']} | {c['label']} | {f.get('agreement') or float('nan'):.4f} "
+                     f"| {f.get('sqnr_db') or float('inf'):.1f} | {c.get('latency_ms') or float('nan'):.2f} "
+                     f"| {c['bytes']:,} |" if "error" not in c else f"| {c['name']} | error: {c['error']} | | | | |")
     return lines + [""]
 
 
@@ -196,9 +200,11 @@ def main() -> None:
              ("How the deployed form is chosen: `deploy_quantize` builds the candidate ONNX formats for the mode "
              "(onnxruntime `quantize_dynamic` with per-channel s8 weights, `quantize_static` QDQ with u8 "
              "activations and s8 per-channel weights with / without reduce-range, MatMulNBits from our 4-bit "
-             "codes, or the fp32 graph), runs each on the task's calibration split and at batch 1, and keeps the "
-             "fastest whose metric is within 0.3 points of the PyTorch simulation (the fp32 graph only when 10% "
-             "faster than every quantized one). The MiniLM embedding cosine "
+             "codes, or the fp32 graph), checks each against its graph, runs each on held-out training examples "
+             "(outside the calibration split) and at batch 1, and keeps the fastest whose top-1 agreement with "
+             "the fp32 model stays within 0.3 points of the PyTorch model's and whose SQNR is within 6 dB of it "
+             "(the fp32 graph only when 10% faster than every quantized one; `modelpress.measure.choose`). The "
+             "label is read from the shipped graph. The MiniLM embedding cosine "
              "is measured on an ONNX export of `embed` (encoder + mean pooling) given the same format."), ""]
     with tempfile.TemporaryDirectory(prefix="bench-quant-") as d:
         tmp = Path(d)

@@ -61,3 +61,27 @@ def test_missing_and_garbage(tmp_path):
     junk.write_bytes(b"\x00\x01garbage")
     with pytest.raises(BadInputError):
         onnx_params(junk)
+
+
+def test_matmul_nbits_counts_codes_not_bytes_or_scales(tmp_path):
+    """A 4-bit LeNet-300-100 as MatMulNBits (two codes per byte, 300 / 100 inputs padded to blocks of 32):
+    the deployed file counts the torch model's 266,610 params, and the planted zero rows as zeros."""
+    from modelpress.context import StepContext
+    from modelpress.quantization import Quantize, apply_quantize
+    from modelpress.quantization.deploy import deploy_onnx
+    from modelpress.tasks.models import build
+
+    torch.manual_seed(0)
+    model = build("lenet-300-100")
+    with torch.no_grad():
+        model.fc2.weight[:10] = 0.0  # 10 rows of 300 inputs: 3000 zeros
+    cfg = Quantize(mode="int4-weight", symmetric=False, deploy="nbits")
+    apply_quantize(model, cfg, StepContext())
+    path = export_onnx(model.eval(), (torch.randn(1, 1, 28, 28),), tmp_path / "m.onnx")
+    assert deploy_onnx(path, model, cfg, StepContext())["format"] == "int4-weight"
+    n, nz = onnx_params(path)
+    layers = (model.fc1, model.fc2, model.fc3)
+    assert n == 266_610
+    # a code equal to its zero point is a weight of exactly 0.0
+    assert nz == sum(int(torch.count_nonzero(m.weight)) + int(torch.count_nonzero(m.bias)) for m in layers)
+    assert 266_610 - nz >= 3000

@@ -52,7 +52,7 @@ def test_int8_static_ptq_and_deployment_agree(trained, digits_task, tmp_path):
     sim = evaluate(trained, digits_task)
     assert base - sim <= 0.02
     path, details = _deploy(trained, cfg, digits_task, tmp_path)
-    assert details["format"] in {c["format"] for c in details["candidates"]} and details["why"]
+    assert details["candidate"] in {c["name"] for c in details["candidates"]} and details["why"]
     deployed = digits_task.metric(ort_predict(path), digits_task.test)
     # stated tolerance: deployed accuracy within 1 point of the simulation, logits within 0.5
     assert abs(deployed - sim) <= 0.01
@@ -68,8 +68,8 @@ def test_static_deployment_quantizes_for_real(trained, digits_task, tmp_path):
     apply_quantize(trained, cfg, StepContext(task=digits_task, progress=False))
     path, details = _deploy(trained, cfg, digits_task, tmp_path)
     ops = {n.op_type for n in onnx.load(str(path)).graph.node}
-    if details["format"] == "static":
-        assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+    if details["candidate"] == "static":
+        assert {"QuantizeLinear", "DequantizeLinear"} <= ops and details["format"] == "int8-static"
     assert abs(digits_task.metric(ort_predict(path), digits_task.test) - evaluate(trained, digits_task)) <= 0.01
 
 
@@ -78,7 +78,7 @@ def test_int4_weight_matmul_nbits_matches_simulation_exactly(trained, digits_tas
     apply_quantize(trained, cfg, StepContext(task=digits_task, progress=False))
     assert isinstance(trained.fc1, QuantLinear) and trained.fc1.spec.bits == 4
     path, details = _deploy(trained, cfg, digits_task, tmp_path)
-    assert details["format"] == "nbits"
+    assert details["candidate"] == "nbits" and details["format"] == "int4-weight+float32"  # convs stay float
     x = digits_task.test.inputs
     assert torch.allclose(ort_predict(path)(x), torch_predict(trained)(x), atol=1e-4)
 
@@ -90,8 +90,10 @@ def test_fp16_is_storage_and_says_so(trained, digits_task, tmp_path):
     assert set(log.details["compute_16bit_vs_fp32"]) == {"bf16", "fp16"}  # measured here, not assumed
     path, details = _deploy(trained, cfg, digits_task, tmp_path)
     assert "slower" in details["note"]
+    assert details["format"] == "fp16"  # the convs too: the exporter folds their BatchNorm, they are matched
     x = digits_task.test.inputs
-    assert torch.allclose(ort_predict(path)(x), torch_predict(trained)(x), atol=1e-4)
+    # folded conv weights are rounded to fp16 after folding: 1e-3-level differences to torch
+    assert torch.allclose(ort_predict(path)(x), torch_predict(trained)(x), atol=5e-3)
 
 
 def test_max_drop_keeps_the_planted_sensitive_layer_float(trained, digits_task):
@@ -183,7 +185,8 @@ def test_dynamic_deployment_leaves_float_layers_float(tmp_path):
     x = torch.randn(3, 7, 32)
     path = export_onnx(m, (x[:1],), tmp_path / "t.onnx")
     details = deploy_quantize(path, m, cfg, StepContext())
-    assert details["format"] == "dynamic" and details["matched_layers"] == 2
+    assert details["candidate"] == "dynamic" and details["matched_layers"] == 2
+    assert details["format"] == "int8-dynamic+float32"  # the label is read from the shipped graph
     nodes = onnx.load(str(path)).graph.node
     assert sum(n.op_type == "MatMul" for n in nodes) == 1  # b stays a float MatMul
     assert len(details["float_nodes"]) == 1

@@ -7,7 +7,9 @@ out are the ones that are not weights: int64 / bool initializers (shapes, axes, 
 input position in quantization operators (QuantizeLinear, DequantizeLinear, MatMulInteger,
 QLinearConv, ...) and by the ``_scale`` / ``_zero_point`` names that ``onnxruntime.quantization`` gives
 them (dynamic int8 multiplies a weight's scale in a plain ``Mul``). So an fp32 export counts the same
-params as the torch model, and its int8 form counts each weight once.
+params as the torch model, and its int8 form counts each weight once. ``MatMulNBits`` packs two 4-bit
+codes per byte and pads the last block: its weight counts ``N × K`` (its attributes), nonzero the codes
+that differ from their block's zero point.
 For a quantized weight, "nonzero" means not equal to its zero point (the value that stands for 0.0).
 The count is of what the file holds: an exporter may fold constants (a position-embedding table sliced
 to the traced length) or drop unused tensors, so it can be lower than the torch model's.
@@ -37,6 +39,7 @@ _QUANT_META: dict[str, tuple[frozenset[int], list[tuple[int, int, int | None]]]]
     "DynamicQuantizeMatMul": (frozenset({2, 3}), [(1, 3, -1)]),
     "MatMulIntegerToFloat": (frozenset({2, 3, 4, 5}), [(1, 5, -1)]),
     "DynamicQuantizeLSTM": (frozenset(range(8, 14)), []),
+    "MatMulNBits": (frozenset({2, 3}), []),  # its packed weight is counted by _nbits_params
 }
 _NOT_WEIGHTS = (np.int64, np.bool_)
 _QUANT_NAME = re.compile(r"_(scale|zero_point)$")
@@ -94,6 +97,11 @@ def onnx_params(path: str | Path) -> tuple[int, int]:
                 zero_of[node.input[w_pos]] = (arrays[node.input[zp_pos]], axis)
 
     total = nonzero = 0
+    for node in model.graph.node:
+        if node.op_type == "MatMulNBits" and node.input[1] in arrays:
+            n, nz = _nbits_params(node, arrays)
+            total, nonzero = total + n, nonzero + nz
+            meta.add(node.input[1])
     for name, arr in arrays.items():
         if name in meta or _QUANT_NAME.search(name) or arr.ndim == 0 or arr.dtype.type in _NOT_WEIGHTS:
             continue
@@ -104,6 +112,27 @@ def onnx_params(path: str | Path) -> tuple[int, int]:
         else:
             nonzero += int(np.count_nonzero(arr))
     return total, nonzero
+
+
+def _nbits_params(node: Any, arrays: dict[str, np.ndarray]) -> tuple[int, int]:
+    """``(N × K, codes ≠ zero point)`` of one MatMulNBits weight: ``B`` is ``(N, blocks, block·bits/8)``
+    uint8; zero points (input 3, packed like B per block) default to ``2^(bits-1)``."""
+    n, k, bits = _attr(node, "N", 0), _attr(node, "K", 0), _attr(node, "bits", 4)
+    block = _attr(node, "block_size", 32)
+    packed = arrays[node.input[1]].reshape(n, -1)
+    if bits == 4:
+        codes = np.stack([packed & 0x0F, packed >> 4], axis=-1).reshape(n, -1)
+    else:
+        codes = packed
+    blocks = codes.shape[1] // block
+    zp = np.full((n, blocks), 1 << (bits - 1), dtype=np.uint8)
+    if len(node.input) > 3 and node.input[3] in arrays:
+        z = arrays[node.input[3]].astype(np.uint8).reshape(n, -1)
+        if bits == 4:
+            z = np.stack([z & 0x0F, z >> 4], axis=-1).reshape(n, -1)
+        zp = z[:, :blocks]
+    full = np.repeat(zp, block, axis=1)
+    return n * k, int(np.count_nonzero(codes[:, :k] != full[:, :k]))
 
 
 def _attr(node: Any, name: str, default: int) -> int:

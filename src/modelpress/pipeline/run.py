@@ -179,7 +179,8 @@ def run(
         deployed, deploy_info = None, {}
         if deploy:
             with folder.write(*_ONNX_FILES) if folder is not None else contextlib.nullcontext():
-                deployed, deploy_info = _deploy(work, recipe, task, onnx_path, settings, compressed, seed)
+                deployed, deploy_info = _deploy(work, recipe, task, onnx_path, settings, compressed, seed,
+                                                reference=reference, target=target)
         stages = [reference, *earlier, baked_eval_copy(work)]
         interleaved = _time_side_by_side(stages, onnx_path if deployed else None, task, settings)
     report = build_report(task, recipe, baseline, step_rows, compressed, deployed, deploy_info, interleaved)
@@ -238,10 +239,12 @@ def _prepare_out(out: str | Path | None, model: nn.Module, command: str) -> Outp
     return OutputFolder.open(out_dir, RUN_OUTPUTS, command=command)
 
 
-def _deploy(work, recipe, task, path, settings, compressed, seed) -> tuple[Stats | None, dict[str, Any]]:
-    """Export to ONNX, let steps rewrite it (e.g. int8), measure it in onnxruntime."""
+def _deploy(work, recipe, task, path, settings, compressed, seed, *, reference=None,
+            target=None) -> tuple[Stats | None, dict[str, Any]]:
+    """Export to ONNX, let steps rewrite it (e.g. int8; judged against ``reference``, timed in ``target``),
+    measure it in onnxruntime."""
     try:
-        info = export_deployed(work, recipe.steps, task, path, seed=seed)
+        info = export_deployed(work, recipe.steps, task, path, seed=seed, reference=reference, target=target)
         deployed = measure_onnx(
             path, task, macs=compressed.macs, threads=settings.threads, batch_size=settings.batch_size,
             warmup=settings.warmup, runs=settings.runs,

@@ -45,8 +45,9 @@ class Quantize:
       For MiniLM the table is half the parameters, so the 4× / 7× size drops need it.
     - ``calibration_size``: calibration examples used for ranges, sensitivity and deployment choices.
     - ``deploy``: ONNX format for onnxruntime, ``auto`` = measure the candidates and keep the best.
-    - ``deploy_tolerance``: how much metric a faster deployed format may lose against the PyTorch
-      simulation on the calibration split and still be chosen (fraction).
+    - ``deploy_tolerance``: how much top-1 agreement with the fp32 reference model a faster deployed
+      format may lose against the PyTorch model's own agreement and still be chosen (fraction), measured
+      on held-out training examples outside the calibration split (`modelpress.measure.choose`).
 
     Raises `BadInputError` (``bad_value``) for any value outside these sets.
     """

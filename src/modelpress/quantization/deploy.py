@@ -1,25 +1,33 @@
 """Deployment: rewrite the exported fp32 ONNX file into the integer form that onnxruntime runs best here.
 
-Why candidates are measured instead of one fixed format (DESIGN §5, §8b): int8 speed and accuracy in
-onnxruntime depend on the CPU's kernels. On AVX2 without VNNI, u8×s8 products are summed pairwise in
-16 bits and saturate (255 × 127 × 2 > 32767), so a format that is exact on one CPU loses points on
-another; reduce-range (7-bit) weights avoid the saturation but cost precision, which convs tolerate
-(LeNet-5: 1.2 → 0.2 points lost) and MiniLM does not (embedding cosine 0.991 → 0.85); per-tensor
+Why candidates are measured instead of one fixed format (docs/architecture.md, measured CPU facts): int8
+speed and accuracy in onnxruntime depend on the CPU's kernels. On AVX2 without VNNI, u8×s8 products are
+summed pairwise in 16 bits and saturate (255 × 127 × 2 > 32767), so a format that is exact on one CPU
+loses points on another; reduce-range (7-bit) weights avoid the saturation but cost precision, which convs
+tolerate (LeNet-5: 1.2 → 0.2 points lost) and MiniLM does not (embedding cosine 0.991 → 0.85); per-tensor
 weight scales lose more than per-channel ones on MiniLM (0.958 vs 0.991); static QDQ with int8/int8
-types does not fuse fully and runs slower than fp32. So each mode builds the candidates that can be
-right, with onnxruntime's own quantizers (``quantize_dynamic``, ``quantize_static`` with a
+types does not fuse fully and runs slower than fp32; dynamic ``ConvInteger`` ran 2.5× (LeNet-5) to 8×
+(resnet-s) slower than float convs on an AVX-512 VNNI EPYC. So each mode builds the candidates that can
+be right, with onnxruntime's own quantizers (``quantize_dynamic``, ``quantize_static`` with a
 CalibrationDataReader over the task's calibration split) or, for weight-only n-bit, MatMulNBits written
-from our own codes; every candidate runs in onnxruntime on the calibration split and at batch 1; the
-fastest one whose metric stays within ``deploy_tolerance`` of the PyTorch simulation is kept.
+from our own codes.
+
+Every candidate's graph is checked against what its name promises (`expected_layers`; a candidate whose
+integer layers are missing is rejected, never shipped under a wrong label), then
+`modelpress.measure.choose.choose` runs them on held-out examples, compares their outputs with the fp32
+reference model's (fidelity) and times them interleaved in the deployment setting. The label written to
+the report is `modelpress.measure.onnx_graph.onnx_format` of the file shipped.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator
+from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,21 +35,29 @@ import numpy as np
 import onnx
 from torch import Tensor, nn
 
+from modelpress.context import StepContext
 from modelpress.errors import CompressionError
 from modelpress.quantization.config import Quantize
-from modelpress.quantization.modules import _Quantized
-from modelpress.quantization.onnx_rewrite import Matched, match_layers, to_fp16_weights, to_matmul_nbits
+from modelpress.quantization.modules import _Half, _Quantized
+from modelpress.quantization.onnx_rewrite import (
+    Matched,
+    gemm_to_matmul,
+    match_layers,
+    to_fp16_weights,
+    to_matmul_nbits,
+)
 from modelpress.tasks.task import Split, Task
 
-__all__ = ["CalibrationReader", "build_candidate", "candidates_for", "choose"]
+__all__ = ["CalibrationReader", "build_candidate", "candidates_for", "check_candidate", "deploy", "deploy_onnx",
+           "expected_layers", "requested_format"]
 
 _WEIGHTED = ("MatMul", "Gemm", "Conv")
-_NOISE = 0.03  # relative latency difference treated as a tie
-# The float graph (no rewrite) must beat every accurate quantized candidate by this much to be kept: the
-# user asked for a quantized model, and on small models batch-1 latencies of int8 and fp32 lie so close
-# that a 3% margin let timing noise flip the deployed file between 1× and 3.8× smaller from run to run.
-_FLOAT_MARGIN = 0.10
 _NP = {onnx.TensorProto.FLOAT: np.float32, onnx.TensorProto.INT64: np.int64, onnx.TensorProto.INT32: np.int32}
+_HOLDOUT = 512  # held-out examples the candidates are judged on: agreement resolves 0.2%
+# On training examples top-1 agreement is near 1.0 for every int8 form, so the output noise decides too: a
+# deployed form may have at most 4× the noise power of the PyTorch model it deploys (its SQNR − 6 dB,
+# one bit of precision), which catches a kernel that rounds more coarsely than the simulation.
+_SQNR_SLACK_DB = 6.0
 
 
 @contextlib.contextmanager
@@ -79,19 +95,23 @@ class CalibrationReader:
 
 
 def candidates_for(config: Quantize, matched: list[Matched], has_conv: bool) -> list[str]:
-    """The deployment formats worth measuring for this config (``float`` always, as the fallback)."""
+    """The deployment formats worth measuring for this config (``float`` always, as the fallback).
+
+    ``dynamic`` quantizes every matched layer (MatMulInteger, ConvInteger); ``dynamic-matmul`` only the
+    Linear ones, for conv models where the integer convs may be slower than float ones."""
     if config.deploy != "auto":
         return [config.deploy] if config.deploy == "float" else [config.deploy, "float"]
     if config.weight_bits is None:
         return ["fp16", "float"]
     acts = config.activations
+    linear = any(m.op_type in ("MatMul", "Gemm") and isinstance(m.module, _Quantized) for m in matched)
     if acts == "dynamic":
-        return ["dynamic", "float"]
+        return ["dynamic", *(["dynamic-matmul"] if has_conv and linear else []), "float"]
     if acts == "static":
         # convs: u8 activations × s8 per-channel weights, with and without reduce-range;
-        # matmul-heavy graphs: static QDQ does not fuse well here, dynamic int8 does (DESIGN §8b).
+        # matmul-only graphs: static QDQ does not fuse well here, dynamic int8 does.
         out = ["static-reduce-range", "static"]
-        if any(m.op_type == "MatMul" for m in matched):
+        if linear and not has_conv:
             out.append("dynamic")
         return [*out, "float"]
     # weight-only: MatMulNBits (fp32 compute and int8 compute), and int8 static for conv models
@@ -136,12 +156,20 @@ def build_candidate(fmt: str, src: Path, dst: Path, model: onnx.ModelProto, matc
     if not int8_nodes:
         # onnxruntime reads an empty node list as "quantize every node": never hand it one
         raise ValueError("no quantized layer was found in the ONNX graph")
-    if fmt == "dynamic":
-        # s8 weights, no reduce-range: reduce-range collapses MiniLM (cosine 0.85); the Gemm/Conv
-        # nodes have no fast dynamic kernel and stay float.
-        quantize_dynamic(str(src), str(dst), op_types_to_quantize=["MatMul"], per_channel=per_channel,
-                         reduce_range=False, weight_type=QuantType.QInt8, nodes_to_quantize=int8_nodes,
+    if fmt in ("dynamic", "dynamic-matmul"):
+        # s8 weights, no reduce-range: reduce-range collapses MiniLM (cosine 0.85). Gemm nodes become
+        # MatMul + Add first: handed Gemm names, onnxruntime's quantizer quantizes nothing.
+        ops = ["MatMul"] if fmt == "dynamic-matmul" else ["MatMul", "Conv"]
+        new, renamed = gemm_to_matmul(model, matched)
+        nodes = [m.node for m in renamed if isinstance(m.module, _Quantized) and m.op_type in ops]
+        if not nodes:
+            raise ValueError(f"no quantized {' or '.join(ops)} layer was found in the ONNX graph")
+        staged = dst.with_suffix(".matmul.onnx")
+        onnx.save(new, str(staged))
+        quantize_dynamic(str(staged), str(dst), op_types_to_quantize=ops, per_channel=per_channel,
+                         reduce_range=False, weight_type=QuantType.QInt8, nodes_to_quantize=nodes,
                          extra_options={"MatMulConstBOnly": True})
+        staged.unlink()
         return []
     if fmt in ("static", "static-reduce-range"):
         if calibration is None:
@@ -160,117 +188,171 @@ def build_candidate(fmt: str, src: Path, dst: Path, model: onnx.ModelProto, matc
     raise ValueError(f"unknown deployment format {fmt!r}")
 
 
-def choose(results: list[dict[str, Any]], ref_metric: float | None, tolerance: float,
-           higher_is_better: bool = True) -> tuple[dict[str, Any], str]:
-    """Pick the fastest candidate whose metric is within ``tolerance`` of ``ref_metric`` (the PyTorch
-    simulation's); if none is, the most accurate. Returns the chosen row and the reason."""
-    ok = [r for r in results if "error" not in r]
-    if not ok:
-        raise CompressionError("no deployment candidate could be built: " + "; ".join(
-            f"{r['format']}: {r.get('error')}" for r in results))
-    if ref_metric is None or any(r.get("metric") is None for r in ok):
-        return ok[0], "first candidate (no task data to measure them on)"
-
-    def loss(r: dict) -> float:
-        return (ref_metric - r["metric"]) if higher_is_better else (r["metric"] - ref_metric)
-
-    within = [r for r in ok if loss(r) <= tolerance + 1e-12]
-    quantized = [r for r in within if r["format"] != "float"]
-    if quantized:
-        fastest_quantized = min(r["latency_ms"] for r in quantized)
-        within = quantized + [r for r in within if r["format"] == "float"
-                              and r["latency_ms"] * (1 + _FLOAT_MARGIN) < fastest_quantized]  # fmt: skip
-    if within:
-        fastest = min(r["latency_ms"] for r in within)
-        # latencies within 3% are timing noise: then the smaller file wins
-        near = [r for r in within if r["latency_ms"] <= fastest * (1 + _NOISE)]
-        best = min(near, key=lambda r: (r.get("onnx_bytes", 0), r["latency_ms"]))
-        return best, (f"fastest of the candidates within {tolerance} of the PyTorch simulation's metric "
-                      f"({ref_metric:.4f}) on the calibration split (ties within {_NOISE:.0%} of latency go "
-                      f"to the smaller file; the float graph only when {_FLOAT_MARGIN:.0%} faster than every "
-                      "quantized one)")
-    best = min(ok, key=lambda r: (loss(r), r["latency_ms"]))
-    return best, (f"no candidate within {tolerance} of the simulation's metric ({ref_metric:.4f}); "
-                  "kept the most accurate")
 
 
-def measure_candidates(paths: dict[str, Path], task: Task | None, split: Split | None,
-                       sim_out: Tensor | None, example: tuple[Tensor, ...] | None) -> list[dict[str, Any]]:
-    """Metric on ``split``, agreement with the simulation's outputs and batch-1 latency, per candidate."""
-    from modelpress.measure.latency import time_interleaved
+def requested_format(config: Quantize) -> str:
+    """The `onnx_format` label the user's config asks for (``int8-dynamic``, ``int4-weight``, ``fp16`` ...)."""
+    if config.weight_bits is None:
+        return "bf16" if config.mode == "bf16" else "fp16"
+    acts = config.activations
+    return f"int8-{acts}" if acts != "none" else f"int{config.weight_bits}-weight"
+
+
+def expected_layers(fmt: str, matched: list[Matched], config: Quantize, notes: list[str]) -> dict[str, int]:
+    """How many weighted layers of each kind (see `modelpress.measure.onnx_graph`) candidate ``fmt`` must
+    hold: the promise its name makes, checked against its graph by `check_candidate`. ``notes``: the
+    layers `build_candidate` reported left as they were."""
+    weighted = [m for m in matched if m.op_type in _WEIGHTED]
+    quantized = [m for m in weighted if isinstance(m.module, _Quantized)]
+    if fmt == "float":
+        return {}
+    if fmt == "fp16":
+        half = {m.weight for m in weighted if isinstance(m.module, _Half)}
+        return {"bf16" if config.mode == "bf16" else "fp16": len(half)}
+    if fmt == "dynamic":
+        return {"int8-dynamic": len(quantized)}
+    if fmt == "dynamic-matmul":
+        return {"int8-dynamic": sum(m.op_type != "Conv" for m in quantized)}
+    if fmt.startswith("static"):
+        return {"int8-static": len(quantized)}
+    if fmt.startswith("nbits"):
+        linear = [m for m in quantized if m.op_type != "Conv" and m.module.meta["kind"] == "linear"]
+        return {f"int{config.weight_bits}-weight": len(linear) - len(notes)}
+    raise ValueError(f"unknown deployment format {fmt!r}")
+
+
+def check_candidate(fmt: str, path: Path, expected: dict[str, int]) -> str:
+    """The graph-derived label of candidate ``fmt`` at ``path``; raises `CompressionError` unless its graph
+    holds exactly the ``expected`` number of layers of each kind (and at least one for a quantized form)."""
+    from modelpress.measure.onnx_graph import layer_formats, onnx_format
+
+    got = Counter(lf.kind for lf in layer_formats(path))
+    wrong = {k: (n, got.get(k, 0)) for k, n in expected.items() if got.get(k, 0) != n}
+    if wrong or (fmt != "float" and not any(expected.values())):
+        found = ", ".join(f"{k} {n}" for k, n in sorted(got.items())) or "no weighted layer"
+        want = ", ".join(f"{k} {n}" for k, n in expected.items()) or "at least one quantized layer"
+        raise CompressionError(f"graph check: candidate `{fmt}` should hold {want}; its graph holds {found}")
+    return onnx_format(path)
+
+
+def _build_all(formats: list[str], src_path: Path, tmp: Path, src: onnx.ModelProto, matched: list[Matched],
+               config: Quantize, calibration: Split | None) -> tuple[dict[str, Path], dict[str, dict], dict[str, str]]:
+    """Build and graph-check each format: ``(paths, info per candidate, errors per rejected candidate)``."""
+    from modelpress.measure.onnx_size import onnx_bytes
+
+    paths: dict[str, Path] = {}
+    info: dict[str, dict] = {}
+    errors: dict[str, str] = {}
+    for fmt in formats:
+        dst = tmp / f"{fmt}.onnx"
+        try:
+            with _quiet():
+                notes = build_candidate(fmt, src_path, dst, src, matched, config, calibration)
+            label = check_candidate(fmt, dst, expected_layers(fmt, matched, config, notes))
+        except Exception as e:  # noqa: BLE001 - a candidate that cannot be built is reported, not fatal
+            text = str(e).strip().splitlines()
+            errors[fmt] = f"{type(e).__name__}: {text[0][:300] if text else ''}"
+            continue
+        paths[fmt] = dst
+        info[fmt] = {"format": fmt, "label": label, "bytes": onnx_bytes(dst)} | ({"notes": notes} if notes else {})
+    return paths, info, errors
+
+
+def _judging_data(model: nn.Module, ctx: StepContext) -> tuple[Split, Tensor, Tensor, str]:
+    """Held-out examples, the fp32 reference's outputs on them, the PyTorch model's, and what the
+    reference is."""
+    from modelpress.measure.choose import holdout_split
+    from modelpress.tasks.train import torch_predict
+
+    holdout = holdout_split(ctx.task, _HOLDOUT, seed=ctx.seed)
+    sim_out = torch_predict(model, batch_size=64)(holdout.inputs)
+    if ctx.reference is None:
+        return holdout, sim_out, sim_out, "the PyTorch model being deployed (no fp32 reference was given)"
+    ref_out = torch_predict(ctx.reference, batch_size=64)(holdout.inputs)
+    return holdout, ref_out, sim_out, "the fp32 model the recipe started from"
+
+
+def _choose(paths: dict[str, Path], info: dict[str, dict], model: nn.Module, config: Quantize,
+            ctx: StepContext) -> tuple[str, str, list[dict], dict[str, Any]]:
+    """Run `modelpress.measure.choose.choose` over the built candidates: ``(winner, why, rows, judged)``."""
+    from modelpress.measure._model import batch_of
+    from modelpress.measure.choose import HOLDOUT_NOTE, Candidate, Floor, choose
+    from modelpress.measure.fidelity import fidelity
     from modelpress.measure.runtime import ort_predict
 
-    rows: list[dict[str, Any]] = []
-    predicts: list[Callable] = []
-    for name, path in paths.items():
-        row: dict[str, Any] = {"format": name, "onnx_bytes": path.stat().st_size}
-        try:
-            predict = ort_predict(path, threads=1)
-            if task is not None and split is not None:
-                out = predict(split.inputs)
-                row["metric"] = task.metric.on_outputs(out, split)
-                if sim_out is not None:
-                    row["max_abs_diff_to_simulation"] = float((out.float() - sim_out.float()).abs().max())
-            predicts.append(predict)
-        except Exception as e:  # noqa: BLE001 - a candidate that onnxruntime refuses is reported, not fatal
-            row["error"] = f"{type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}"
-        rows.append(row)
-    good = [r for r in rows if "error" not in r]
-    if example is not None and predicts:
-        lat = time_interleaved(predicts, example, threads=1, warmup=3, runs=15)
-        for r, t in zip(good, lat, strict=True):
-            r["latency_ms"] = round(t.median_ms, 4)
-    else:
-        for r in good:
-            r["latency_ms"] = 0.0
-    return rows
+    threads = ctx.target.threads
+    if ctx.task is None:  # nothing to run them on: the first candidate whose graph checked out
+        first = next(iter(paths))
+        return first, "first candidate whose graph holds its layers (no task data to measure them on)", \
+            [info[f] for f in paths], {}
+    holdout, ref_out, sim_out, reference = _judging_data(model, ctx)
+    sim = fidelity(sim_out, ref_out)
+    sqnr = sim.sqnr_db - _SQNR_SLACK_DB if math.isfinite(sim.sqnr_db) else None
+    floor = (Floor(agreement=sim.agreement - config.deploy_tolerance, sqnr_db=sqnr) if sim.agreement is not None
+             else Floor(cosine=sim.cosine - config.deploy_tolerance, sqnr_db=sqnr))
+    candidates = [Candidate(f, ort_predict(p, threads=threads), info[f]["bytes"], baseline=f == "float",
+                            info={k: v for k, v in info[f].items() if k != "bytes"}) for f, p in paths.items()]
+    choice = choose(candidates, holdout.inputs, ref_out, floor=floor, threads=threads,
+                    timing_inputs=batch_of(holdout, ctx.target.batch_size))
+    judged = {"judged_on": {"split": holdout.name, "examples": len(holdout), "what": HOLDOUT_NOTE},
+              "reference": reference, "simulation_fidelity": sim.to_dict(),
+              "floor": f"{floor.describe()} (the PyTorch model's own agreement minus deploy_tolerance "
+                       f"{config.deploy_tolerance}; its SQNR minus {_SQNR_SLACK_DB:g} dB)",
+              "timing": {"threads": threads, "batch_size": ctx.target.batch_size}}
+    winner, why = choice.winner.name, choice.why
+    forced = config.deploy if config.deploy != "auto" else None
+    if forced is not None and any(r.name == forced and r.error is None for r in choice.table):
+        winner, why = forced, f"forced by `deploy: {forced}` (measured: {choice.why})"
+    return winner, why, [r.to_dict() for r in choice.table], judged
 
 
-def deploy(onnx_path: Path, model: nn.Module, config: Quantize, task: Task | None,
-           split: Split | None, sim_out: Tensor | None) -> dict[str, Any]:
-    """Build, measure and choose; overwrite ``onnx_path`` with the chosen form; return report details."""
+def deploy_onnx(onnx_path: Path, model: nn.Module, config: Quantize, ctx: StepContext) -> dict[str, Any]:
+    """Build the candidates for ``config``, check each against its graph, choose (fidelity to
+    ``ctx.reference`` on held-out training data, latency in ``ctx.target``), overwrite ``onnx_path`` with
+    the winner. Returns the report details: ``format`` (derived from the shipped graph), ``candidate``,
+    ``why``, ``candidates`` (name, label, bytes, fidelity, latency), ``layers`` and ``ops`` of the shipped
+    file. Raises `CompressionError` when no candidate can be built or run."""
+    from modelpress.measure.onnx_graph import layer_formats, onnx_format, op_counts
+    from modelpress.quantization.ptq import calibration_split
+
     onnx_path = Path(onnx_path)
     src = onnx.load(str(onnx_path))
     matched = match_layers(src, model)
     has_conv = any(m.op_type == "Conv" for m in matched)
     formats = candidates_for(config, matched, has_conv)
-    if split is None:
+    calibration = calibration_split(ctx.task.calibration, config.calibration_size) if ctx.task else None
+    if calibration is None:
         formats = [f for f in formats if not f.startswith("static")] or ["float"]
-    details: dict[str, Any] = {"matched_layers": len(matched),
+    details: dict[str, Any] = {"requested": requested_format(config), "matched_layers": len(matched),
                                "float_nodes": _float_nodes(src, matched)}
     with tempfile.TemporaryDirectory(prefix="modelpress-deploy-") as tmp:
-        paths: dict[str, Path] = {}
-        notes: dict[str, list[str]] = {}
-        errors: dict[str, str] = {}
-        for fmt in formats:
-            dst = Path(tmp) / f"{fmt}.onnx"
-            try:
-                with _quiet():
-                    notes[fmt] = build_candidate(fmt, onnx_path, dst, src, matched, config, split)
-                paths[fmt] = dst
-            except Exception as e:  # noqa: BLE001 - reported per candidate
-                errors[fmt] = f"{type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}"
-        example = tuple(t[:1] for t in split.inputs) if split is not None else None
-        rows = measure_candidates(paths, task, split, sim_out, example)
-        rows += [{"format": f, "error": e} for f, e in errors.items()]
-        ref = task.metric.on_outputs(sim_out, split) if (task and split is not None and sim_out is not None) else None
-        forced = [r for r in rows if r["format"] == config.deploy and "error" not in r]
-        if forced:
-            best, why = forced[0], f"forced by `deploy: {config.deploy}`"
-        else:
-            best, why = choose(rows, ref, config.deploy_tolerance,
-                               task.metric.higher_is_better if task is not None else True)
-        shutil.copyfile(paths[best["format"]], onnx_path)
-    for r in rows:
-        if r["format"] in notes and notes[r["format"]]:
-            r["notes"] = notes[r["format"]]
-    details.update({"format": best["format"], "why": why, "simulation_metric": ref, "candidates": rows})
+        paths, info, errors = _build_all(formats, onnx_path, Path(tmp), src, matched, config, calibration)
+        if not paths:
+            raise CompressionError("no deployment candidate could be built: " + "; ".join(
+                f"{f}: {e}" for f, e in errors.items()))
+        winner, why, rows, judged = _choose(paths, info, model, config, ctx)
+        shutil.copyfile(paths[winner], onnx_path)
+    rows += [{"name": f, "format": f, "error": e} for f, e in errors.items()]
+    label = onnx_format(onnx_path)
+    details.update({"format": label, "candidate": winner, "why": why, **judged, "candidates": rows,
+                    "layers": dict(Counter(lf.kind for lf in layer_formats(onnx_path))), "ops": op_counts(onnx_path)})
+    if label != details["requested"]:
+        details["format_note"] = f"shipped {label}, not the requested {details['requested']}: {why}"
     return details
+
+
+def deploy(onnx_path: Path, model: nn.Module, config: Quantize, task: Task | None, split: Split | None = None,
+           sim_out: Tensor | None = None, *, reference: nn.Module | None = None) -> dict[str, Any]:
+    """`deploy_onnx` for callers holding a task rather than a `StepContext`. ``split`` and ``sim_out`` (the
+    calibration split and the model's outputs on it) are no longer used — candidates are judged on
+    held-out examples against ``reference`` — and are accepted so that older calls keep working."""
+    del split, sim_out
+    return deploy_onnx(onnx_path, model, config, StepContext(task=task, progress=False, reference=reference))
 
 
 def _float_nodes(model: onnx.ModelProto, matched: list[Matched]) -> list[str]:
     """MatMul / Gemm / Conv nodes with a weight initializer that are not ``matched`` (layers kept float)."""
     done = {m.node for m in matched}
     inits = {t.name for t in model.graph.initializer}
-    return [n.name for n in model.graph.node if n.op_type in ("MatMul", "Gemm", "Conv") and n.name not in done
+    return [n.name for n in model.graph.node if n.op_type in _WEIGHTED and n.name not in done
             and len(n.input) > 1 and n.input[1] in inits]

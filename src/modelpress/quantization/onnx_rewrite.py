@@ -16,7 +16,7 @@ from torch import nn
 
 from modelpress.quantization.modules import _Half, _Quantized
 
-__all__ = ["Matched", "match_layers", "to_fp16_weights", "to_matmul_nbits"]
+__all__ = ["Matched", "gemm_to_matmul", "match_layers", "to_fp16_weights", "to_matmul_nbits"]
 
 
 @dataclass(frozen=True)
@@ -35,24 +35,39 @@ def _inits(model: onnx.ModelProto) -> dict[str, onnx.TensorProto]:
     return {t.name: t for t in model.graph.initializer}
 
 
+def _folded(w: np.ndarray, ref: np.ndarray) -> bool:
+    """``w`` is ``ref`` with each output channel scaled (a BatchNorm the exporter folded into the conv)."""
+    r = ref.reshape(len(ref), -1).astype(np.float64)
+    x = w.reshape(len(w), -1).astype(np.float64)
+    norm = (r * r).sum(1)
+    if np.any(norm == 0):
+        return False
+    k = (x * r).sum(1) / norm
+    return float(np.abs(x - k[:, None] * r).max()) <= 1e-5 * max(float(np.abs(x).max()), 1e-12)
+
+
 def match_layers(model: onnx.ModelProto, torch_model: nn.Module) -> list[Matched]:
     """Nodes (MatMul / Gemm / Conv / Gather) whose weight initializer equals a quantized or 16-bit module's
-    weight (``Wᵀ`` for MatMul). Unmatched nodes are layers we left in float."""
+    weight (``Wᵀ`` for MatMul), or, for a 16-bit conv, equals it scaled per output channel: 16-bit modes
+    do not fold BatchNorm in torch, and the exporter folds it into the conv. Unmatched nodes are layers we
+    left in float."""
     by_shape: dict[tuple[int, ...], list[tuple[str, nn.Module, np.ndarray]]] = {}
     for name, m in torch_model.named_modules():
         if isinstance(m, (_Quantized, _Half)):
             w = m.weight.detach().float().numpy()
             by_shape.setdefault(tuple(w.shape), []).append((name, m, w))
     inits = _inits(model)
+    # The exporter stores equal tensors once and feeds the others through Identity nodes.
+    alias = {n.output[0]: n.input[0] for n in model.graph.node if n.op_type == "Identity" and n.input[0] in inits}
     used: set[str] = set()
     out: list[Matched] = []
     for node in model.graph.node:
         if node.op_type not in ("MatMul", "Gemm", "Conv", "Gather"):
             continue
         idx = 0 if node.op_type == "Gather" else 1
-        if len(node.input) <= idx or node.input[idx] not in inits:
+        if len(node.input) <= idx or alias.get(node.input[idx], node.input[idx]) not in inits:
             continue
-        arr = numpy_helper.to_array(inits[node.input[idx]])
+        arr = numpy_helper.to_array(inits[alias.get(node.input[idx], node.input[idx])])
         transposed = node.op_type == "MatMul"
         if node.op_type == "Gemm":
             attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
@@ -63,18 +78,59 @@ def match_layers(model: onnx.ModelProto, torch_model: nn.Module) -> list[Matched
             continue
         w = arr.T if transposed and arr.ndim == 2 else arr
         for name, m, ref in by_shape.get(tuple(w.shape), []):
-            if name not in used and np.array_equal(w, ref):
+            folded = node.op_type == "Conv" and isinstance(m, _Half) and _folded(w, ref)
+            if name not in used and (np.array_equal(w, ref) or folded):
                 used.add(name)
-                out.append(Matched(node.name, node.op_type, node.input[idx], name, m, transposed))
+                out.append(Matched(node.name, node.op_type, alias.get(node.input[idx], node.input[idx]), name, m,
+                                   transposed))
                 break
     return out
+
+
+def gemm_to_matmul(model: onnx.ModelProto, matched: list[Matched]) -> tuple[onnx.ModelProto, list[Matched]]:
+    """Rewrite each matched Gemm (a Linear on 2-D input) as ``MatMul(x, Wᵀ)`` + ``Add(bias)``.
+
+    onnxruntime's dynamic quantizer has integer kernels for MatMul only; handed Gemm nodes it splits
+    them into MatMul + Add under new names and quantizes none of them (no error). Rewriting them here
+    first keeps the names we hand it. Returns the new model and ``matched`` with each Gemm entry pointing
+    at its MatMul node (op ``MatMul``, weight ``<name>_kn`` holding ``Wᵀ`` of shape ``(in, out)``).
+    """
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    inits = _inits(out)
+    gemms = {m.node: m for m in matched if m.op_type == "Gemm"}
+    nodes = list(out.graph.node)
+    del out.graph.node[:]
+    renamed: dict[str, Matched] = {}
+    for node in nodes:
+        mt = gemms.get(node.name)
+        beta = next((a.f for a in node.attribute if a.name == "beta"), 1.0)
+        if mt is None or beta != 1.0:  # a scaled bias (never exported from torch) keeps its Gemm
+            out.graph.node.append(node)
+            continue
+        w = numpy_helper.to_array(inits[mt.weight])
+        kn = numpy_helper.from_array(np.ascontiguousarray(w if mt.transposed else w.T), mt.weight + "_kn")
+        out.graph.initializer.append(kn)
+        has_bias = len(node.input) > 2 and node.input[2] != ""
+        mm_out = node.output[0] + "_matmul" if has_bias else node.output[0]
+        out.graph.node.append(helper.make_node("MatMul", [node.input[0], kn.name], [mm_out], name=node.name + "_MatMul"))
+        if has_bias:
+            out.graph.node.append(helper.make_node("Add", [mm_out, node.input[2]], [node.output[0]],
+                                                   name=node.name + "_Add"))
+        renamed[node.name] = Matched(node.name + "_MatMul", "MatMul", kn.name, mt.module_name, mt.module, True)
+    used = {i for n in out.graph.node for i in n.input}
+    for t in list(out.graph.initializer):
+        if t.name not in used:
+            out.graph.initializer.remove(t)
+    return out, [renamed.get(m.node, m) for m in matched]
 
 
 def to_fp16_weights(model: onnx.ModelProto, matched: list[Matched], dtype: str = "float16") -> onnx.ModelProto:
     """Store the matched weights in 16 bits, each followed by a Cast back to float32.
 
     onnxruntime folds the Casts at session start, so compute stays fp32 (as fast as before) and the
-    file is about half the size: 16 bits is a storage format on this CPU.
+    file is about half the size: 16 bits is a storage format on this CPU. A conv whose BatchNorm the
+    exporter folded holds the folded weight, rounded to 16 bits after folding (1e-3-level differences).
     """
     out = onnx.ModelProto()
     out.CopyFrom(model)
@@ -100,13 +156,16 @@ def to_fp16_weights(model: onnx.ModelProto, matched: list[Matched], dtype: str =
 
 
 def _block_size(k: int, group: int | None) -> int | None:
-    """MatMulNBits block: the layer's group, else the largest power of two ≥ 16 dividing ``k`` (≤ 128)."""
+    """MatMulNBits block: the layer's group, else the largest power of two ≥ 16 dividing ``k`` (≤ 128),
+    else 32: MatMulNBits takes ``K`` as an attribute and reads ``ceil(K / block)`` blocks per column, so
+    the last block is padded (with the zero point, which dequantizes to 0) — LeNet's 300 / 100 / 500
+    inputs stay 4-bit instead of float."""
     if group is not None:
         return group if k % group == 0 else None
     for b in (128, 64, 32, 16):
         if k % b == 0:
             return b
-    return None
+    return 32
 
 
 def to_matmul_nbits(model: onnx.ModelProto, matched: list[Matched], *, accuracy_level: int = 0
@@ -136,7 +195,10 @@ def to_matmul_nbits(model: onnx.ModelProto, matched: list[Matched], *, accuracy_
         q = m.qweight.numpy().astype(np.int32)                      # (N, K) signed codes
         scale = m.scale.numpy().astype(np.float32)
         zp = m.zero_point.numpy().astype(np.int32)
-        nb = k // block
+        nb = -(-k // block)
+        if nb * block != k:  # pad the last block with each row's zero point (per-row or per-tensor grids)
+            row_zp = np.broadcast_to(zp.reshape(-1, 1), (n_out, 1))
+            q = np.concatenate([q, np.repeat(row_zp, nb * block - k, axis=1)], axis=1)
         # per-row / per-tensor / per-group scales, expanded to one per (row, block)
         if spec.granularity == "group":
             s_blk, z_blk = scale.reshape(n_out, nb), zp.reshape(n_out, nb)
