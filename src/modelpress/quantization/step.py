@@ -11,7 +11,7 @@ from torch.nn.utils import parametrize
 
 from modelpress.context import StepContext, StepLog
 from modelpress.quantization.config import Quantize
-from modelpress.quantization.deploy import deploy
+from modelpress.quantization.deploy import deploy_onnx
 from modelpress.quantization.fold import fold_batchnorm
 from modelpress.quantization.modules import _Quantized
 from modelpress.quantization.ptq import (
@@ -170,15 +170,8 @@ def deploy_quantize(onnx_path: Path, model: nn.Module, config: Quantize, ctx: St
     within ``deploy_tolerance`` of the PyTorch simulation wins. Returns details for report.json:
     ``format``, ``why``, ``candidates`` (metric, latency_ms, bytes per candidate), ``float_nodes``.
     """
-    task = ctx.task
-    split = calibration_split(task.calibration, config.calibration_size) if task is not None else None
-    sim_out = None
-    if split is not None:
-        from modelpress.tasks.train import torch_predict
-
-        with torch.no_grad():
-            sim_out = torch_predict(model, batch_size=64)(split.inputs)
-    details = deploy(Path(onnx_path), model, config, task, split, sim_out)
+    # the hook's context carries the fp32 reference and the deploy target (runtime, batch, threads)
+    details = deploy_onnx(Path(onnx_path), model, config, ctx)
     if config.weight_bits is None:
         details["note"] = _SIXTEEN_BIT + " The ONNX file keeps fp32 compute (onnxruntime folds the Casts)."
     emb = [n for n, m in model.named_modules() if isinstance(m, _Quantized) and m.meta["kind"] == "embedding"]
