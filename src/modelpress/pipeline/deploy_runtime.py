@@ -62,7 +62,7 @@ def choose_runtime(path: Path, model: nn.Module, ctx: StepContext) -> dict[str, 
                              info={"runtime": "openvino", "precision": f.precision, "executed": f.executed.label})
                    for f in forms]
     choice = choose(candidates, holdout.inputs, ref, floor=floor, threads=target.threads,
-                    timing_inputs=batch_of(holdout, target.batch_size))
+                    timing_inputs=batch_of(holdout, target.batch_size), rewarm=True)
     winner = choice.winner
     runtime, precision = winner.info["runtime"], winner.info["precision"]
     if runtime == "openvino":

@@ -298,7 +298,7 @@ def _choose(paths: dict[str, Path], info: dict[str, dict], model: nn.Module, con
                   for f, p in paths.items()] if ctx.target.runtime != "openvino" else []
     candidates += [Candidate(c.name, c.predict, c.bytes, baseline=c.baseline, info=c.info) for c in extra or []]
     choice = choose(candidates, holdout.inputs, ref_out, floor=floor, threads=threads,
-                    timing_inputs=batch_of(holdout, ctx.target.batch_size))
+                    timing_inputs=batch_of(holdout, ctx.target.batch_size), rewarm=bool(extra))
     judged = {"judged_on": {"split": holdout.name, "examples": len(holdout), "what": HOLDOUT_NOTE},
               "reference": reference, "simulation_fidelity": sim.to_dict(),
               "floor": f"{floor.describe()} (the PyTorch model's own agreement minus deploy_tolerance "
