@@ -17,7 +17,8 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-_SUBMODULES = {"select": "modelpress.select", "tasks": "modelpress.tasks"}
+# `measure` is the measuring subpackage; it is callable, so `mp.measure(model, task)` measures a model.
+_SUBMODULES = {"measure": "modelpress.measure", "select": "modelpress.select", "tasks": "modelpress.tasks"}
 # public name → module that defines it
 _LAZY = {
     "save": "modelpress.artifact",
@@ -44,12 +45,8 @@ _LAZY = {
 }
 
 __all__ = [  # noqa: PLE0604 (built from the tables above, all strings)
-    "__version__", "measure", *_SUBMODULES, *_LAZY,
+    "__version__", *_SUBMODULES, *_LAZY,
 ]
-
-# `measure` is both a subpackage and its main function. Importing the subpackage sets the package
-# attribute to the module, so bind the function now, after that import, once and for all.
-from modelpress.measure import measure
 
 
 def __getattr__(name: str) -> Any:

@@ -57,6 +57,9 @@ def _debug_flag() -> argparse.ArgumentParser:
     parent = argparse.ArgumentParser(add_help=False)
     parent.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                         help="on an error, print the full traceback too")
+    parent.add_argument("--trust-source", action="store_true", default=argparse.SUPPRESS,
+                        help="let a --model artifact whose source is a package.module:function run that "
+                        "function (only for artifacts you made or trust)")
     return parent
 
 
@@ -113,6 +116,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"modelpress {__version__}")
     parser.add_argument("--debug", action="store_true", help="on an error, print the full traceback too")
+    parser.add_argument("--trust-source", action="store_true",
+                        help="let an artifact whose source is a package.module:function run that function")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     add = functools.partial(sub.add_parser, formatter_class=_formatter, parents=[_debug_flag()])
 

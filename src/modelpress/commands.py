@@ -123,7 +123,7 @@ def _evaluate(args: argparse.Namespace, task):
         return measure_openvino(args.model, task, **kw)
     if _is_onnx(args.model):
         return measure_onnx(args.model, task, **kw)
-    model = resolve_model(args.model, task)
+    model = resolve_model(args.model, task, trust_source=args.trust_source)
     check_fits(model, task)
     if args.runtime == "torch":
         return measure(model, task, **kw)
@@ -181,7 +181,7 @@ def cmd_compress(args: argparse.Namespace) -> int:
     check_model_spec(args.model)
     settings = _settings(args)  # --runtime openvino without OpenVINO: exit 2 before the data loads
     task = resolve_task(args.task)
-    model = resolve_model(args.model, task)
+    model = resolve_model(args.model, task, trust_source=args.trust_source)
     result = run(recipe, task, model=model, out=args.out, settings=settings, seed=args.seed,
                  deploy=not args.no_deploy, command=args.command_line, model_name=args.model or task.default_model)
     print()
@@ -234,7 +234,7 @@ def cmd_sensitivity(args: argparse.Namespace) -> int:
     if args.out:
         check_folder(args.out, files)  # before the scan, which takes minutes
     task = resolve_task(args.task)
-    model = resolve_model(args.model, task)
+    model = resolve_model(args.model, task, trust_source=args.trust_source)
     result = sensitivity(model, task, configs, limit=args.limit)
     print(result.table())
     if args.out:

@@ -4,8 +4,15 @@ Every model that modelpress builds carries a *source* — a JSON-able dict attac
 
 - ``{"kind": "builtin", "name": "lenet-300-100", "kwargs": {...}}`` — a built-in architecture
   (``modelpress.tasks.models.build(name, **kwargs)``, weights random; they come from the artifact);
-- ``{"kind": "callable", "ref": "pkg.module:function", "kwargs": {...}}`` — a user's factory;
-- ``{"kind": "hf", "config": {...}, "wrapper": ...}`` — a Hugging Face architecture built from its config.
+- ``{"kind": "hf", "config": {...}, "wrapper": ...}`` — a Hugging Face architecture built from its config
+  (never the model's remote code);
+- ``{"kind": "module", "class": "torch.nn:Linear", "kwargs": {...}}`` — a ``torch.nn`` or modelpress
+  module class built with JSON keyword arguments;
+- ``{"kind": "callable", "ref": "pkg.module:function", "kwargs": {...}}`` — a user's factory. It is
+  recorded like the others, but an artifact's loader calls it only when trusted
+  (``modelpress.load(dir, trust_source=True)``, ``--trust-source``), since calling it runs that code.
+
+The first three are data: an artifact can make modelpress build only those.
 
 Module swaps and changed shapes are recorded by the artifact itself, by comparing with a fresh build.
 """

@@ -148,8 +148,11 @@ def test_callable_source_with_tied_weights(tmp_path, assert_same, manifest_of):
     model = make_tied(40)
     folder = save(model, tmp_path / "a")
     assert manifest_of(folder)["aliases"] == {"out.weight": "emb.weight"}
-    loaded = load(folder)
+    with pytest.raises(BadInputError, match=r"function 'test_rebuild:make_tied'.*trust_source=True.*--trust-source"):
+        load(folder)  # a user's function runs only when the caller trusts the artifact
+    loaded = load(folder, trust_source=True)
     assert loaded.out.weight.shape == (40, 8)
+    assert loaded.out.weight is loaded.emb.weight  # still one tensor
     assert_same(model, loaded)
 
 
@@ -159,8 +162,10 @@ def test_callable_source_into_stdlib_is_refused(tmp_path, manifest_of):
     man = manifest_of(folder)
     man["source"] = {"kind": "callable", "ref": "os:system", "kwargs": {"command": f"touch {marker}"}}
     (folder / "manifest.json").write_text(json.dumps(man))
-    with pytest.raises(BadInputError, match="refusing"):
+    with pytest.raises(BadInputError, match="trust_source"):
         load(folder)
+    with pytest.raises(BadInputError, match="refusing"):
+        load(folder, trust_source=True)  # even trusted, the stdlib holds no model factory
     assert not marker.exists()
 
 # ---- Hugging Face structure: pruned attention heads ------------------------------------------------------
@@ -237,7 +242,7 @@ def test_shrunk_non_persistent_buffer_keeps_its_values(tmp_path, manifest_of):
     model.table = torch.tensor([5.0, -1.0, 2.0])
     folder = save(model, tmp_path / "a")
     assert manifest_of(folder)["nonpersistent"] == ["table"]
-    loaded = load(folder)
+    loaded = load(folder, trust_source=True)
     assert torch.equal(loaded.table, model.table)
     x = torch.randn(2, 4)
     with torch.no_grad():
@@ -249,7 +254,7 @@ def test_structure_comparison_on_the_meta_device(tmp_path, monkeypatch, assert_s
     import importlib
 
     # big models compare against a fresh build on the meta device; force that path for a small one
-    monkeypatch.setattr(importlib.import_module("modelpress.artifact.save"), "_META_ABOVE_BYTES", 0)
+    monkeypatch.setattr(importlib.import_module("modelpress.artifact.saving"), "_META_ABOVE_BYTES", 0)
     torch.manual_seed(0)
     model = build("resnet-s", widths=(16, 32, 64))  # layer1 at 16 channels, as the slices below assume
     conv = model.layer1[0].conv1

@@ -95,3 +95,34 @@ def test_model_without_source_is_sized_by_its_weights_file():
     model = nn.Sequential(nn.Linear(100, 10))  # built outside modelpress: no artifact possible
     size = artifact_bytes(model)
     assert 1010 * 4 < size < 1010 * 4 + 512  # the weights plus safetensors' small JSON header
+
+
+class _Factored(PackedModule):
+    """A factored linear whose deployable form is its two factors; ``to_dense`` must not be what counts."""
+
+    def __init__(self, n_in: int, rank: int, n_out: int) -> None:
+        super().__init__()
+        self.first = nn.Linear(n_in, rank, bias=False)
+        self.second = nn.Linear(rank, n_out)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.second(self.first(x))
+
+    def export_module(self) -> nn.Module:
+        return nn.Sequential(self.first, self.second)
+
+    def to_dense(self) -> nn.Module:
+        raise AssertionError("params, MACs and ONNX export must use export_module(), not to_dense()")
+
+
+def test_params_macs_and_onnx_see_the_export_form(tmp_path):
+    from modelpress.artifact.onnx import export_onnx
+    from modelpress.measure.macs import count_macs
+
+    torch.manual_seed(0)
+    model = nn.Sequential(_Factored(300, 20, 100), nn.ReLU())
+    factors = 300 * 20 + 20 * 100 + 100  # vs 30,100 for the dense 300 → 100 layer
+    assert count_params(model) == (factors, factors)
+    x = torch.randn(2, 300)
+    assert count_macs(model, (x,)) == 300 * 20 + 20 * 100
+    assert export_onnx(model, (x,), tmp_path / "m.onnx").stat().st_size > factors * 4

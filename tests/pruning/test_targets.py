@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from modelpress.artifact.bake import bake
+from modelpress.artifact.baking import bake
 from modelpress.context import StepContext
 from modelpress.measure.size import count_params
 from modelpress.pruning import Prune, apply_prune

@@ -33,11 +33,11 @@ __all__ = [
     "FORMAT_VERSION",
     "MANIFEST",
     "is_artifact",
+    "manifest_bytes",
     "read_manifest",
     "sha256_bytes",
     "temp_name",
     "write_atomic",
-    "write_manifest",
 ]
 
 FORMAT = "modelpress-artifact"
@@ -59,9 +59,10 @@ def is_artifact(folder: Path) -> bool:
         return False
 
 
-def write_manifest(folder: Path, manifest: dict[str, Any]) -> None:
-    """Write ``manifest`` as indented, key-sorted JSON (stable diffs, readable by hand), atomically."""
-    write_atomic(folder / MANIFEST, (json.dumps(manifest, indent=1, sort_keys=True) + "\n").encode())
+def manifest_bytes(manifest: dict[str, Any]) -> bytes:
+    """``manifest`` as the bytes of manifest.json: indented, key-sorted JSON (stable diffs, readable)."""
+    return (json.dumps(manifest, indent=1, sort_keys=True) + "\n").encode()
+
 
 
 def temp_name(name: str) -> str:
@@ -111,4 +112,28 @@ def read_manifest(folder: Path) -> dict[str, Any]:
     if missing:
         raise BadInputError(f"{str(path)!r} lacks the fields {missing}; the artifact is damaged. "
                             "Fix: save the model again.")
+    _check_types(manifest, path)
     return manifest
+
+
+# field -> (JSON type, type of each value or item, or None); optional fields are checked when present
+_FIELDS: dict[str, tuple[type, type | None]] = {
+    "source": (dict, None), "files": (dict, dict), "tensors": (dict, dict), "shapes": (dict, dict),
+    "swaps": (list, dict), "aliases": (dict, str), "nonpersistent": (list, str), "steps": (list, None),
+}
+
+
+def _check_types(manifest: dict[str, Any], path: Path) -> None:
+    """Each field of the JSON type the reader relies on, so that a tampered manifest is one clear error."""
+    for name, (kind, item) in _FIELDS.items():
+        if name not in manifest:
+            continue
+        value = manifest[name]
+        values = value.values() if isinstance(value, dict) else value
+        keys_ok = not isinstance(value, dict) or all(isinstance(k, str) for k in value)
+        if not isinstance(value, kind) or not keys_ok or (item is not None and not all(
+                isinstance(v, item) for v in values)):
+            what = f"a JSON {'object' if kind is dict else 'array'}" + (
+                f" of {'objects' if item is dict else 'strings'}" if item is not None else "")
+            raise BadInputError(f"field `{name}` of {str(path)!r} must be {what}; got {type(value).__name__} "
+                                f"{str(value)[:80]!r}. The artifact is damaged. Fix: save the model again.")

@@ -20,8 +20,8 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from modelpress.artifact.bake import bake
-from modelpress.artifact.packed import PackedModule
+from modelpress.artifact.baking import bake
+from modelpress.artifact.packed import export_view
 from modelpress.errors import BadInputError, CompressionError
 
 __all__ = ["OPSET", "export_onnx"]
@@ -31,21 +31,10 @@ _TWO_GB = 2 * 1024**3
 
 
 def _dense_copy(model: nn.Module) -> nn.Module:
-    """bake(model) in eval mode, with every PackedModule replaced by its ``to_dense()`` form where it has
-    one: onnxruntime has no kernels for our packed layouts, and deploy hooks (ONNX int8) rewrite the fp32
-    graph themselves."""
-    m = bake(model).eval()
-    for name, sub in list(m.named_modules()):
-        if name and isinstance(sub, PackedModule):
-            try:
-                dense = sub.to_dense()
-            except NotImplementedError:
-                continue  # exported as-is; export fails with a clear reason if it cannot be
-            try:
-                m.set_submodule(name, dense)
-            except AttributeError:
-                continue  # already replaced together with an enclosing packed module
-    return m
+    """bake(model) in eval mode, with every PackedModule (at any depth) replaced by its deployable
+    ``export_module()`` form (`export_view`): onnxruntime has no kernels for our packed layouts, and
+    deploy hooks (ONNX int8) rewrite the fp32 graph themselves."""
+    return export_view(bake(model).eval())
 
 
 def _reason(e: Exception) -> str:

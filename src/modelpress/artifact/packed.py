@@ -15,17 +15,22 @@ subclass), calls :meth:`PackedModule.unpack` — which must rebuild the module *
 stored shapes (their values are then loaded) — sets it at its path, and then does the same for the swapped
 modules beneath it, outermost first.
 
+:func:`export_view` gives a model as it deploys (every swap by its ``export_module()``, recursively);
+ONNX export, params and MACs use it. Every concrete subclass defines ``example()`` — a small instance
+and inputs — and so joins the contract test (tests/artifact/test_swap_contract.py) by existing.
+
 Plain modules (an ``nn.Linear`` with many zeros, say) need none of this: the artifact chooses a lossless
 packed encoding per tensor by itself.
 """
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 from torch import Tensor, nn
 
-__all__ = ["PackedModule"]
+__all__ = ["PackedModule", "export_view"]
 
 
 class PackedModule(nn.Module):
@@ -39,7 +44,9 @@ class PackedModule(nn.Module):
       (for a factored layer: the factors, as a sequence of standard modules). The default is
       ``to_dense()``, right for modules whose packed form only changes storage;
     - ``to_dense()``: the exact dense inverse — one standard module (``nn.Linear``, ``nn.Conv2d``, ...)
-      computing the same function, for tests and for techniques that need dense weights.
+      computing the same function, for tests and for techniques that need dense weights;
+    - ``example()`` (classmethod): a small instance and inputs for it, for the contract test. A class
+      whose name starts with ``_`` is taken for an abstract base and needs none.
     """
 
     def pack(self) -> tuple[dict[str, Tensor], dict[str, Any]]:
@@ -57,5 +64,44 @@ class PackedModule(nn.Module):
         raise NotImplementedError
 
     def export_module(self) -> nn.Module:
-        """The deployable form (standard modules only) that ONNX export, params and MACs see."""
+        """The deployable form that ONNX export, params and MACs see: standard modules, or modules that
+        hold swapped children of their own (their export forms are taken in turn, see `export_view`)."""
         return self.to_dense()
+
+    @classmethod
+    def example(cls) -> tuple[PackedModule, tuple[Tensor, ...]]:
+        """A small instance and positional inputs for its forward (batch first), for the contract test
+        that every concrete swapped module of the package must pass (tests/artifact/test_swap_contract.py).
+        """
+        raise NotImplementedError(f"{cls.__name__} defines no example()")
+
+
+def export_view(module: nn.Module) -> nn.Module:
+    """``module`` as it deploys: every `PackedModule` at any depth replaced by its ``export_module()``,
+    and the swaps inside an export form by theirs, recursively.
+
+    Nothing is copied but the containers on the way to a swap (shallow copies whose child tables are
+    new): parameters and buffers are shared with ``module``, which is not changed. Returns ``module``
+    itself when it holds no swap; a swap whose ``export_module`` is not implemented stays as it is.
+    Raises TypeError when an ``export_module()`` returns a module of its own class (it would never end).
+    """
+    if isinstance(module, PackedModule):
+        try:
+            exported = module.export_module()
+        except NotImplementedError:
+            exported = module
+        if exported is not module:
+            if type(exported) is type(module):
+                raise TypeError(f"{type(module).__name__}.export_module() returned a {type(module).__name__}")
+            return export_view(exported)
+    changed = {}
+    for name, child in module._modules.items():
+        if child is not None:
+            view = export_view(child)
+            if view is not child:
+                changed[name] = view
+    if not changed:
+        return module
+    shallow = copy.copy(module)
+    shallow._modules = {**module._modules, **changed}
+    return shallow

@@ -23,9 +23,10 @@ __all__ = ["apply_shapes", "build_from_source", "import_packed_class", "record_s
 
 # Swapped classes are imported only from inside these packages (tests widen it with monkeypatch).
 ALLOWED_PACKED_PREFIXES: tuple[str, ...] = ("modelpress.",)
-# A `module:function` source must not point into these: calling e.g. `os:system` with manifest-supplied
-# kwargs would run a command. Users' own factories live in their own packages.
+# Even a trusted `module:function` source must not point into these: no model factory lives there, and
+# calling e.g. `os:system` with manifest-supplied kwargs would run a command.
 _REFUSED_TOP = frozenset(sys.stdlib_module_names) | {"builtins", "torch", "numpy", "pip", "setuptools"}
+_KINDS = ("builtin", "hf", "module", "callable")
 _PLAIN = (bool, int, float, str, type(None))
 
 
@@ -34,25 +35,17 @@ def under(name: str, prefixes: set[str]) -> bool:
     return any(p == "" or name == p or name.startswith(p + ".") for p in prefixes)
 
 
-def _builtin(name: str, kwargs: dict[str, Any]) -> nn.Module:
-    from modelpress.tasks import models
-
-    kwargs = dict(kwargs)
-    # The artifact holds every weight: never read pretrained weights only to overwrite them.
-    try:
-        params = inspect.signature(models.build).parameters
-    except (TypeError, ValueError):
-        params = {}
-    if "pretrained" in kwargs or "pretrained" in params or name == "minilm-l6":
-        kwargs["pretrained"] = False
-    return models.build(name, **kwargs)
-
-
-def _callable(ref: str, kwargs: dict[str, Any]) -> nn.Module:
-    mod_name = ref.partition(":")[0]
-    if mod_name.split(".")[0] in _REFUSED_TOP:
-        raise BadInputError(f"source ref {ref!r} points into {mod_name.split('.')[0]!r}, which is not a model "
-                            "factory; refusing to call it. Fix: point at your own package's function.")
+def _callable(ref: str, kwargs: dict[str, Any], trust_source: bool) -> nn.Module:
+    if not trust_source:
+        # Refused before anything is imported: importing a module runs its code too.
+        raise BadInputError(
+            f"the artifact's model source is the function {ref!r}; building the model would run that code, "
+            "and modelpress runs code named by an artifact only when told to. Fix: if you trust this "
+            "artifact, pass trust_source=True to modelpress.load (--trust-source on the command line).")
+    top = ref.partition(":")[0].split(".")[0]
+    if top in _REFUSED_TOP:
+        raise BadInputError(f"source ref {ref!r} points into {top!r}, which is not a model factory; refusing "
+                            "to call it. Fix: point at your own package's function.")
     fn = import_ref(ref, "model factory")
     if not inspect.isfunction(fn):
         raise BadInputError(f"source ref {ref!r} is a {type(fn).__name__}, not a Python function.")
@@ -62,31 +55,45 @@ def _callable(ref: str, kwargs: dict[str, Any]) -> nn.Module:
     return model
 
 
-def _hf(source: dict[str, Any]) -> nn.Module:
-    from modelpress.tasks import models
+def _module_class(ref: str, kwargs: dict[str, Any]) -> nn.Module:
+    """A ``torch.nn`` or modelpress module class built with JSON keyword arguments."""
+    mod_name, _, cls_name = ref.partition(":")
+    if not cls_name or not (mod_name == "torch.nn" or mod_name.startswith("modelpress.")):
+        raise BadInputError(f"module source class {ref!r} must be a torch.nn class ('torch.nn:Linear') or a "
+                            "modelpress module class ('modelpress.pkg.module:Class'); refusing to import it.")
+    cls = import_ref(ref, "module class")
+    if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
+        raise BadInputError(f"module source {ref!r} is a {type(cls).__name__}, not an nn.Module class.")
+    return cls(**kwargs)
 
-    return models.rebuild(source)
 
-
-def build_from_source(source: dict[str, Any], *, meta: bool = False) -> nn.Module:
+def build_from_source(source: dict[str, Any], *, meta: bool = False, trust_source: bool = False) -> nn.Module:
     """A freshly built model (random weights) from a `modelpress.source` dict.
 
+    The source is data: it can build a built-in model, a Hugging Face model from its config (no remote
+    code) or a ``torch.nn`` / modelpress module class with JSON keyword arguments. A ``callable`` source
+    (a user's ``module:function``) runs user code, so it is built only with ``trust_source=True``.
     ``meta=True`` builds on the meta device (no memory, for comparing structure); builders that cannot
-    run there fall back to the CPU. Raises BadInputError for an unknown or unusable source.
+    run there fall back to the CPU. Raises BadInputError for an unknown, unusable or untrusted source.
     """
-    if not isinstance(source, dict) or source.get("kind") not in ("builtin", "callable", "hf"):
-        raise BadInputError(f"unknown model source {source!r}; expected kind builtin, callable or hf.")
+    kind = source.get("kind") if isinstance(source, dict) else None
+    if kind not in _KINDS:
+        raise BadInputError(f"unknown model source {source!r}; expected kind one of {list(_KINDS)}.")
     kwargs = source.get("kwargs") or {}
-    if not isinstance(kwargs, dict):
+    if not isinstance(kwargs, dict) or not all(isinstance(k, str) for k in kwargs):
         raise BadInputError(f"source kwargs must be a JSON object; got {kwargs!r}.")
 
     def build() -> nn.Module:
-        if source["kind"] == "builtin":
-            return _builtin(str(source.get("name")), kwargs)
-        if source["kind"] == "callable":
-            return _callable(str(source.get("ref")), kwargs)
-        return _hf(source)
+        if kind in ("builtin", "hf"):
+            from modelpress.tasks import models  # what each built-in model needs to rebuild lives there
 
+            return models.rebuild(source)
+        if kind == "module":
+            return _module_class(str(source.get("class")), kwargs)
+        return _callable(str(source.get("ref")), kwargs, trust_source)
+
+    if kind == "callable" and not trust_source:
+        return build()  # refuses, before any device context
     if meta:
         try:
             with torch.device("meta"):

@@ -7,7 +7,7 @@ from torch import Tensor, nn
 from modelpress.errors import BadInputError, bad_value, is_int
 from modelpress.tasks.task import Split
 
-__all__ = ["baked_eval_copy", "batch_of", "check_positive_int", "first_rows"]
+__all__ = ["baked_eval_copy", "baked_view", "batch_of", "check_positive_int", "first_rows"]
 
 
 def baked_eval_copy(model: nn.Module) -> nn.Module:
@@ -25,6 +25,19 @@ def baked_eval_copy(model: nn.Module) -> nn.Module:
     copy = bake(model)
     copy.eval()
     return copy
+
+
+def baked_view(model: nn.Module) -> nn.Module:
+    """``model`` in its stored form without a needless copy: a baked copy (`baked_eval_copy`) when it
+    holds parametrizations (pruning masks), else ``model`` itself. Callers only read it (and restore any
+    train / eval mode they change)."""
+    from torch.nn.utils import parametrize
+
+    if not isinstance(model, nn.Module):
+        raise bad_value("model", "measure", "a torch.nn.Module", type(model).__name__)
+    if any(parametrize.is_parametrized(m) for m in model.modules()):
+        return baked_eval_copy(model)
+    return model
 
 
 def first_rows(inputs: tuple[Tensor, ...], n: int) -> tuple[Tensor, ...]:

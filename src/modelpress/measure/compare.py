@@ -159,7 +159,7 @@ def compare_models(
     """Measure both models on ``task`` (`measure`), then time them again interleaved in this process
     (`time_interleaved`) and use those latencies, so the latency ratio is fair. Neither model is
     changed. Raises `BadInputError` for bad arguments."""
-    from modelpress.measure.measure import measure
+    from modelpress.measure.measuring import measure
 
     sa = measure(model_a, task, threads=threads, batch_size=batch_size, runs=runs)
     sb = measure(model_b, task, threads=threads, batch_size=batch_size, runs=runs)

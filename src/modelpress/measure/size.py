@@ -1,24 +1,23 @@
-"""Size on disk and parameter counts (DESIGN §5: "every gain is physical").
+"""Size on disk and parameter counts ("every gain is physical").
 
-``artifact_bytes`` saves the model and measures the folder, so a packed encoding counts only if it
-really shrinks the files. ``params`` / ``nonzero_params`` count tensor elements of the baked model
-(pruning masks applied, each parametrized weight once). A `PackedModule` (sparse, quantized, clustered
-...) counts the elements of the dense weights it stands for, read from its ``to_dense()``: params is the
-dense-equivalent element count and nonzero the ones among those that are not exactly zero, so a 90%
-sparse layer keeps its params and drops its nonzeros whatever its packed form. A `PackedModule` whose
-``to_dense()`` is not implemented counts its own parameters and non-scalar buffers instead.
+``artifact_bytes`` is the exact size of the artifact folder ``modelpress.artifact.save`` would write,
+taken from the in-memory ``encode`` (no folder is written), so a packed encoding counts only if it really
+shrinks the files. ``params`` / ``nonzero_params`` count tensor elements of the model *as it deploys*:
+pruning masks applied, each tensor once (tied weights count once), and every `PackedModule` (sparse,
+quantized, factored, ...) replaced by its ``export_module()`` form, recursively (`export_view`) — for a
+quantized or sparse layer the dense weights it stands for (so a 90% sparse layer keeps its params and
+drops its nonzeros whatever its packed form), for a factored layer its factors. A `PackedModule` whose
+``export_module()`` is not implemented counts its own parameters and non-scalar buffers instead.
 """
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Iterator
-from pathlib import Path
 
 import torch
 from torch import Tensor, nn
 
-from modelpress.measure._model import baked_eval_copy
+from modelpress.measure._model import baked_view
 
 __all__ = ["artifact_bytes", "count_baked_params", "count_params", "nonzero_params", "params"]
 
@@ -26,47 +25,43 @@ __all__ = ["artifact_bytes", "count_baked_params", "count_params", "nonzero_para
 def artifact_bytes(model: nn.Module) -> int:
     """Bytes on disk of the artifact folder that ``modelpress.artifact.save`` writes for ``model``.
 
-    The model is saved into a temporary folder (removed afterwards) and the files are measured there.
-    A model that carries no source (a plain ``nn.Module`` built outside modelpress) cannot be saved as an
-    artifact; its size is then the bytes of its baked ``state_dict`` written as one ``.safetensors`` file
-    (dense weights, no manifest). Raises whatever ``save`` raises for a model it cannot store.
+    Computed from ``modelpress.artifact.saving.encode`` in memory: exactly the bytes ``save`` writes,
+    with no folder written. A model that carries no source (a plain ``nn.Module`` built outside
+    modelpress) cannot be saved as an artifact; its size is then the bytes of its baked ``state_dict``
+    as one ``.safetensors`` file (dense weights, tied tensors once, no manifest). Raises whatever
+    ``save`` raises for a model it cannot store.
     """
-    from modelpress.artifact import folder_bytes, save  # imported here: keeps measure's import light
+    from modelpress.artifact.saving import encoded_bytes  # imported here: keeps measure's import light
     from modelpress.source import get_source
 
-    with tempfile.TemporaryDirectory(prefix="modelpress-size-") as tmp:
-        if get_source(model) is None:
-            return _state_dict_bytes(model, Path(tmp) / "weights.safetensors")
-        path = save(model, Path(tmp) / "model")
-        return int(folder_bytes(path))
+    if get_source(model) is None:
+        return _state_dict_bytes(model)
+    return encoded_bytes(model)
 
 
-def _state_dict_bytes(model: nn.Module, file: Path) -> int:
-    # save_model (not save_file) writes tied weights once, as the artifact would.
-    from safetensors.torch import save_model
+def _state_dict_bytes(model: nn.Module) -> int:
+    from safetensors.torch import save as safetensors_save
 
-    save_model(baked_eval_copy(model), str(file))
-    return file.stat().st_size
+    state: dict[str, Tensor] = {}
+    seen: set[tuple] = set()
+    for key, t in baked_view(model).state_dict().items():
+        ident = (t.untyped_storage().data_ptr(), t.storage_offset(), tuple(t.shape), t.dtype)
+        if ident not in seen:  # tied weights are one tensor in the file, as the artifact stores them
+            seen.add(ident)
+            state[key] = t.detach().contiguous()
+    return len(safetensors_save(state))
 
 
-def _dense_tensors(model: nn.Module) -> Iterator[Tensor]:
-    """Each weight tensor of ``model`` once: parameters of plain modules, the dense equivalents'
-    parameters of `PackedModule`s (whose own tensors are an encoding of those)."""
-    from modelpress.artifact.packed import PackedModule
+def _deployed_tensors(model: nn.Module) -> Iterator[Tensor]:
+    """Each weight tensor of ``model``'s deployable form once (see the module docstring)."""
+    from modelpress.artifact.packed import PackedModule, export_view
 
     seen: set[int] = set()
 
     def walk(module: nn.Module) -> Iterator[Tensor]:
-        if isinstance(module, PackedModule):
-            try:
-                dense = module.to_dense()
-            except NotImplementedError:
-                dense = None
-            if dense is not None:
-                yield from dense.parameters()
-                return
-            # No dense form: its stored tensors are the best count there is.
-            yield from (t for t in [*module.parameters(), *module.buffers()] if t.dim() >= 1)
+        if isinstance(module, PackedModule):  # no export form: its stored tensors are the best count
+            own = [*module.parameters(), *module.buffers()]
+            yield from (t for t in own if t.dim() >= 1 and id(t) not in seen and not seen.add(id(t)))
             return
         for p in module.parameters(recurse=False):
             if id(p) not in seen:  # tied weights (shared embeddings) count once
@@ -75,29 +70,30 @@ def _dense_tensors(model: nn.Module) -> Iterator[Tensor]:
         for child in module.children():
             yield from walk(child)
 
-    yield from walk(model)
+    yield from walk(export_view(model))
 
 
 def count_params(model: nn.Module) -> tuple[int, int]:
     """``(params, nonzero_params)`` of ``model`` baked (see the module docstring)."""
-    return count_baked_params(baked_eval_copy(model))
+    return count_baked_params(baked_view(model))
 
 
 def count_baked_params(baked: nn.Module) -> tuple[int, int]:
-    """`count_params` of a model already baked (`baked_eval_copy`), without another copy."""
+    """`count_params` of a model already baked (`baked_view`), without another copy."""
     total = nonzero = 0
     with torch.no_grad():
-        for t in _dense_tensors(baked):
+        for t in _deployed_tensors(baked):
             total += t.numel()
             nonzero += int(torch.count_nonzero(t))
     return total, nonzero
 
 
 def params(model: nn.Module) -> int:
-    """Elements of the baked model's weights (dense-equivalent for packed modules)."""
+    """Elements of the deployable model's weights (dense-equivalent for packed modules)."""
     return count_params(model)[0]
 
 
 def nonzero_params(model: nn.Module) -> int:
-    """Elements of the baked model's weights that are not exactly zero."""
+    """Elements of the deployable model's weights that are not exactly zero."""
     return count_params(model)[1]
+

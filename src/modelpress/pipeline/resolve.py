@@ -19,7 +19,7 @@ from torch import nn
 
 from modelpress import tasks
 from modelpress.artifact import load
-from modelpress.artifact.weights import read_weights
+from modelpress.artifact.weights import check_shapes, read_weights
 from modelpress.errors import BadInputError, ModelpressError
 from modelpress.source import attach_source, get_source, import_ref
 from modelpress.tasks.minilm import from_hf_folder
@@ -172,17 +172,19 @@ def check_model_spec(spec: str | None) -> None:
         raise BadInputError(f"model file `{spec}` does not exist. Fix: check the path.")
 
 
-def resolve_model(spec: str | None, task: Task) -> nn.Module:
+def resolve_model(spec: str | None, task: Task, *, trust_source: bool = False) -> nn.Module:
     """The model named by ``spec`` for ``task`` (None → the task's trained default model).
 
-    Raises BadInputError for a spec that names nothing usable and for non-finite weights.
+    ``trust_source``: let an artifact whose source is a user's ``module:function`` run it
+    (``--trust-source``). Raises BadInputError for a spec that names nothing usable, for an untrusted
+    function source, and for non-finite weights.
     """
-    model = _build_model(spec, task)
+    model = _build_model(spec, task, trust_source)
     check_finite(model, f"--model {spec}" if spec else f"the default model of task `{task.name}`")
     return model
 
 
-def _build_model(spec: str | None, task: Task) -> nn.Module:
+def _build_model(spec: str | None, task: Task, trust_source: bool) -> nn.Module:
     if spec is None:
         return task.model()
     check_model_spec(spec)
@@ -191,7 +193,7 @@ def _build_model(spec: str | None, task: Task) -> nn.Module:
         path = path.parent
     if path.is_dir():
         if (path / "manifest.json").is_file():
-            return load(path)
+            return load(path, trust_source=trust_source)
         return from_hf_folder(path, num_classes=int(task.train.targets.max()) + 1)
     if path.suffix.lower() in _WEIGHT_SUFFIXES:
         return _from_weights(path, task)
@@ -214,6 +216,7 @@ def _from_weights(path: Path, task: Task) -> nn.Module:
     """The task's default architecture with the state dict read (never unpickled) from ``path``."""
     model = task.model()
     state = read_weights(path)
+    check_shapes(model, state, f"`{path}`")
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as e:

@@ -4,7 +4,7 @@ Pure tensor functions (`magnitude_mask`, `global_magnitude_masks`, `zhu_gupta_sp
 layer (`WeightMask`, `set_mask`, `get_mask`). A mask is kept as a ``torch.nn.utils.parametrize``
 parametrization, so ``module.weight`` is ``where(mask, original, +0.0)`` in every forward: pruned weights stay exactly
 zero through any later training (their gradient is zero, and even if an optimizer moved ``original``
-the product stays zero). ``modelpress.artifact.bake`` folds the mask into a plain weight.
+the product stays zero). ``modelpress.artifact.bake`` (artifact/baking.py) folds the mask into a plain weight.
 """
 
 from __future__ import annotations

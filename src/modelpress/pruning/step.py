@@ -9,7 +9,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
-from modelpress.artifact.bake import unparametrize
+from modelpress.artifact.baking import unparametrize
 from modelpress.context import Skipped, StepContext, StepLog
 from modelpress.errors import BadInputError
 from modelpress.pruning.config import Prune

@@ -34,6 +34,10 @@ class FoldedBatchNorm(PackedModule):
     def forward(self, x: Tensor) -> Tensor:
         return x
 
+    @classmethod
+    def example(cls) -> tuple[FoldedBatchNorm, tuple[Tensor, ...]]:
+        return cls(4), (torch.randn(2, 4, 3, 3, generator=torch.Generator().manual_seed(0)),)
+
     def pack(self) -> tuple[dict[str, Tensor], dict[str, Any]]:
         return {}, {"num_features": self.num_features}
 

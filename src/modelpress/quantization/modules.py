@@ -107,6 +107,22 @@ def _to_dense(meta: dict[str, Any], weight: Tensor, bias: Tensor | None) -> nn.M
     return m
 
 
+def _float_example(accepts: type[nn.Module]) -> tuple[nn.Module, tuple[Tensor, ...]]:
+    """A small seeded float layer of type ``accepts`` and inputs for it (for the swaps' `example()`)."""
+    g = torch.Generator().manual_seed(0)
+    if accepts is nn.Conv2d:
+        m: nn.Module = nn.Conv2d(3, 4, 3, padding=1)
+        x = torch.randn(2, 3, 6, 6, generator=g)
+    elif accepts is nn.Embedding:
+        m, x = nn.Embedding(10, 8), torch.randint(0, 10, (2, 5), generator=g)
+    else:
+        m, x = nn.Linear(8, 4), torch.randn(2, 8, generator=g)
+    with torch.no_grad():
+        for p in m.parameters():
+            p.copy_(torch.randn(p.shape, generator=g))
+    return m, (x,)
+
+
 class _Quantized(PackedModule):
     """Shared body of the integer-weight modules; subclasses differ only in the op they accept."""
 
@@ -145,6 +161,12 @@ class _Quantized(PackedModule):
         bias = getattr(module, "bias", None)
         return cls(q, s, z, spec, op_meta(module), bias, act=act, act_scale=act_scale, act_zp=act_zp,
                    scale_dtype=str(scale_dtype).removeprefix("torch."))
+
+    @classmethod
+    def example(cls) -> tuple[_Quantized, tuple[Tensor, ...]]:
+        """int8 per-channel weights of a small seeded layer (weight-only, so export agrees exactly)."""
+        m, x = _float_example(cls.accepts)
+        return cls.from_float(m, WeightSpec()), x
 
     def _quantize_input(self, x: Tensor) -> Tensor:
         if self.act == "none" or exporting():
@@ -243,6 +265,12 @@ class _Half(PackedModule):
     @classmethod
     def from_float(cls, module: nn.Module, dtype: torch.dtype = torch.float16) -> _Half:
         return cls(module.weight.detach().to(dtype), op_meta(module), getattr(module, "bias", None))
+
+    @classmethod
+    def example(cls) -> tuple[_Half, tuple[Tensor, ...]]:
+        """float16 weights of a small seeded layer."""
+        m, x = _float_example(cls.accepts)
+        return cls.from_float(m), x
 
     def forward(self, x: Tensor) -> Tensor:
         return _run_op(self.meta, x, self.weight, self.bias)

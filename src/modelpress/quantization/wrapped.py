@@ -22,7 +22,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
-from modelpress.artifact.bake import unparametrize
+from modelpress.artifact.baking import unparametrize
 from modelpress.artifact.packed import PackedModule
 from modelpress.errors import BadInputError
 from modelpress.quantization.modules import QuantLinear, WeightSpec, _Quantized

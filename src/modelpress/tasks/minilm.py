@@ -118,12 +118,16 @@ def from_hf_source(source: dict[str, Any]) -> nn.Module:
     _offline()
     from transformers import AutoModel, AutoModelForSequenceClassification
 
+    if not isinstance(source.get("config"), dict):
+        raise bad_value("config", "hf source", "a JSON object", type(source.get("config")).__name__)
     config = _config_from_dict(source["config"])
     wrapper = source.get("wrapper")
+    # An artifact's source is data: never the model's own remote code (a config's `auto_map`).
     if wrapper == "sequence-classification":
-        model: nn.Module = SequenceClassifier(AutoModelForSequenceClassification.from_config(config))
+        model: nn.Module = SequenceClassifier(
+            AutoModelForSequenceClassification.from_config(config, trust_remote_code=False))
     elif wrapper == "encoder-mean-pool":
-        model = MiniLMClassifier(AutoModel.from_config(config), int(source["num_classes"]))
+        model = MiniLMClassifier(AutoModel.from_config(config, trust_remote_code=False), int(source["num_classes"]))
     else:
         raise bad_value("wrapper", "hf source", "'sequence-classification' or 'encoder-mean-pool'", wrapper)
     return attach_source(model, source)

@@ -28,6 +28,9 @@ from modelpress.source import attach_source
 __all__ = ["MODEL_NAMES", "BasicBlock", "LeNet5", "LeNet300100", "ResNetS", "build", "example_inputs", "rebuild"]
 
 MODEL_NAMES: tuple[str, ...] = ("lenet-300-100", "lenet-5", "resnet-s", "minilm-l6")
+# Keyword arguments a rebuild from an artifact always uses: the artifact holds every weight, so
+# pretrained weights are never read only to be overwritten.
+_REBUILD_KWARGS: dict[str, dict[str, Any]] = {"minilm-l6": {"pretrained": False}}
 
 
 def _shape(input_shape: Sequence[int], owner: str) -> tuple[int, int, int]:
@@ -204,7 +207,11 @@ def rebuild(source: dict[str, Any]) -> nn.Module:
     """
     kind = source.get("kind") if isinstance(source, dict) else None
     if kind == "builtin":
-        return build(source["name"], **source.get("kwargs", {}))
+        name = str(source.get("name"))
+        kwargs = source.get("kwargs") or {}
+        if not isinstance(kwargs, dict):
+            raise bad_value("kwargs", "rebuild", "a JSON object", kwargs)
+        return build(name, **{**kwargs, **_REBUILD_KWARGS.get(name, {})})
     if kind == "hf":
         from modelpress.tasks.minilm import from_hf_source
 

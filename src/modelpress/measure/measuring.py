@@ -1,4 +1,4 @@
-"""`measure` and `measure_onnx`: every figure of `Stats` for one model on one task (DESIGN §5)."""
+"""`measure` and `measure_onnx`: every figure of `Stats` for one model on one task."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 from torch import nn
 
 from modelpress.errors import bad_value
-from modelpress.measure._model import baked_eval_copy, batch_of, check_positive_int
+from modelpress.measure._model import baked_view, batch_of, check_positive_int
 from modelpress.measure.latency import time_one
 from modelpress.measure.macs import count_baked_macs
 from modelpress.measure.memory import peak_forward_bytes, peak_onnx_bytes
@@ -49,16 +49,19 @@ def measure(
 ) -> Stats:
     """Measure ``model`` on ``task`` in torch.
 
-    - size: bytes of the artifact ``modelpress.artifact.save`` writes for it, on disk;
-    - params / nonzero params of the baked model (see `modelpress.measure.size`);
-    - MACs per example (`count_macs`);
+    - size: bytes of the artifact ``modelpress.artifact.save`` writes for it, on disk (from the
+      in-memory encode; nothing is written);
+    - params / nonzero params of the model as it deploys (see `modelpress.measure.size`);
+    - MACs per example of the model as it deploys (`count_macs`);
     - latency: median / p90 of ``runs`` forward passes on ``batch_size`` test examples (repeated if the
       test split is smaller), ``threads`` intra-op threads, after ``warmup`` passes;
     - peak memory of one such forward pass, weights included (`peak_forward_bytes`);
     - the task's metric on ``task.test`` and every ``task.extra_metrics`` entry.
 
-    Everything but the size runs on a baked eval-mode copy, so ``model`` (its weights, parametrizations
-    and train/eval mode) is left as it was. Raises `BadInputError` for bad arguments.
+    Everything runs on the baked model in eval mode: a copy when ``model`` holds parametrizations
+    (pruning masks), else ``model`` itself, read only — no needless copy of a big model. ``model`` (its
+    weights, parametrizations and train/eval modes) is left as it was. Raises `BadInputError` for bad
+    arguments.
     """
     from modelpress.tasks.train import torch_predict
 
@@ -69,9 +72,10 @@ def measure(
     bar = _progress(progress, 6, f"measure {task.name}")
     try:
         bar.set_postfix_str("size")
-        size = artifact_bytes(model)
+        baked = baked_view(model)
+        size = artifact_bytes(baked)  # a baked copy keeps the source; masks are already applied
         bar.update()
-        baked = baked_eval_copy(model)
+        baked.eval()
         n_params, n_nonzero = count_baked_params(baked)
         macs = count_baked_macs(baked, task.example_inputs)
         bar.update()
@@ -85,7 +89,7 @@ def measure(
         bar.set_postfix_str("metric")
         metric = task.metric(torch_predict(baked), task.test)
         bar.update()
-        extra = {name: float(fn(baked_eval_copy(model))) for name, fn in task.extra_metrics.items()}
+        extra = {name: float(fn(baked)) for name, fn in task.extra_metrics.items()}
         bar.update()
     finally:
         bar.close()
