@@ -49,6 +49,8 @@ def _sources(paths: dict[str, Path], src: onnx.ModelProto, matched: list[Matched
              tmp: Path, notes: list[str]) -> dict[str, Path]:
     """ONNX graphs worth converting: the float graph, static QDQ graphs, and 8-bit codes as weight-only DQ."""
     out = {f: p for f, p in paths.items() if f == "float" or f.startswith("static")}
+    if "static" in out:  # reduce-range works around onnxruntime's u8s8 saturation; OpenVINO needs no such form
+        out.pop("static-reduce-range", None)
     if config.weight_bits == 8:
         try:
             graph, left = to_weight_dequantize(src, matched)
