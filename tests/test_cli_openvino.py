@@ -81,3 +81,22 @@ def test_measure_settings_runtime():
     assert MeasureSettings().runtime == "auto"
     with pytest.raises(BadInputError, match="`runtime` of `MeasureSettings` must be one of"):
         MeasureSettings(runtime="tensorrt")
+
+
+@needs_ov
+def test_compress_with_runtime_openvino_then_evaluate_the_ir(tmp_path, capsys):
+    import json
+
+    out = tmp_path / "o"
+    args = ["compress", "--task", "digits", "--recipe", "int8-static", "--out", str(out), "--runtime", "openvino",
+            "--runs", "3"]
+    assert main(args) == 0
+    assert f"{out}/model.xml, {out}/model.bin" in capsys.readouterr().out
+    report = json.loads((out / "report.json").read_text())
+    shipped = report["deploy"]["shipped"]
+    assert shipped["runtime"] == "openvino" and shipped["file"] == "model.xml"
+    assert report["deployed"]["runtime"].startswith("openvino ")
+    assert report["deployed"]["size_bytes"] == ovr.ir_bytes(out / "model.xml") == shipped["bytes"]
+    assert main(["evaluate", "--task", "digits", "--model", str(out / "model.xml"), "--runs", "3"]) == 0
+    text = capsys.readouterr().out
+    assert f"runtime {report['deployed']['runtime']}" in text

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import tempfile
-from dataclasses import asdict
 from pathlib import Path
 
 from modelpress.errors import BadInputError
@@ -145,8 +144,9 @@ def _format(stats, task, *, onnx_file: bool) -> str:
 
 
 def _measure_deployed(model, spec, task, kw, runtime="onnxruntime"):
-    """Export to ONNX, re-apply the deploy hooks of the artifact's recorded steps, measure in ``runtime``
-    (onnxruntime, or OpenVINO: the deployed graph converted to IR, f32 unless the IR says otherwise)."""
+    """Export to ONNX, re-apply the deploy hooks of the artifact's recorded steps with ``runtime`` as the
+    target (their candidates in that runtime only), measure what they ship."""
+    from modelpress.context import DeployTarget
     from modelpress.measure import count_macs, measure_onnx
     from modelpress.pipeline import Recipe
     from modelpress.pipeline.deploy import export_deployed
@@ -157,15 +157,15 @@ def _measure_deployed(model, spec, task, kw, runtime="onnxruntime"):
     if spec and manifest.is_file():
         recorded = json.loads(manifest.read_text()).get("steps") or []
         steps = list(Recipe.from_list(recorded).steps) if recorded else []
+    target = DeployTarget(runtime=runtime, batch_size=kw["batch_size"], threads=kw["threads"])
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "model.onnx"
-        export_deployed(model, steps, task, path)
+        info = export_deployed(model, steps, task, path, target=target)
         macs = count_macs(model, task.example_inputs)
-        if runtime == "openvino":
+        if info["shipped"]["runtime"] == "openvino":
             from modelpress.measure import measure_openvino
-            from modelpress.measure.openvino_runtime import to_ir
 
-            return measure_openvino(to_ir(path, Path(tmp) / "model.xml"), task, macs=macs, **kw)
+            return measure_openvino(path.with_suffix(".xml"), task, macs=macs, **kw)
         return measure_onnx(path, task, macs=macs, **kw)
 
 
@@ -186,7 +186,8 @@ def cmd_compress(args: argparse.Namespace) -> int:
                  deploy=not args.no_deploy, command=args.command_line, model_name=args.model or task.default_model)
     print()
     print(summarize(result.report))
-    written = ["model/"] + (["model.onnx"] if result.deployed else []) + ["report.json", "report.html"]
+    ir = ["model.xml", "model.bin"] if (Path(args.out) / "model.xml").is_file() else []  # OpenVINO won
+    written = ["model/"] + (["model.onnx", *ir] if result.deployed else []) + ["report.json", "report.html"]
     print(f"\nwrote {', '.join(f'{args.out}/{w}' for w in written)}")
     return 0
 
@@ -268,7 +269,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(f"modelpress demo — task {DEMO_TASK} ({task.description}), model {DEMO_MODEL}")
     model = task.model(DEMO_MODEL)
     settings = MeasureSettings()
-    baseline = measure(model, task, **asdict(settings))  # once, shared by every recipe's report
+    baseline = measure(model, task, **settings.timing())  # once, shared by every recipe's report
     print("\nbaseline, measured:")
     print(format_stats(baseline, metric_name=task.metric.name))
     rows = []
