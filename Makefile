@@ -1,4 +1,5 @@
-# Two commands do all set-up on a fresh machine: `make demo` and `make test`.
+# Two commands do all set-up on a fresh machine: `make demo` and `make test`. The setup installs what
+# the default deployment (`--runtime auto`) times: onnxruntime and OpenVINO.
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
@@ -15,7 +16,7 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q -c constraints.txt torch==2.13.0
-	$(PIP) install -q -c constraints.txt -e '.[test]'
+	$(PIP) install -q -c constraints.txt -e '.[test,openvino]'
 	$(PIP) install -q -c constraints.txt --no-deps $(NODEPS)
 	touch $(STAMP)
 
@@ -31,7 +32,9 @@ demo: setup
 test: setup apt
 	HF_HUB_OFFLINE=1 $(PY) -m pytest
 
+# The benchmark peers (nncf) are installed for `make bench` only; the library never imports them.
 bench: setup apt
+	$(PIP) install -q -c constraints.txt -e '.[bench]'
 	HF_HUB_OFFLINE=1 $(PY) -m benchmarks.run $(BENCH)
 
 lint: setup

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import tempfile
-from dataclasses import asdict
 from pathlib import Path
 
 from modelpress.errors import BadInputError
@@ -19,7 +18,7 @@ DEMO_RECIPES = ("prune-weight", "prune-neuron", "int8-static", "int4-weight", "p
 def _settings(args: argparse.Namespace):
     from modelpress.pipeline import MeasureSettings
 
-    return MeasureSettings(threads=args.threads, batch_size=args.batch_size, runs=args.runs)
+    return MeasureSettings(threads=args.threads, batch_size=args.batch_size, runs=args.runs, runtime=args.runtime)
 
 
 def cmd_tasks(args: argparse.Namespace) -> int:
@@ -90,10 +89,14 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.json and not Path(args.json).resolve().parent.is_dir():
         raise BadInputError(f"`--json` folder `{Path(args.json).parent}` does not exist. Fix: create it first.")
     check_model_spec(args.model)  # before the data loads
+    if args.runtime == "openvino" or _is_ir(args.model):
+        from modelpress.measure.openvino_runtime import require_openvino
+
+        require_openvino("--runtime openvino" if args.runtime == "openvino" else f"--model {args.model}")
     task = resolve_task(args.task)
     stats = _evaluate(args, task)
     print(f"task {task.name}, model {args.model or task.default_model}, runtime {stats.runtime}")
-    print(_format(stats, task, onnx_file=_is_onnx(args.model)))
+    print(_format(stats, task, onnx_file=_is_onnx(args.model) or _is_ir(args.model)))
     if args.json:
         Path(args.json).write_text(json.dumps(stats.to_dict(), indent=2))
         print(f"wrote {args.json}")
@@ -104,18 +107,27 @@ def _is_onnx(spec: str | None) -> bool:
     return bool(spec) and Path(spec).suffix.lower() == ".onnx"
 
 
+def _is_ir(spec: str | None) -> bool:
+    """An OpenVINO IR (model.xml beside model.bin)."""
+    return bool(spec) and Path(spec).suffix.lower() == ".xml"
+
+
 def _evaluate(args: argparse.Namespace, task):
     from modelpress.measure import measure, measure_onnx
     from modelpress.pipeline.resolve import check_fits, resolve_model
 
     kw = {"threads": args.threads, "batch_size": args.batch_size, "runs": args.runs}
+    if _is_ir(args.model) or (_is_onnx(args.model) and args.runtime == "openvino"):
+        from modelpress.measure import measure_openvino
+
+        return measure_openvino(args.model, task, **kw)
     if _is_onnx(args.model):
         return measure_onnx(args.model, task, **kw)
     model = resolve_model(args.model, task, trust_source=args.trust_source)
     check_fits(model, task)
     if args.runtime == "torch":
         return measure(model, task, **kw)
-    return _measure_deployed(model, args.model, task, kw)
+    return _measure_deployed(model, args.model, task, kw, args.runtime)
 
 
 def _format(stats, task, *, onnx_file: bool) -> str:
@@ -131,8 +143,10 @@ def _format(stats, task, *, onnx_file: bool) -> str:
     return text
 
 
-def _measure_deployed(model, spec, task, kw):
-    """Export to ONNX, re-apply the deploy hooks of the artifact's recorded steps, measure in onnxruntime."""
+def _measure_deployed(model, spec, task, kw, runtime="onnxruntime"):
+    """Export to ONNX, re-apply the deploy hooks of the artifact's recorded steps with ``runtime`` as the
+    target (their candidates in that runtime only), measure what they ship."""
+    from modelpress.context import DeployTarget
     from modelpress.measure import count_macs, measure_onnx
     from modelpress.pipeline import Recipe
     from modelpress.pipeline.deploy import export_deployed
@@ -143,10 +157,16 @@ def _measure_deployed(model, spec, task, kw):
     if spec and manifest.is_file():
         recorded = json.loads(manifest.read_text()).get("steps") or []
         steps = list(Recipe.from_list(recorded).steps) if recorded else []
+    target = DeployTarget(runtime=runtime, batch_size=kw["batch_size"], threads=kw["threads"])
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "model.onnx"
-        export_deployed(model, steps, task, path)
-        return measure_onnx(path, task, macs=count_macs(model, task.example_inputs), **kw)
+        info = export_deployed(model, steps, task, path, target=target)
+        macs = count_macs(model, task.example_inputs)
+        if info["shipped"]["runtime"] == "openvino":
+            from modelpress.measure import measure_openvino
+
+            return measure_openvino(path.with_suffix(".xml"), task, macs=macs, **kw)
+        return measure_onnx(path, task, macs=macs, **kw)
 
 
 def cmd_compress(args: argparse.Namespace) -> int:
@@ -159,13 +179,15 @@ def cmd_compress(args: argparse.Namespace) -> int:
     recipe = Recipe.resolve(args.recipe)
     check_folder(args.out, RUN_OUTPUTS)
     check_model_spec(args.model)
+    settings = _settings(args)  # --runtime openvino without OpenVINO: exit 2 before the data loads
     task = resolve_task(args.task)
     model = resolve_model(args.model, task, trust_source=args.trust_source)
-    result = run(recipe, task, model=model, out=args.out, settings=_settings(args), seed=args.seed,
+    result = run(recipe, task, model=model, out=args.out, settings=settings, seed=args.seed,
                  deploy=not args.no_deploy, command=args.command_line, model_name=args.model or task.default_model)
     print()
     print(summarize(result.report))
-    written = ["model/"] + (["model.onnx"] if result.deployed else []) + ["report.json", "report.html"]
+    ir = ["model.xml", "model.bin"] if (Path(args.out) / "model.xml").is_file() else []  # OpenVINO won
+    written = ["model/"] + (["model.onnx", *ir] if result.deployed else []) + ["report.json", "report.html"]
     print(f"\nwrote {', '.join(f'{args.out}/{w}' for w in written)}")
     return 0
 
@@ -247,7 +269,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(f"modelpress demo — task {DEMO_TASK} ({task.description}), model {DEMO_MODEL}")
     model = task.model(DEMO_MODEL)
     settings = MeasureSettings()
-    baseline = measure(model, task, **asdict(settings))  # once, shared by every recipe's report
+    baseline = measure(model, task, **settings.timing())  # once, shared by every recipe's report
     print("\nbaseline, measured:")
     print(format_stats(baseline, metric_name=task.metric.name))
     rows = []

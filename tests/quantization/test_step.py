@@ -10,7 +10,7 @@ from torch import nn
 
 from modelpress.artifact import folder_bytes, load, save
 from modelpress.artifact.onnx import export_onnx
-from modelpress.context import StepContext
+from modelpress.context import DeployTarget, StepContext
 from modelpress.errors import BadInputError
 from modelpress.measure.runtime import ort_predict
 from modelpress.quantization import QuantConv2d, Quantize, QuantLinear, apply_quantize, deploy_quantize
@@ -23,7 +23,9 @@ from modelpress.tasks.train import evaluate, torch_predict
 
 def _deploy(model, config, task, tmp_path):
     path = export_onnx(model, task.example_inputs, tmp_path / "m.onnx")
-    details = deploy_quantize(path, model, config, StepContext(task=task, progress=False))
+    # these tests are about the onnxruntime forms (OpenVINO's are tested in tests/pipeline/test_deploy_openvino.py)
+    target = DeployTarget(runtime="onnxruntime")
+    details = deploy_quantize(path, model, config, StepContext(task=task, progress=False, target=target))
     return path, details
 
 

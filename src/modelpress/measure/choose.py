@@ -134,11 +134,12 @@ def _error(e: Exception) -> str:
 
 def choose(candidates: Sequence[Candidate], inputs: tuple[Tensor, ...], reference: Tensor, *, floor: Floor,
            timing_inputs: tuple[Tensor, ...] | None = None, threads: int = 1, warmup: int = 3, runs: int = 15,
-           margin: float = BASELINE_MARGIN, noise: float = NOISE) -> Choice:
+           margin: float = BASELINE_MARGIN, noise: float = NOISE, rewarm: bool = False) -> Choice:
     """Run every candidate on ``inputs`` (each ``(n, ...)``), compare its outputs with ``reference``
     (``(n, ...)``, e.g. the fp32 model's logits) by `fidelity`, time the ones that ran interleaved on
     ``timing_inputs`` (default: the first row of ``inputs``) with ``threads`` threads, and `pick`.
 
+    ``rewarm``: time each candidate hot (see `time_interleaved`); for candidates in different runtimes.
     A candidate whose predict raises is reported with its error, not fatal. Raises `BadInputError` for
     an empty candidate list or bad counts, `CompressionError` when no candidate runs.
     """
@@ -160,7 +161,7 @@ def choose(candidates: Sequence[Candidate], inputs: tuple[Tensor, ...], referenc
         ran.append(c)
     if ran:
         lat = iter(time_interleaved([c.predict for c in ran], timing_inputs, threads=threads, warmup=warmup,
-                                    runs=runs))
+                                    runs=runs, rewarm=rewarm))
         rows = [r if r.error else _timed(r, next(lat)) for r in rows]
     winner, why = pick(rows, floor=floor, margin=margin, noise=noise)
     return Choice(winner, tuple(rows), why)

@@ -17,7 +17,7 @@ from modelpress.measure.size import artifact_bytes, count_baked_params
 from modelpress.measure.stats import Stats
 from modelpress.tasks.task import Task
 
-__all__ = ["measure", "measure_onnx"]
+__all__ = ["measure", "measure_onnx", "measure_openvino"]
 
 
 def _check_common(task: object, threads: int, batch_size: int, warmup: int, runs: int, owner: str) -> None:
@@ -151,6 +151,61 @@ def measure_onnx(
         peak_mem_bytes=peak,
         metric=float(metric),
         runtime="onnxruntime",
+        threads=threads,
+        batch_size=batch_size,
+    )
+
+
+def measure_openvino(
+    path: str | Path,
+    task: Task,
+    *,
+    macs: int = 0,
+    threads: int = 1,
+    batch_size: int = 1,
+    warmup: int = 5,
+    runs: int = 30,
+    precision: str | None = None,
+) -> Stats:
+    """Measure the OpenVINO IR (``model.xml`` + ``model.bin``) or ONNX file at ``path`` on ``task`` in
+    OpenVINO's CPU plugin, compiled by `modelpress.measure.openvino_runtime.compile_openvino`
+    (``precision`` None: the one recorded in the IR, else f32). The runtime is named with what the
+    compiled model executes: ``"openvino f32"``, ``"openvino bf16"``, ``"openvino int8"`` ...
+
+    - size: bytes of the .xml and .bin (or the .onnx file);
+    - params / nonzero params: from the model's constants (`ir_params`);
+    - MACs: ``macs`` as given (count them on the torch model);
+    - latency and metric as in `measure`; peak memory: a lower bound, the weight file's bytes plus one
+      call's inputs and outputs (OpenVINO does not report its allocations).
+
+    Raises `BadInputError` when the file is missing, OpenVINO is not installed or arguments are bad;
+    `CompressionError` when OpenVINO cannot compile the model.
+    """
+    from modelpress.measure import openvino_runtime as ovr
+
+    _check_common(task, threads, batch_size, warmup, runs, "measure_openvino")
+    check_positive_int(macs, "macs", "measure_openvino", minimum=0)
+    compiled = ovr.compile_openvino(path, threads=threads, precision=precision)
+    executed = ovr.executed_format(compiled)
+    predict = ovr.predict_compiled(compiled, "measure_openvino")
+    size = ovr.ir_bytes(path)
+    n_params, n_nonzero = ovr.ir_params(path)
+    inputs = batch_of(task.test, batch_size)
+    lat = time_one(predict, inputs, threads=threads, warmup=warmup, runs=runs)
+    out = predict(inputs)
+    weights = Path(path).with_suffix(".bin") if Path(path).suffix == ".xml" else Path(path)
+    peak = weights.stat().st_size + sum(t.numel() * t.element_size() for t in (*inputs, out))
+    metric = task.metric(predict, task.test)
+    return Stats(
+        size_bytes=size,
+        params=n_params,
+        nonzero_params=n_nonzero,
+        macs=macs,
+        latency_ms=lat.median_ms,
+        latency_p90_ms=lat.p90_ms,
+        peak_mem_bytes=peak,
+        metric=float(metric),
+        runtime=f"openvino {executed.label}",
         threads=threads,
         batch_size=batch_size,
     )

@@ -7,6 +7,7 @@ so the deployed model is measured in it rather than re-simulated in torch.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ from modelpress.errors import BadInputError, CompressionError
 from modelpress.measure._model import check_inputs, check_positive_int
 from modelpress.tasks.task import Predict
 
-__all__ = ["check_onnx_file", "load_onnx", "make_session", "onnx_feed", "ort_predict"]
+__all__ = ["check_onnx_file", "chunked_predict", "load_onnx", "make_session", "onnx_feed", "ort_predict"]
 
 # Rows per onnxruntime call when the model accepts any batch: bounds the memory of one call.
 _CHUNK = 256
@@ -134,12 +135,24 @@ def ort_predict(path: str | Path, *, threads: int = 1) -> Predict:
     onnxruntime cannot load.
     """
     session = make_session(path, threads=threads)
-    fixed = _fixed_batch(session)
-    chunk = fixed or _CHUNK
     first = session.get_outputs()[0].name
+    return chunked_predict(lambda part: session.run([first], onnx_feed(session, part))[0],
+                           _fixed_batch(session), "ort_predict")
+
+
+def chunked_predict(run: Callable[[tuple[Tensor, ...]], Any], fixed: int | None, owner: str) -> Predict:
+    """A `Predict` that calls ``run(part) -> array`` on chunks of its inputs and concatenates the outputs.
+
+    Chunks hold ``fixed`` rows when the model was exported with that fixed batch (the last chunk is
+    padded by repeating its last row, and the padding is cut from the output), else 256 rows. ``run``
+    returns the first output of one chunk (numpy array or anything ``np.asarray`` takes), shape
+    ``(rows, ...)``. Shared by the onnxruntime and OpenVINO predicts. ``owner`` names the caller in
+    input errors (`BadInputError` at call time).
+    """
+    chunk = fixed or _CHUNK
 
     def predict(inputs: tuple[Tensor, ...]) -> Tensor:
-        inputs = check_inputs(inputs, "ort_predict")
+        inputs = check_inputs(inputs, owner)
         n = inputs[0].shape[0]
         outs = []
         for start in range(0, n, chunk):
@@ -147,8 +160,7 @@ def ort_predict(path: str | Path, *, threads: int = 1) -> Predict:
             rows = part[0].shape[0]
             if fixed is not None and rows < fixed:  # a fixed-batch export needs full batches
                 part = tuple(torch.cat([t, t[-1:].expand(fixed - rows, *t.shape[1:])]) for t in part)
-            out = session.run([first], onnx_feed(session, part))[0]
-            outs.append(torch.from_numpy(np.asarray(out)[:rows]))
+            outs.append(torch.from_numpy(np.asarray(run(part))[:rows]))
         return outs[0] if len(outs) == 1 else torch.cat(outs)
 
     return predict

@@ -31,9 +31,12 @@ def export_deployed(
 
     ``reference``: the fp32 model the recipe started from (hooks judge their candidates by fidelity to
     it); ``target``: the runtime setting they time in. Returns what the hooks reported, by step key (e.g.
-    the chosen int8 format and why), and under ``"shipped"`` what the written file holds, read from its
-    graph: ``format`` (`modelpress.measure.onnx_graph.onnx_format`), ``layers`` per kind, ``ops`` per op
-    type, ``bytes``. Raises `CompressionError` when the export or a hook fails.
+    the chosen int8 format and why), under ``"runtime"`` the runtime choice when no hook made one
+    (`modelpress.pipeline.deploy_runtime`), and under ``"shipped"`` what the written file holds: ``runtime``
+    (``onnxruntime`` or ``openvino``), ``file`` (``path``'s name, or the IR ``model.xml`` written beside
+    it), ``format`` (`modelpress.measure.onnx_graph.onnx_format` of the graph; for OpenVINO the format
+    it executes), ``layers`` per kind, ``ops`` per op type, ``bytes``. Raises `CompressionError` when the
+    export or a hook fails, `BadInputError` for target runtime ``openvino`` without OpenVINO.
     """
     from modelpress.measure.onnx_graph import layer_formats, onnx_format, op_counts
     from modelpress.measure.onnx_size import onnx_bytes
@@ -45,9 +48,34 @@ def export_deployed(
         hook = kind_of(step.config).deploy
         if hook is not None:
             info[step.key] = hook(Path(path), model, step.config, ctx)
+    chosen = [v for v in info.values() if isinstance(v, dict) and "runtime" in v]  # a hook chose the runtime
+    if not chosen and ctx.target.runtime != "onnxruntime":
+        from modelpress.measure.openvino_runtime import openvino_available
+        from modelpress.pipeline.deploy_runtime import choose_runtime
+
+        if openvino_available() or ctx.target.runtime == "openvino":
+            info["runtime"] = choose_runtime(Path(path), model, ctx)
+            chosen = [info["runtime"]]
+        else:
+            info["runtime"] = {"runtime": "onnxruntime", "notes": ["OpenVINO is not installed: onnxruntime only"]}
     layers: dict[str, int] = {}
     for lf in layer_formats(path):
         layers[lf.kind] = layers.get(lf.kind, 0) + 1
-    info["shipped"] = {"format": onnx_format(path), "layers": layers, "ops": op_counts(path),
-                       "bytes": onnx_bytes(path)}
+    info["shipped"] = {"runtime": "onnxruntime", "file": Path(path).name, "format": onnx_format(path),
+                       "layers": layers, "ops": op_counts(path), "bytes": onnx_bytes(path)}
+    if chosen and chosen[-1]["runtime"] == "openvino":
+        info["shipped"] |= _openvino_shipped(Path(path), chosen[-1])
     return info
+
+
+def _openvino_shipped(path: Path, chosen: dict[str, Any]) -> dict[str, Any]:
+    """What the shipped IR beside ``path`` executes (read off the compiled model) and its bytes; the
+    ONNX graph it was converted from keeps its own figures under ``onnx_*``."""
+    from modelpress.measure.onnx_size import onnx_bytes
+    from modelpress.measure.openvino_runtime import compile_openvino, executed_format, ir_bytes
+
+    xml = path.with_suffix(".xml")
+    executed = executed_format(compile_openvino(xml))
+    fmt = chosen.get("format") or {"f32": "float32", "bf16": "bf16", "f16": "fp16"}[executed.precision]
+    return {"runtime": "openvino", "file": xml.name, "format": fmt, "precision": executed.precision,
+            "executed_layers": executed.layers, "bytes": ir_bytes(xml), "onnx_bytes": onnx_bytes(path)}

@@ -157,7 +157,7 @@ def stage_rows(report: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     rows = [("baseline", report["baseline"])]
     rows += [(f"{i + 1}. {s['name']}", s["stats"]) for i, s in enumerate(report["steps"])]
     if report.get("deployed"):
-        rows.append(("deployed (onnxruntime)", report["deployed"]))
+        rows.append((f"deployed ({report['deployed'].get('runtime', 'onnxruntime')})", report["deployed"]))
     return rows
 
 
@@ -183,7 +183,8 @@ def _plot_png(report: dict[str, Any]) -> str:
     ax1.set_title("size vs metric")
     ax1.grid(alpha=0.3)
     lat = report.get("latency_interleaved", {}).get("ratio_vs_baseline", {})
-    runtime = {"baseline": "baseline\n(torch)", "compressed": "compressed\n(torch)", "deployed": "deployed\n(onnxruntime)"}
+    shipped = (report.get("deployed") or {}).get("runtime", "onnxruntime")
+    runtime = {"baseline": "baseline\n(torch)", "compressed": "compressed\n(torch)", "deployed": f"deployed\n({shipped})"}
     ax2.bar([runtime.get(k, k) for k in lat], list(lat.values()), color=["#888", "#2a7", "#27a"][: len(lat)])
     ax2.axhline(1.0, color="k", lw=0.8)
     ax2.set_ylabel("latency / baseline latency")

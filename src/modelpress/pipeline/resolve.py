@@ -154,7 +154,7 @@ _WEIGHT_SUFFIXES = {".pt", ".pth", ".safetensors", ".bin", ".pkl", ".ckpt"}
 def check_model_spec(spec: str | None) -> None:
     """Check what can be checked of ``--model`` before any data is loaded: paths that must exist.
 
-    Raises BadInputError for a missing weights / ONNX file or a folder that is neither an artifact nor a
+    Raises BadInputError for a missing weights / ONNX / OpenVINO IR file or a folder that is neither an artifact nor a
     Hugging Face model folder.
     """
     if spec is None:
@@ -168,7 +168,7 @@ def check_model_spec(spec: str | None) -> None:
                 f"folder `{spec}` is neither a modelpress artifact (no manifest.json) nor a Hugging Face model "
                 "folder (no config.json). Fix: pass the folder that `modelpress compress` wrote as DIR/model."
             )
-    elif path.suffix.lower() in _WEIGHT_SUFFIXES | {".onnx"} and not path.is_file():
+    elif path.suffix.lower() in _WEIGHT_SUFFIXES | {".onnx", ".xml"} and not path.is_file():
         raise BadInputError(f"model file `{spec}` does not exist. Fix: check the path.")
 
 

@@ -12,7 +12,7 @@ import shlex
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -36,23 +36,39 @@ from modelpress.source import get_source
 from modelpress.tasks.task import Task
 from modelpress.tasks.train import torch_predict
 
-__all__ = ["RUN_OUTPUTS", "MeasureSettings", "RunResult", "compress_", "run"]
+__all__ = ["RUNTIMES", "RUN_OUTPUTS", "MeasureSettings", "RunResult", "compress_", "run"]
+
+
+RUNTIMES = ("auto", "onnxruntime", "openvino")  # where the deployed model may run
 
 
 @dataclass(frozen=True)
 class MeasureSettings:
-    """How latency is measured: intra-op ``threads``, examples per forward (``batch_size``), timed ``runs``."""
+    """How latency is measured: intra-op ``threads``, examples per forward (``batch_size``), timed ``runs``,
+    and the deployment ``runtime``: ``auto`` (measure the candidates of onnxruntime and, where installed,
+    OpenVINO, keep the best), ``onnxruntime`` or ``openvino`` (only that runtime's candidates)."""
 
     threads: int = 1
     batch_size: int = 1
     warmup: int = 5
     runs: int = 30
+    runtime: str = "auto"
 
     def __post_init__(self) -> None:
         for name, low in (("threads", 1), ("batch_size", 1), ("warmup", 0), ("runs", 1)):
             value = getattr(self, name)
             if not is_int(value, low):
                 raise bad_value(name, "MeasureSettings", f"an int ≥ {low}", value)
+        if self.runtime not in RUNTIMES:
+            raise bad_value("runtime", "MeasureSettings", f"one of {list(RUNTIMES)}", self.runtime)
+        if self.runtime == "openvino":
+            from modelpress.measure.openvino_runtime import require_openvino
+
+            require_openvino("runtime openvino")  # a clear error up front, not after the steps ran
+
+    def timing(self) -> dict[str, int]:
+        """The keyword arguments of `modelpress.measure.measure`: threads, batch_size, warmup, runs."""
+        return {"threads": self.threads, "batch_size": self.batch_size, "warmup": self.warmup, "runs": self.runs}
 
 
 def compress_(
@@ -132,8 +148,8 @@ def run(
     original, folder = _start(model, task, out, command, progress)
     out_dir = folder.path if folder is not None else None
     reference, work = baked_eval_copy(original), copy.deepcopy(original)  # the caller's model stays untouched
-    kw = asdict(settings)
-    target = DeployTarget(runtime="auto", batch_size=settings.batch_size, threads=settings.threads)
+    kw = settings.timing()
+    target = DeployTarget(runtime=settings.runtime, batch_size=settings.batch_size, threads=settings.threads)
     if baseline is None:
         _say(progress, f"measuring the baseline on `{task.name}` ...")
         baseline = measure(work, task, **kw)
@@ -174,7 +190,8 @@ def run(
                 deployed, deploy_info = _deploy(work, recipe, task, onnx_path, settings, compressed, seed,
                                                 reference=reference, target=target)
         stages = [reference, *earlier, baked_eval_copy(work)]
-        interleaved = _time_side_by_side(stages, onnx_path if deployed else None, task, settings)
+        shipped = deploy_info.get("shipped", {}).get("runtime", "onnxruntime")
+        interleaved = _time_side_by_side(stages, onnx_path if deployed else None, task, settings, shipped)
     report = build_report(task, recipe, baseline, step_rows, compressed, deployed, deploy_info, interleaved)
     report.update(about_run(original, model_name, command, seed))
     if folder is not None:
@@ -213,8 +230,9 @@ def _check_step_finite(work: nn.Module, key: str, task: Task) -> None:
         raise CompressionError(f"step `{key}` made the model non-finite: {why}.")
 
 
-RUN_OUTPUTS = ("model", "model.onnx", "model.onnx.data", "report.json", "report.html")
-_ONNX_FILES = ("model.onnx", "model.onnx.data")  # the exporter writes .data beside a model over 2 GB
+RUN_OUTPUTS = ("model", "model.onnx", "model.onnx.data", "model.xml", "model.bin", "report.json", "report.html")
+# the exporter writes .data beside a model over 2 GB; model.xml / .bin where OpenVINO runs the deployed graph
+_ONNX_FILES = ("model.onnx", "model.onnx.data", "model.xml", "model.bin")
 
 
 def _prepare_out(out: str | Path | None, model: nn.Module, command: str) -> OutputFolder | None:
@@ -234,28 +252,40 @@ def _prepare_out(out: str | Path | None, model: nn.Module, command: str) -> Outp
 def _deploy(work, recipe, task, path, settings, compressed, seed, *, reference=None,
             target=None) -> tuple[Stats | None, dict[str, Any]]:
     """Export to ONNX, let steps rewrite it (e.g. int8; judged against ``reference``, timed in ``target``),
-    measure it in onnxruntime."""
+    measure it in the runtime that won (onnxruntime, or OpenVINO: the IR written beside ``path``)."""
+    ir = [Path(path).with_suffix(".xml"), Path(path).with_suffix(".bin")]
+    for f in ir:  # an IR of an earlier run must not pass for this run's
+        f.unlink(missing_ok=True)
     try:
         info = export_deployed(work, recipe.steps, task, path, seed=seed, reference=reference, target=target)
-        deployed = measure_onnx(
-            path, task, macs=compressed.macs, threads=settings.threads, batch_size=settings.batch_size,
-            warmup=settings.warmup, runs=settings.runs,
-        )
+        kw = {"macs": compressed.macs, "threads": settings.threads, "batch_size": settings.batch_size,
+              "warmup": settings.warmup, "runs": settings.runs}
+        if info["shipped"]["runtime"] == "openvino":
+            from modelpress.measure import measure_openvino
+
+            deployed = measure_openvino(Path(path).with_suffix(".xml"), task, **kw)
+        else:
+            deployed = measure_onnx(path, task, **kw)
     except CompressionError as e:
-        Path(path).unlink(missing_ok=True)
+        for f in (Path(path), *ir):
+            f.unlink(missing_ok=True)
         return None, {"error": str(e)}
     return deployed, info
 
 
 def _time_side_by_side(stages: list[nn.Module], onnx_path: Path | None, task: Task,
-                       settings: MeasureSettings) -> dict[str, Any]:  # fmt: skip
+                       settings: MeasureSettings, runtime: str = "onnxruntime") -> dict[str, Any]:  # fmt: skip
     """The baseline (``stages[0]``), the model after each step (the last one is ``compressed``), all baked
-    eval-mode copies as the artifact ships them, and the deployed ONNX model (onnxruntime), timed
+    eval-mode copies as the artifact ships them, and the deployed model (onnxruntime, or OpenVINO), timed
     interleaved in one process. Each step's own ``latency_ms`` is timed alone, at another moment; these
     ratios are the ones to compare."""
     inputs = batch_of(task.test, settings.batch_size)
     predicts = [torch_predict(m) for m in stages]
-    if onnx_path is not None:
+    if onnx_path is not None and runtime == "openvino":  # OpenVINO won the deployment: its IR ships
+        from modelpress.measure.openvino_runtime import ov_predict
+
+        predicts.append(ov_predict(onnx_path.with_suffix(".xml"), threads=settings.threads))
+    elif onnx_path is not None:
         predicts.append(ort_predict(onnx_path, threads=settings.threads))
     lat = time_interleaved(predicts, inputs, threads=settings.threads, warmup=settings.warmup, runs=settings.runs)
     ms = [x.median_ms for x in lat]

@@ -38,6 +38,7 @@ from torch import Tensor, nn
 from modelpress.context import StepContext
 from modelpress.errors import CompressionError
 from modelpress.quantization.config import Quantize
+from modelpress.quantization.deploy_openvino import openvino_candidates, ship_openvino
 from modelpress.quantization.modules import _Half, _Quantized
 from modelpress.quantization.onnx_rewrite import (
     Matched,
@@ -275,8 +276,10 @@ def _judging_data(model: nn.Module, ctx: StepContext) -> tuple[Split, Tensor, Te
 
 
 def _choose(paths: dict[str, Path], info: dict[str, dict], model: nn.Module, config: Quantize,
-            ctx: StepContext) -> tuple[str, str, list[dict], dict[str, Any]]:
-    """Run `modelpress.measure.choose.choose` over the built candidates: ``(winner, why, rows, judged)``."""
+            ctx: StepContext, extra: list | None = None) -> tuple[str, str, list[dict], dict[str, Any]]:
+    """Run `modelpress.measure.choose.choose` over the built candidates: ``(winner, why, rows, judged)``.
+    ``extra``: OpenVINO candidates (`modelpress.quantization.deploy_openvino`), judged with them; with
+    target runtime ``openvino`` they are the only ones."""
     from modelpress.measure._model import batch_of
     from modelpress.measure.choose import HOLDOUT_NOTE, Candidate, Floor, choose
     from modelpress.measure.fidelity import fidelity
@@ -293,9 +296,11 @@ def _choose(paths: dict[str, Path], info: dict[str, dict], model: nn.Module, con
     floor = (Floor(agreement=sim.agreement - config.deploy_tolerance, sqnr_db=sqnr) if sim.agreement is not None
              else Floor(cosine=sim.cosine - config.deploy_tolerance, sqnr_db=sqnr))
     candidates = [Candidate(f, ort_predict(p, threads=threads), info[f]["bytes"], baseline=f == "float",
-                            info={k: v for k, v in info[f].items() if k != "bytes"}) for f, p in paths.items()]
+                            info={"runtime": "onnxruntime"} | {k: v for k, v in info[f].items() if k != "bytes"})
+                  for f, p in paths.items()] if ctx.target.runtime != "openvino" else []
+    candidates += [Candidate(c.name, c.predict, c.bytes, baseline=c.baseline, info=c.info) for c in extra or []]
     choice = choose(candidates, holdout.inputs, ref_out, floor=floor, threads=threads,
-                    timing_inputs=batch_of(holdout, ctx.target.batch_size))
+                    timing_inputs=batch_of(holdout, ctx.target.batch_size), rewarm=bool(extra))
     judged = {"judged_on": {"split": holdout.name, "examples": len(holdout), "what": HOLDOUT_NOTE},
               "reference": reference, "simulation_fidelity": sim.to_dict(),
               "floor": f"{floor.describe()} (the PyTorch model's own agreement minus deploy_tolerance "
@@ -332,11 +337,24 @@ def deploy_onnx(onnx_path: Path, model: nn.Module, config: Quantize, ctx: StepCo
         if not paths:
             raise CompressionError("no deployment candidate could be built: " + "; ".join(
                 f"{f}: {e}" for f, e in errors.items()))
-        winner, why, rows, judged = _choose(paths, info, model, config, ctx)
-        shutil.copyfile(paths[winner], onnx_path)
+        ov, ov_notes = openvino_candidates(paths, src, matched, config, ctx, Path(tmp))
+        if ctx.target.runtime == "openvino" and not ov:
+            raise CompressionError("no OpenVINO candidate could be built: " + "; ".join(ov_notes))
+        winner, why, rows, judged = _choose(paths, info, model, config, ctx, ov)
+        shipped_ov = next((c for c in ov if c.name == winner), None)
+        if shipped_ov is not None:
+            ship_openvino(shipped_ov, onnx_path)
+        else:
+            shutil.copyfile(paths[winner], onnx_path)
     rows += [{"name": f, "format": f, "error": e} for f, e in errors.items()]
-    label = onnx_format(onnx_path)
-    details.update({"format": label, "candidate": winner, "why": why, **judged, "candidates": rows,
+    label = onnx_format(onnx_path) if shipped_ov is None else shipped_ov.info["label"]
+    if ov_notes:
+        details["openvino_notes"] = ov_notes
+    if shipped_ov is not None:
+        details["deployed_file"] = onnx_path.with_suffix(".xml").name
+        details["executed"] = {"precision": shipped_ov.precision, "layers": shipped_ov.info["executed_layers"]}
+    details.update({"runtime": "openvino" if shipped_ov is not None else "onnxruntime",
+                    "format": label, "candidate": winner, "why": why, **judged, "candidates": rows,
                     "layers": dict(Counter(lf.kind for lf in layer_formats(onnx_path))), "ops": op_counts(onnx_path)})
     if label != details["requested"]:
         details["format_note"] = f"shipped {label}, not the requested {details['requested']}: {why}"

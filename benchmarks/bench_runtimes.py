@@ -1,0 +1,271 @@
+"""Runtimes benchmark (issue 13): the same models in torch, onnxruntime and OpenVINO, with NNCF as a peer.
+
+Run: ``make bench BENCH=runtimes`` (installs the ``[bench]`` extra, nncf), or
+``HF_HUB_OFFLINE=1 .venv/bin/python -m benchmarks.run runtimes``. ``BENCH_RUNTIMES_ROWS=minilm`` or
+``resnet`` runs one part (the other section of the doc is kept). Writes docs/bench-runtimes.md.
+
+Cases: MiniLM on bbc-news (batch 1 × 128 tokens) and resnet-s on Fashion-MNIST (batch 1 and 32), one
+thread, every candidate of a case timed interleaved in one process (ratios, not absolute times, are the
+result on a shared machine). Candidates:
+
+- torch fp32 (eager) and onnxruntime fp32 (the exported graph);
+- onnxruntime int8: modelpress's deployed choice (``Quantize`` + ``deploy_quantize``, ``deploy: auto``;
+  int8-dynamic for MiniLM, int8-static for resnet-s);
+- OpenVINO fp32 (the same ONNX converted to IR, f32 precision hint) and OpenVINO with each 16-bit hint
+  that this CPU executes (read back from the compiled model; a hint it lowers is reported, not timed);
+- OpenVINO int8 weights from modelpress's codes (weight-only DequantizeLinear, the int8 model of the
+  onnxruntime row): OpenVINO quantizes the activations per call, as the int8-dynamic simulation does;
+- OpenVINO int8 from modelpress's QDQ graph (int8-static, ``quantize_static`` QDQ with modelpress's
+  calibrated ranges), with the f32 hint and with the 16-bit hint for the layers left float;
+- the peer: NNCF's ``quantize`` (its defaults; ``model_type=TRANSFORMER`` for MiniLM) on the fp32 IR,
+  run with OpenVINO's own default precision for this CPU.
+
+Fidelity is to torch fp32 on the test split: mean cosine of the logits per example and top-1 agreement;
+accuracy is the task metric on the same split; bytes are the deployed files (.onnx, or .xml + .bin).
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import onnx
+import torch
+import torch.nn.functional as F
+
+from modelpress.artifact.onnx import export_onnx
+from modelpress.context import StepContext
+from modelpress.measure.cpu import cpu_info
+from modelpress.measure.latency import time_interleaved
+from modelpress.measure.onnx_size import onnx_bytes
+from modelpress.measure.runtime import ort_predict
+from modelpress.quantization import Quantize, apply_quantize, deploy_quantize
+from modelpress.quantization.onnx_rewrite import match_layers
+from modelpress.quantization.onnx_weight_dq import to_weight_dequantize
+from modelpress.tasks import get
+from modelpress.tasks.task import Predict, Task
+from modelpress.tasks.train import torch_predict
+
+DOC = Path(__file__).resolve().parents[1] / "docs" / "bench-runtimes.md"
+COMMAND = "HF_HUB_OFFLINE=1 .venv/bin/python -m benchmarks.run runtimes"
+
+
+@dataclass
+class Candidate:
+    """One way to run the model: how, in what it really computes, its predict and its file's bytes."""
+
+    name: str
+    runtime: str
+    label: str
+    predict: Predict
+    bytes: int | None
+
+
+def _ov_candidates(xml: Path, name: str, hints: tuple[str, ...]) -> list[Candidate]:
+    """The IR at ``xml`` compiled once per precision hint (one candidate each), labelled as executed."""
+    from modelpress.measure import openvino_runtime as ovr
+
+    out = []
+    for hint in hints:
+        compiled = ovr.compile_openvino(xml, threads=1, precision=hint)
+        label = ovr.executed_format(compiled).label
+        out.append(Candidate(f"{name}, {hint} hint", "openvino", label, ovr.predict_compiled(compiled),
+                             ovr.ir_bytes(xml)))
+    return out
+
+
+def _nncf(xml: Path, task: Task, out: Path, transformer: bool) -> tuple[Candidate | None, str]:
+    """NNCF int8 PTQ of the fp32 IR with its defaults (300 calibration examples), run in OpenVINO with
+    the CPU plugin's default precision; (None, why) when nncf is not installed or fails."""
+    try:
+        import nncf
+    except ImportError:
+        return None, "nncf is not installed (`make bench` installs the [bench] extra)"
+    import openvino as ov
+
+    from modelpress.measure import openvino_runtime as ovr
+
+    core = ov.Core()
+    model = core.read_model(str(xml))
+    names = [i.get_any_name() for i in model.inputs]
+    items = [tuple(t[i : i + 1] for t in task.calibration.inputs) for i in range(min(300, len(task.calibration)))]
+    data = nncf.Dataset(items, lambda x: {n: t.numpy() for n, t in zip(names, x, strict=True)})
+    kwargs = {"model_type": nncf.ModelType.TRANSFORMER} if transformer else {}
+    try:
+        q = nncf.quantize(model, data, subset_size=len(items), **kwargs)
+    except Exception as e:  # noqa: BLE001 - a peer that fails is reported, not fatal
+        return None, f"nncf.quantize failed: {type(e).__name__}: {str(e)[:200]}"
+    ov.save_model(q, str(out), compress_to_fp16=False)
+    default = core.get_property("CPU", "INFERENCE_PRECISION_HINT").get_type_name()
+    compiled = ovr.compile_openvino(out, threads=1, precision=default if default in ovr.PRECISIONS else "f32")
+    return Candidate(f"NNCF int8 + OpenVINO ({default} default hint)", "openvino",
+                     ovr.executed_format(compiled).label, ovr.predict_compiled(compiled), ovr.ir_bytes(out)), ""
+
+
+def _fidelity(out: torch.Tensor, ref: torch.Tensor) -> tuple[float, float]:
+    """Mean per-example cosine of the logits and top-1 agreement, against the fp32 reference."""
+    cos = float(F.cosine_similarity(out.float(), ref.float(), dim=1).mean())
+    return cos, float((out.argmax(1) == ref.argmax(1)).float().mean())
+
+
+def _candidates(task: Task, fp32: torch.nn.Module, tmp: Path, int8_mode: str,
+                transformer: bool) -> tuple[list[Candidate], list[str]]:
+    """Every candidate of one model, and notes (what was skipped and why, what deploy chose)."""
+    from modelpress.measure import openvino_runtime as ovr
+
+    ex = task.example_inputs
+    notes: list[str] = []
+    p32 = export_onnx(fp32, ex, tmp / "fp32.onnx")
+    cands = [Candidate("torch fp32 (eager)", "torch", "f32", torch_predict(fp32, 256), None),
+             Candidate("onnxruntime fp32", "onnxruntime", "f32", ort_predict(p32), onnx_bytes(p32))]
+    # modelpress's deployed int8 (onnxruntime), its own choice of format
+    q = copy.deepcopy(fp32)
+    cfg = Quantize(mode=int8_mode)
+    ctx = StepContext(task=task, progress=False)
+    apply_quantize(q, cfg, ctx)
+    p8 = export_onnx(q, ex, tmp / "int8.onnx")
+    d = deploy_quantize(p8, q, cfg, ctx)
+    chosen = d.get("candidate", d["format"])  # the candidate's name (newer reports label "format" apart)
+    cands.append(Candidate(f"onnxruntime int8 (modelpress deployed, `{chosen}`)", "onnxruntime",
+                           f"int8 {chosen}", ort_predict(p8), onnx_bytes(p8)))
+    notes.append(f"modelpress deploy chose `{chosen}` for {int8_mode}: {d['why']}")
+    if not ovr.openvino_available():
+        return cands, [*notes, "OpenVINO is not installed: its candidates are skipped"]
+    hints16 = ovr.sixteen_bit_precisions()
+    x32 = ovr.to_ir(p32, tmp / "fp32.xml")
+    for hint in ("bf16", "f16"):
+        if hint not in hints16:
+            ran = ovr.executed_format(ovr.compile_openvino(x32, precision=hint))
+            notes.append(f"OpenVINO {hint} hint not timed: this CPU executes it as {ran.label}")
+    cands += _ov_candidates(x32, "OpenVINO fp32 IR", ("f32", *hints16))
+    # modelpress's int8 codes as weight-only DequantizeLinear: int8 weights, OpenVINO's per-call activations
+    src = onnx.load(str(export_onnx(q, ex, tmp / "int8_sim.onnx")))
+    try:
+        wdq, left = to_weight_dequantize(src, match_layers(src, q))
+        onnx.save(wdq, str(tmp / "wdq.onnx"))
+        cands += _ov_candidates(ovr.to_ir(tmp / "wdq.onnx", tmp / "wdq.xml"), "OpenVINO int8 weights "
+                                "(modelpress codes, OpenVINO dynamic activations)", ("f32", *hints16))
+        if left:
+            notes.append(f"weight-only int8 left {len(left)} layers float: {left[:3]}")
+    except ValueError as e:
+        notes.append(f"weight-only int8 not built: {e}")
+    # modelpress's QDQ graph: the deployed file when deploy chose a static format, else built for OpenVINO
+    if chosen.startswith("static"):
+        qdq = p8
+    else:
+        qs = copy.deepcopy(fp32)
+        cfg_s = Quantize(mode="int8-static", deploy="static")
+        apply_quantize(qs, cfg_s, ctx)
+        qdq = export_onnx(qs, ex, tmp / "qdq.onnx")
+        deploy_quantize(qdq, qs, cfg_s, ctx)
+    cands += _ov_candidates(ovr.to_ir(qdq, tmp / "qdq.xml"), "OpenVINO int8 (modelpress QDQ)", ("f32", *hints16))
+    peer, why = _nncf(x32, task, tmp / "nncf.xml", transformer)
+    if peer is None:
+        notes.append(why)
+    else:
+        cands.append(peer)
+    return cands, notes
+
+
+def _table(task: Task, cands: list[Candidate], batches: list[tuple[str, tuple]]) -> list[str]:
+    """Fidelity on the test split, then latency per batch shape (interleaved), as markdown rows."""
+    outs = {c.name: c.predict(task.test.inputs) for c in cands}
+    ref = outs[cands[0].name]
+    fid = {name: _fidelity(out, ref) for name, out in outs.items()}
+    acc = {name: task.metric.on_outputs(out, task.test) for name, out in outs.items()}
+    lat = {}
+    for label, inputs in batches:
+        # rewarm: each timed call follows an untimed one of the same candidate, so no runtime is timed
+        # with another runtime's code and data in the caches
+        times = time_interleaved([c.predict for c in cands], inputs, threads=1, warmup=5, runs=30, rewarm=True)
+        lat[label] = {c.name: t.median_ms for c, t in zip(cands, times, strict=True)}
+    heads = " | ".join(f"{b} ms | × torch | × ORT fp32" for b, _ in batches)
+    lines = [f"| candidate | runtime | executed format | {heads} | logit cosine | top-1 agree | accuracy | bytes |",
+             "|---|---|---|" + "---:|---:|---:|" * len(batches) + "---:|---:|---:|---:|"]
+    for c in cands:
+        cells = []
+        for b, _ in batches:
+            ms = lat[b][c.name]
+            cells.append(f"{ms:.2f} | {ms / lat[b][cands[0].name]:.3f} | {ms / lat[b][cands[1].name]:.3f}")
+        size = f"{c.bytes:,}" if c.bytes else "–"
+        lines.append(f"| {c.name} | {c.runtime} | {c.label} | {' | '.join(cells)} | {fid[c.name][0]:.5f} "
+                     f"| {fid[c.name][1]:.4f} | {acc[c.name]:.4f} | {size} |")
+    return lines
+
+
+def minilm(tmp: Path) -> list[str]:
+    task = get("bbc-news")
+    fp32 = task.model().eval()
+    cands, notes = _candidates(task, fp32, tmp, "int8-dynamic", transformer=True)
+    rows = _table(task, cands, [("batch 1 × 128", task.example_inputs)])
+    return (["## MiniLM on bbc-news (batch 1 × 128 tokens, 1 thread, timed interleaved)", "", *rows, "",
+             *[f"- {n}" for n in notes], ""])
+
+
+def resnet(tmp: Path) -> list[str]:
+    task = get("fashion-mnist")
+    fp32 = task.model("resnet-s").eval()  # waits on the cache lock while a background job trains it
+    cands, notes = _candidates(task, fp32, tmp, "int8-static", transformer=False)
+    batches = [("batch 1", tuple(t[:1] for t in task.test.inputs)),
+               ("batch 32", tuple(t[:32] for t in task.test.inputs))]
+    rows = _table(task, cands, batches)
+    return (["## resnet-s on Fashion-MNIST (batch 1 and 32, 1 thread, timed interleaved)", "", *rows, "",
+             *[f"- {n}" for n in notes], ""])
+
+
+def _versions() -> str:
+    import onnxruntime
+
+    out = [f"torch {torch.__version__}", f"onnxruntime {onnxruntime.__version__}"]
+    for mod in ("openvino", "nncf"):
+        try:
+            out.append(f"{mod} {__import__(mod).__version__}")
+        except ImportError:
+            out.append(f"{mod} not installed")
+    return ", ".join(out)
+
+
+def _machine() -> str:
+    from modelpress.measure import openvino_runtime as ovr
+
+    line = f"Machine: {os.cpu_count()} CPU cores, {cpu_info().describe()}."
+    if ovr.openvino_available():
+        line += (f" OpenVINO CPU capabilities: {', '.join(ovr.openvino_capabilities())}; 16-bit hints it "
+                 f"executes here: {', '.join(ovr.sixteen_bit_precisions()) or 'none'}.")
+    return line
+
+
+def main() -> None:
+    torch.set_num_threads(1)
+    want = set(os.environ.get("BENCH_RUNTIMES_ROWS", "minilm,resnet").split(","))
+    parts: dict[str, Callable[[Path], list[str]]] = {"minilm": minilm, "resnet": resnet}
+    lines = ["# Runtimes benchmark", "", f"Command: `{COMMAND}`", "", _machine(), "", f"Versions: {_versions()}.",
+             "", ("× torch / × ORT fp32: median latency over that of torch fp32 / onnxruntime fp32 in the same "
+                  "interleaved run (lower is faster). Executed format: what the runtime computes in, read off "
+                  "OpenVINO's compiled graph (its matrix-product and convolution layers); for onnxruntime the "
+                  "format modelpress wrote. Fidelity (logit cosine, top-1 agreement) is to torch fp32 on the "
+                  "test split."), ""]
+    with tempfile.TemporaryDirectory(prefix="bench-runtimes-") as d:
+        for key, fn in parts.items():
+            if key in want:
+                sub = Path(d) / key
+                sub.mkdir()
+                lines += fn(sub)
+                _write(lines)  # after every section: a later one may wait long on a baseline being trained
+
+
+def _write(lines: list[str]) -> None:
+    from benchmarks.bench_quantization import _merge  # a partial run keeps the other sections
+
+    text = _merge(DOC.read_text() if DOC.exists() else "", "\n".join(lines) + "\n")
+    print(text, flush=True)
+    DOC.parent.mkdir(parents=True, exist_ok=True)
+    DOC.write_text(text)
+
+
+if __name__ == "__main__":
+    main()
