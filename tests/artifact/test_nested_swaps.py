@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import pytest
 import torch
-from ._nested import TwoLinear, factor
 
 import modelpress as mp
 from modelpress.artifact import folder_bytes, load, rebuild, save
 from modelpress.artifact.saving import encode, encoded_bytes
 from modelpress.quantization.modules import QuantLinear
 from modelpress.tasks.models import build
+
+from ._nested import TwoLinear, factor
 
 
 @pytest.fixture

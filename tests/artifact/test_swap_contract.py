@@ -16,7 +16,6 @@ import pkgutil
 
 import pytest
 import torch
-from ._nested import Box, TwoLinear
 from torch import nn
 
 import modelpress
@@ -25,6 +24,8 @@ from modelpress.artifact import load, rebuild, save
 from modelpress.artifact.onnx import export_onnx
 from modelpress.artifact.packed import PackedModule, export_view
 from modelpress.source import attach_source
+
+from ._nested import Box, TwoLinear
 
 
 def _discover() -> list[type[PackedModule]]:
