@@ -134,23 +134,27 @@ def measure_onnx(
     """
     _check_common(task, threads, batch_size, warmup, runs, "measure_onnx")
     check_positive_int(macs, "macs", "measure_onnx", minimum=0)
-    predict = ort_predict(path, threads=threads)
-    size = onnx_bytes(path)
-    n_params, n_nonzero = onnx_params(path)
+    return _deployed_stats(ort_predict(path, threads=threads), task, onnx_bytes(path), onnx_params(path), macs,
+                           lambda inputs: peak_onnx_bytes(path, inputs), "onnxruntime",
+                           threads=threads, batch_size=batch_size, warmup=warmup, runs=runs)
+
+
+def _deployed_stats(predict, task: Task, size: int, params: tuple[int, int], macs: int, peak_of,
+                    runtime: str, *, threads: int, batch_size: int, warmup: int, runs: int) -> Stats:
+    """The `Stats` of a deployed file from its predict function: latency on ``batch_size`` test examples,
+    peak memory from ``peak_of(inputs)`` (bytes), the task's metric on the test split."""
     inputs = batch_of(task.test, batch_size)
     lat = time_one(predict, inputs, threads=threads, warmup=warmup, runs=runs)
-    peak = peak_onnx_bytes(path, inputs)
-    metric = task.metric(predict, task.test)
     return Stats(
         size_bytes=size,
-        params=n_params,
-        nonzero_params=n_nonzero,
+        params=params[0],
+        nonzero_params=params[1],
         macs=macs,
         latency_ms=lat.median_ms,
         latency_p90_ms=lat.p90_ms,
-        peak_mem_bytes=peak,
-        metric=float(metric),
-        runtime="onnxruntime",
+        peak_mem_bytes=peak_of(inputs),
+        metric=float(task.metric(predict, task.test)),
+        runtime=runtime,
         threads=threads,
         batch_size=batch_size,
     )
@@ -188,24 +192,11 @@ def measure_openvino(
     compiled = ovr.compile_openvino(path, threads=threads, precision=precision)
     executed = ovr.executed_format(compiled)
     predict = ovr.predict_compiled(compiled, "measure_openvino")
-    size = ovr.ir_bytes(path)
-    n_params, n_nonzero = ovr.ir_params(path)
-    inputs = batch_of(task.test, batch_size)
-    lat = time_one(predict, inputs, threads=threads, warmup=warmup, runs=runs)
-    out = predict(inputs)
     weights = Path(path).with_suffix(".bin") if Path(path).suffix == ".xml" else Path(path)
-    peak = weights.stat().st_size + sum(t.numel() * t.element_size() for t in (*inputs, out))
-    metric = task.metric(predict, task.test)
-    return Stats(
-        size_bytes=size,
-        params=n_params,
-        nonzero_params=n_nonzero,
-        macs=macs,
-        latency_ms=lat.median_ms,
-        latency_p90_ms=lat.p90_ms,
-        peak_mem_bytes=peak,
-        metric=float(metric),
-        runtime=f"openvino {executed.label}",
-        threads=threads,
-        batch_size=batch_size,
-    )
+
+    def peak_of(inputs):
+        return weights.stat().st_size + sum(t.numel() * t.element_size() for t in (*inputs, predict(inputs)))
+
+    return _deployed_stats(predict, task, ovr.ir_bytes(path), ovr.ir_params(path), macs, peak_of,
+                           f"openvino {executed.label}", threads=threads, batch_size=batch_size, warmup=warmup,
+                           runs=runs)
