@@ -6,7 +6,6 @@ from __future__ import annotations
 import copy
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from modelpress.artifact.baking import bake
@@ -16,27 +15,9 @@ from modelpress.pruning import Prune, apply_prune
 from modelpress.pruning.masks import get_mask
 from modelpress.pruning.structured import plan_structured, zero_plan
 from modelpress.source import attach_source
+from tests.custom_layers import MatmulLayer, SameConv2d
 
 IMG = (torch.randn(4, 1, 8, 8, generator=torch.Generator().manual_seed(3)),)
-
-
-class SameConv2d(nn.Conv2d):
-    """Pads TF-"SAME" (asymmetric for an even kernel) in forward, then convolves."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        kh, kw = self.kernel_size
-        return super().forward(F.pad(x, (kw // 2 - 1 + kw % 2, kw // 2, kh // 2 - 1 + kh % 2, kh // 2)))
-
-
-class MatmulLayer(nn.Module):
-    """A custom layer with its own parameter and a matmul: no pruner handles it."""
-
-    def __init__(self, n: int) -> None:
-        super().__init__()
-        self.w = nn.Parameter(torch.eye(n))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x @ self.w
 
 
 class SameNet(nn.Module):

@@ -7,7 +7,6 @@ import copy
 
 import pytest
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from modelpress.artifact.onnx import export_onnx
@@ -17,29 +16,11 @@ from modelpress.quantization import QuantConv2d, Quantize, QuantLinear, apply_qu
 from modelpress.quantization.wrapped import KeepForward
 from modelpress.tasks.task import Task
 from modelpress.tasks.train import evaluate, torch_predict, train
-
-
-class SameConv2d(nn.Conv2d):
-    """A TensorFlow-port conv: pads "SAME" (asymmetric for even kernels) in forward, then convolves."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        kh, kw = self.kernel_size
-        return super().forward(F.pad(x, (kw // 2 - 1 + kw % 2, kw // 2, kh // 2 - 1 + kh % 2, kh // 2)))
+from tests.custom_layers import MatmulLayer, SameConv2d
 
 
 class PlainSubLinear(nn.Linear):
     """A subclass that changes nothing about forward (swapped like an nn.Linear)."""
-
-
-class MatmulLayer(nn.Module):
-    """A custom layer with its own parameter and a matmul: no step handles it."""
-
-    def __init__(self, n: int) -> None:
-        super().__init__()
-        self.w = nn.Parameter(torch.eye(n))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x @ self.w
 
 
 class SameNet(nn.Module):
