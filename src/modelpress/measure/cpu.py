@@ -1,4 +1,4 @@
-"""What this CPU can compute fast, read from ``/proc/cpuinfo`` (DESIGN §5: the machine decides).
+"""What this CPU can compute fast, read from ``/proc/cpuinfo`` (architecture §8: the machine decides).
 
 The instruction sets below decide which deployment formats can pay here: VNNI / AMX-int8 make int8
 matrix products fast; AVX512-BF16 / AMX-bf16 make bf16 compute fast and AVX512-FP16 / AMX-fp16 fp16

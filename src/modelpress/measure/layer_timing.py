@@ -1,7 +1,7 @@
 """One layer against its replacement, timed in the deployment runtime (onnxruntime).
 
 A factored layer has fewer MACs but runs as two to four smaller kernels, each at a lower fraction of the
-CPU's peak; whether it is faster depends on the shapes, the batch and the threads (DESIGN §8b: Tucker /
+CPU's peak; whether it is faster depends on the shapes, the batch and the threads (architecture §8: Tucker /
 CP of small convs are often slower at 2 threads). So each candidate is exported alone to ONNX, with the
 input it sees inside the model, and timed interleaved against the dense layer.
 """

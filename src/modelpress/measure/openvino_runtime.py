@@ -1,6 +1,6 @@
 """OpenVINO as a second CPU runtime: ONNX → IR, a `Predict` with a precision hint, the executed format.
 
-Why OpenVINO beside onnxruntime (measured, DESIGN §8b): on Intel / AMD CPUs with AVX-512 its CPU plugin
+Why OpenVINO beside onnxruntime (measured, architecture §8): on Intel / AMD CPUs with AVX-512 its CPU plugin
 runs the same graphs faster for many shapes (MiniLM fp32 in bf16, resnet-s int8 at batch 32), but not
 all (a 0.9 ms CNN at batch 1 pays its per-call overhead), so it is one more candidate to time, never a
 fixed choice. It is an optional dependency (``pip install 'modelpress[openvino]'``): without it
