@@ -124,7 +124,7 @@ def _overrides_forward(cls: type[nn.Module], base: type[nn.Module]) -> bool:
 
 
 def targets(model: nn.Module, select: Selector | None, accepts: tuple[type[nn.Module], ...], *,
-            step: str = "this step") -> tuple[list[Target], list[Skipped]]:
+            step: str = "this step", replaced_by: str | None = None) -> tuple[list[Target], list[Skipped]]:
     """The one rule for which modules a step may touch.
 
     Walks ``model.named_modules()`` in order; a module the selector rejects is ignored. A module that is
@@ -133,6 +133,8 @@ def targets(model: nn.Module, select: Selector | None, accepts: tuple[type[nn.Mo
     owns weights itself and is not a normalization layer (`NEUTRAL_TYPES`, or a class whose name ends
     in "Norm", such as transformers' ``LlamaRMSNorm``) is returned as `Skipped`
     with the reason, so no layer is passed over in silence. ``step`` names the step in those reasons.
+    ``replaced_by``: for a step that replaces a layer by a new form (not one that keeps the layer's own
+    forward), the name of that form; a target overriding ``forward`` is then skipped with the reason.
     """
     found: list[Target] = []
     skipped: list[Skipped] = []
@@ -150,8 +152,13 @@ def targets(model: nn.Module, select: Selector | None, accepts: tuple[type[nn.Mo
         base = _base_of(module, accepts)
         if base is not None:
             cls = parametrize.type_before_parametrizations(module)
-            found.append(Target(name, module, base, _overrides_forward(cls, base)))
+            custom = _overrides_forward(cls, base)
             taken.append(name)
+            if custom and replaced_by is not None:
+                skipped.append(Skipped(name, f"{type(module).__name__} overrides forward; {replaced_by} would "
+                                             "drop its own computation"))
+                continue
+            found.append(Target(name, module, base, custom))
         elif _owns_weights(module) and not _neutral(module):
             skipped.append(Skipped(name or "(root)", f"{type(module).__name__} has weights but {step} handles "
                                                      f"only {handled}"))

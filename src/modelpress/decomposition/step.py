@@ -110,15 +110,12 @@ def apply_decompose(model: nn.Module, config: Decompose, ctx: StepContext) -> St
     not make a layer smaller (naming it).
     """
     log = StepLog("decompose", config.to_dict())
-    found, skipped = targets(model, ctx.select, (nn.Conv2d,), step="decompose")
+    found, skipped = targets(model, ctx.select, (nn.Conv2d,), step="decompose",
+                             replaced_by="a decomposed form")
     log.skipped.extend(skipped)
     multiple = rank_multiple(config.round_to)
     candidates = []
     for t in found:
-        if t.custom_forward:
-            log.skip(t.name, f"{type(t.module).__name__} overrides forward; a decomposed form would drop its own "
-                             "computation")  # fmt: skip
-            continue
         c = _propose(t.name, t.module, config, multiple, ctx.seed, log)
         if c is not None:
             candidates.append(c)

@@ -48,15 +48,12 @@ def apply_lowrank(model: nn.Module, config: LowRank, ctx: StepContext) -> StepLo
     above a layer's full rank or at / above its break-even (naming the layer).
     """
     log = StepLog("lowrank", config.to_dict())
-    found, skipped = targets(model, ctx.select, (nn.Linear, nn.Conv2d), step="lowrank")
+    found, skipped = targets(model, ctx.select, (nn.Linear, nn.Conv2d), step="lowrank",
+                             replaced_by="a factored form")
     log.skipped.extend(skipped)
     multiple = rank_multiple(config.round_to)
     candidates = []
     for t in found:
-        if t.custom_forward:
-            log.skip(t.name, f"{type(t.module).__name__} overrides forward; a factored form would drop its own "
-                             "computation")  # fmt: skip
-            continue
         c = _propose(t.name, t.module, config, multiple, log)
         if c is not None:
             candidates.append(c)

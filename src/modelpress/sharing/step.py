@@ -29,14 +29,13 @@ _ACCEPTS = (nn.Linear, nn.Conv2d)
 
 
 def _eligible(model: nn.Module, config: Share, ctx: StepContext, log: StepLog) -> list[Target]:
-    found, skipped = targets(model, ctx.select, _ACCEPTS, step=f"share ({config.method})")
+    found, skipped = targets(model, ctx.select, _ACCEPTS, step=f"share ({config.method})",
+                             replaced_by="a shared-weight layer")
     log.skipped.extend(skipped)
     kept = []
     for t in found:
         n = t.module.weight.numel()
-        if t.custom_forward:
-            log.skip(t.name, f"{type(t.module).__name__} overrides forward; a shared-weight layer would drop it")
-        elif isinstance(t.module, nn.Conv2d) and t.module.padding_mode != "zeros":
+        if isinstance(t.module, nn.Conv2d) and t.module.padding_mode != "zeros":
             log.skip(t.name, f"padding_mode {t.module.padding_mode!r}: the shared-weight conv pads with zeros only")
         elif n < config.min_weights:
             log.skip(t.name, f"{n} weights < min_weights {config.min_weights}: a codebook would cost more")
