@@ -93,10 +93,18 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         from modelpress.measure.openvino_runtime import require_openvino
 
         require_openvino("--runtime openvino" if args.runtime == "openvino" else f"--model {args.model}")
+    if args.runtime == "executorch" or _is_pte(args.model):
+        from modelpress.measure.executorch_runtime import require_executorch
+
+        require_executorch("--runtime executorch" if args.runtime == "executorch" else f"--model {args.model}")
     task = resolve_task(args.task)
     stats = _evaluate(args, task)
     print(f"task {task.name}, model {args.model or task.default_model}, runtime {stats.runtime}")
-    print(_format(stats, task, onnx_file=_is_onnx(args.model) or _is_ir(args.model)))
+    print(_format(stats, task, onnx_file=_is_onnx(args.model) or _is_ir(args.model) or _is_pte(args.model)))
+    if _is_pte(args.model):
+        from modelpress.measure.executorch_runtime import pte_ops
+
+        print(f"ops: {pte_ops(args.model).describe()}")
     if args.json:
         Path(args.json).write_text(json.dumps(stats.to_dict(), indent=2))
         print(f"wrote {args.json}")
@@ -105,6 +113,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def _is_onnx(spec: str | None) -> bool:
     return bool(spec) and Path(spec).suffix.lower() == ".onnx"
+
+
+def _is_pte(spec: str | None) -> bool:
+    """An ExecuTorch program."""
+    return bool(spec) and Path(spec).suffix.lower() == ".pte"
 
 
 def _is_ir(spec: str | None) -> bool:
@@ -121,6 +134,10 @@ def _evaluate(args: argparse.Namespace, task):
         from modelpress.measure import measure_openvino
 
         return measure_openvino(args.model, task, **kw)
+    if _is_pte(args.model):
+        from modelpress.measure import measure_executorch
+
+        return measure_executorch(args.model, task, **kw)
     if _is_onnx(args.model):
         return measure_onnx(args.model, task, **kw)
     model = resolve_model(args.model, task, trust_source=args.trust_source)
@@ -166,6 +183,10 @@ def _measure_deployed(model, spec, task, kw, runtime="onnxruntime"):
             from modelpress.measure import measure_openvino
 
             return measure_openvino(path.with_suffix(".xml"), task, macs=macs, **kw)
+        if info["shipped"]["runtime"] == "executorch":
+            from modelpress.measure import measure_executorch
+
+            return measure_executorch(path.with_suffix(".pte"), task, macs=macs, **kw)
         return measure_onnx(path, task, macs=macs, **kw)
 
 
@@ -179,7 +200,7 @@ def cmd_compress(args: argparse.Namespace) -> int:
     recipe = Recipe.resolve(args.recipe)
     check_folder(args.out, RUN_OUTPUTS)
     check_model_spec(args.model)
-    settings = _settings(args)  # --runtime openvino without OpenVINO: exit 2 before the data loads
+    settings = _settings(args)  # --runtime openvino / executorch not installed: exit 2 before the data loads
     task = resolve_task(args.task)
     model = resolve_model(args.model, task, trust_source=args.trust_source)
     result = run(recipe, task, model=model, out=args.out, settings=settings, seed=args.seed,
@@ -187,6 +208,7 @@ def cmd_compress(args: argparse.Namespace) -> int:
     print()
     print(summarize(result.report))
     ir = ["model.xml", "model.bin"] if (Path(args.out) / "model.xml").is_file() else []  # OpenVINO won
+    ir += ["model.pte"] if (Path(args.out) / "model.pte").is_file() else []  # ExecuTorch won
     written = ["model/"] + (["model.onnx", *ir] if result.deployed else []) + ["report.json", "report.html"]
     print(f"\nwrote {', '.join(f'{args.out}/{w}' for w in written)}")
     return 0
@@ -326,6 +348,17 @@ def summarize(report: dict) -> str:
     errors = [f"{s['name']}: {s['error']}" for s in report["steps"] if s.get("error")]
     if errors:
         text += "\n" + "\n".join(errors)
+    shipped = report.get("deploy", {}).get("shipped", {})
+    ops = shipped.get("ops") or {}
+    if shipped.get("runtime") == "executorch" and "delegated_ops" in ops:
+        text += (f"\nExecuTorch {shipped['file']}: {ops['delegated_ops']} ops delegated to XNNPACK, "
+                 f"{ops['portable_ops']} on portable kernels"
+                 + (f" ({', '.join(f'{k} {v}' for k, v in sorted(ops['portable'].items()))})"
+                    if ops["portable"] else ""))
+    fid = (report.get("deployed") or {}).get("fidelity")
+    if fid:
+        agree = f"top-1 agreement {fid['agreement']:.4f}, " if fid.get("agreement") is not None else ""
+        text += f"\ndeployed fidelity to the fp32 model on the test split: {agree}output cosine {fid['cosine']:.5f}"
     if report.get("deploy", {}).get("error"):
         text += f"\ndeployment failed: {report['deploy']['error']}"
     return text
