@@ -13,6 +13,8 @@ __all__ = ["cmd_compress", "cmd_demo", "cmd_evaluate", "cmd_recipes", "cmd_sensi
 
 DEMO_TASK, DEMO_MODEL = "mnist-5k", "lenet-300-100"
 DEMO_RECIPES = ("prune-weight", "prune-neuron", "int8-static", "int4-weight", "prune-int8")
+# The embedded default deployed for a phone too: this recipe again with --runtime executorch (a .pte).
+DEMO_PHONE = "int8-static"
 
 
 def _settings(args: argparse.Namespace):
@@ -282,8 +284,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     available = builtin_recipes()
     names = args.recipes if args.recipes is not None else [r for r in DEMO_RECIPES if r in available]
     recipes = {name: Recipe.resolve(name) for name in names}  # every name checked before any work
-    for name in names:  # every recipe's folder too: a refusal after an hour of work helps nobody
-        check_folder(Path(args.out) / name, RUN_OUTPUTS)
+    phone = _demo_phone(names)
+    for name in [*names, *([f"{DEMO_PHONE}-phone"] if phone else [])]:  # every folder too: a refusal
+        check_folder(Path(args.out) / name, RUN_OUTPUTS)               # after an hour of work helps nobody
     top = OutputFolder.open(args.out, ("summary.md",), command=args.command_line)
     if top.note:
         print(top.note)
@@ -300,9 +303,19 @@ def cmd_demo(args: argparse.Namespace) -> int:
         result = run(recipe, task, model=model, out=Path(args.out) / name, settings=settings, baseline=baseline,
                      command=args.command_line, model_name=DEMO_MODEL)
         rows.append(_summary_row(name, result.report))
+    if phone:
+        print(f"\n=== recipe {DEMO_PHONE}, deployed for a phone (ExecuTorch, XNNPACK) ===")
+        result = run(recipes[DEMO_PHONE], task, model=model, out=Path(args.out) / f"{DEMO_PHONE}-phone",
+                     settings=MeasureSettings(runtime="executorch"), baseline=baseline,
+                     command=args.command_line, model_name=DEMO_MODEL)
+        rows.append(_summary_row(f"{DEMO_PHONE} (phone)", result.report))
+    elif DEMO_PHONE in names:
+        from modelpress.measure.executorch_runtime import INSTALL_HINT
+
+        print(f"\nnote: the phone deployment (ExecuTorch) is skipped: ExecuTorch is not installed ({INSTALL_HINT})")
     if rows:
-        header = ["recipe", "size", "× smaller", task.metric.name, "Δ", "deployed", "deployed ×smaller",
-                  "latency (deployed/baseline)"]
+        header = ["recipe", "size", "× smaller", task.metric.name, "Δ", "deployed in", "deployed",
+                  "deployed ×smaller", "latency (deployed/baseline)"]
         print("\nsummary (baseline vs each recipe; latency timed interleaved, batch 1, 1 thread):")
         print(_table(rows, header))
         with top.write("summary.md"):
@@ -310,6 +323,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
         print(f"\nreports: {args.out}/<recipe>/report.html ; summary: {args.out}/summary.md")
     top.finish()
     return 0
+
+
+def _demo_phone(names: list[str]) -> bool:
+    """Whether the demo also deploys `DEMO_PHONE` for a phone: it is among the recipes and ExecuTorch is installed."""
+    from modelpress.measure.executorch_runtime import executorch_available
+
+    return DEMO_PHONE in names and executorch_available()
 
 
 def _summary_row(name: str, report: dict) -> list[str]:
@@ -321,6 +341,7 @@ def _summary_row(name: str, report: dict) -> list[str]:
         f"{base['size_bytes'] / comp['size_bytes']:.1f}×",
         f"{comp['metric']:.4f}",
         f"{comp['metric'] - base['metric']:+.4f}",
+        dep["runtime"] if dep else "—",
         f"{dep['metric']:.4f}" if dep else "—",
         f"{base['size_bytes'] / dep['size_bytes']:.1f}×" if dep else "—",
         f"{lat.get('deployed', lat.get('compressed')):.2f}",

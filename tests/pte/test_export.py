@@ -12,12 +12,12 @@ from torch import nn
 
 pytest.importorskip("executorch", reason="executorch is not installed (pip install 'modelpress[executorch]')")
 
-from modelpress.context import StepContext  # noqa: E402
-from modelpress.measure.executorch_runtime import pte_ops, pte_predict  # noqa: E402
-from modelpress.quantization import Quantize, apply_quantize  # noqa: E402
-from modelpress.quantization.executorch_export import export_pte  # noqa: E402
-from modelpress.select import by_name  # noqa: E402
-from modelpress.tasks.models import build  # noqa: E402
+from modelpress.context import StepContext
+from modelpress.measure.executorch_runtime import pte_ops, pte_predict
+from modelpress.quantization import Quantize, apply_quantize
+from modelpress.quantization.executorch_export import export_pte
+from modelpress.select import by_name
+from modelpress.tasks.models import build
 
 
 def _tiny_bert() -> nn.Module:
