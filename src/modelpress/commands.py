@@ -379,7 +379,8 @@ def summarize(report: dict) -> str:
     fid = (report.get("deployed") or {}).get("fidelity")
     if fid:
         agree = f"top-1 agreement {fid['agreement']:.4f}, " if fid.get("agreement") is not None else ""
-        text += f"\ndeployed fidelity to the fp32 model on the test split: {agree}output cosine {fid['cosine']:.5f}"
+        text += (f"\nfidelity of the deployed model to the fp32 baseline on the test split: {agree}"
+                 f"output cosine {fid['cosine']:.5f}")
     if report.get("deploy", {}).get("error"):
         text += f"\ndeployment failed: {report['deploy']['error']}"
     return text

@@ -44,6 +44,7 @@ def test_compress_for_a_phone_then_evaluate_the_pte(tmp_path, capsys):
                  "--runtime", "executorch", "--runs", "3"]) == 0
     printed = capsys.readouterr().out
     assert "ExecuTorch model.pte:" in printed and "ops delegated to XNNPACK, 0 on portable kernels" in printed
+    assert "fidelity of the deployed model to the fp32 baseline" in printed
     report = json.loads((out / "report.json").read_text())
     shipped, deployed = report["deploy"]["shipped"], report["deployed"]
     assert shipped["runtime"] == deployed["runtime"] == "executorch"

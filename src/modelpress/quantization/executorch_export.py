@@ -220,9 +220,13 @@ def _carry_over(prepared: torch.fx.GraphModule, layers: dict[str, _Layer]) -> di
         x, w = node.args[0], node.args[1]
         obs_w = getattr(prepared, w.target, None) if w.op == "call_module" else None
         if layer.scale is not None and obs_w is not None and hasattr(obs_w, "min_val"):
-            s = layer.scale.to(obs_w.min_val.dtype if obs_w.min_val.numel() else torch.float32)
-            obs_w.min_val, obs_w.max_val = -127 * s, 127 * s
-            carried["weight_scales"] += 1
+            s = layer.scale.float()
+            seen = torch.maximum(-obs_w.min_val, obs_w.max_val).float()  # the weight as the graph holds it
+            if seen.shape != s.shape or bool((seen > 127 * s * (1 + 1e-4) + 1e-12).any()):
+                carried["weight_scales_not_carried"] += 1  # the graph's weight is not modelpress's (folded?)
+            else:
+                obs_w.min_val, obs_w.max_val = -127 * s, 127 * s
+                carried["weight_scales"] += 1
         if layer.act_range is not None and x.op == "call_module" and hasattr(getattr(prepared, x.target), "min_val"):
             obs = MinMaxObserver(dtype=torch.int8, quant_min=-128, quant_max=127, qscheme=torch.per_tensor_affine,
                                  eps=2**-12)
