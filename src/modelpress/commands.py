@@ -139,7 +139,7 @@ def _evaluate(args: argparse.Namespace, task):
     if _is_pte(args.model):
         from modelpress.measure import measure_executorch
 
-        return measure_executorch(args.model, task, **kw)
+        return measure_executorch(args.model, task, **kw)  # params / MACs: not counted (0 → n/a)
     if _is_onnx(args.model):
         return measure_onnx(args.model, task, **kw)
     model = resolve_model(args.model, task, trust_source=args.trust_source)
@@ -156,7 +156,9 @@ def _format(stats, task, *, onnx_file: bool) -> str:
     if onnx_file:  # an ONNX file alone has no MAC counter (MACs are counted on the torch model), so 0 means unknown
         text = "\n".join(
             ln.replace(" 0", " n/a (not counted for an ONNX file; evaluate the artifact folder for MACs)", 1)
-            if ln.startswith("MACs") and ln.rstrip().endswith(" 0") else ln
+            if ln.startswith("MACs") and ln.rstrip().endswith(" 0") else
+            ln.replace(" 0", " n/a (not counted for a .pte file)", 1)
+            if ln.startswith(("params", "nonzero params")) and ln.rstrip().endswith(" 0") else ln
             for ln in text.splitlines()
         )
     return text

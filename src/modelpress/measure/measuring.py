@@ -211,13 +211,15 @@ def measure_executorch(
     batch_size: int = 1,
     warmup: int = 5,
     runs: int = 30,
+    params: tuple[int, int] = (0, 0),
 ) -> Stats:
     """Measure the ExecuTorch program (``.pte``) at ``path`` on ``task`` in the ExecuTorch runtime (its
     Python bindings, ``threads`` threads; `modelpress.measure.executorch_runtime.pte_predict`). The
     runtime is named ``"executorch"``.
 
     - size: bytes of the .pte file (weights, program and XNNPACK payload are all in it);
-    - params / nonzero params: 0 (a .pte's constants are not enumerated; count them on the artifact);
+    - params / nonzero params: ``params`` as given (those of the model the program was exported from;
+      a .pte's constants, partly inside the XNNPACK payload, are not enumerated; 0 means not counted);
     - MACs: ``macs`` as given (count them on the torch model);
     - latency and metric as in `measure` (the program runs its fixed export batch; larger batches in
       chunks); peak memory: a lower bound, the file's bytes plus one call's inputs and outputs.
@@ -235,5 +237,5 @@ def measure_executorch(
     def peak_of(inputs):
         return size + sum(t.numel() * t.element_size() for t in (*inputs, predict(inputs)))
 
-    return _deployed_stats(predict, task, size, (0, 0), macs, peak_of, "executorch", threads=threads,
+    return _deployed_stats(predict, task, size, params, macs, peak_of, "executorch", threads=threads,
                            batch_size=batch_size, warmup=warmup, runs=runs)

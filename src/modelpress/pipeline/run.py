@@ -277,7 +277,8 @@ def _deploy(work, recipe, task, path, settings, compressed, seed, *, reference=N
         elif info["shipped"]["runtime"] == "executorch":
             from modelpress.measure import measure_executorch
 
-            deployed = measure_executorch(Path(path).with_suffix(".pte"), task, **kw)
+            deployed = measure_executorch(Path(path).with_suffix(".pte"), task, **kw,  # same weights as the model
+                                          params=(compressed.params, compressed.nonzero_params))
         else:
             deployed = measure_onnx(path, task, **kw)
     except CompressionError as e:
