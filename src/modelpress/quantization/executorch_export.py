@@ -51,6 +51,11 @@ __all__ = ["MODES", "ByteEmbedding", "PteExport", "export_pte"]
 MODES = ("fp32", "int8-static", "int8-dynamic")
 _WEIGHTED = ("aten.linear.default", "aten.conv2d.default", "aten.conv1d.default")
 _ACT_QMAX = 255  # modelpress's activations are uint8
+# Ops whose output shares its input's quantization parameters in XNNPACK (a pooled or reshaped int8
+# tensor keeps its grid): the observer after one is not set to modelpress's range, or XNNPACK refuses
+# the program at load ("Failed to create maxpool2d node", found with LeNet-5).
+_SHARED = ("max_pool", "avg_pool", "view", "reshape", "flatten", "permute", "squeeze", "transpose", "cat",
+           "mean", "hardtanh", "clamp")
 
 
 class ByteEmbedding(nn.Module):
@@ -227,7 +232,10 @@ def _carry_over(prepared: torch.fx.GraphModule, layers: dict[str, _Layer]) -> di
             else:
                 obs_w.min_val, obs_w.max_val = -127 * s, 127 * s
                 carried["weight_scales"] += 1
-        if layer.act_range is not None and x.op == "call_module" and hasattr(getattr(prepared, x.target), "min_val"):
+        shared = x.op == "call_module" and x.args and any(k in str(getattr(x.args[0], "target", "")) for k in _SHARED)
+        if layer.act_range is not None and shared:
+            carried["activation_ranges_not_carried"] += 1  # XNNPACK keeps the producer's grid
+        elif layer.act_range is not None and x.op == "call_module" and hasattr(getattr(prepared, x.target), "min_val"):
             obs = MinMaxObserver(dtype=torch.int8, quant_min=-128, quant_max=127, qscheme=torch.per_tensor_affine,
                                  eps=2**-12)
             obs.min_val, obs.max_val = torch.tensor(layer.act_range[0]), torch.tensor(layer.act_range[1])
@@ -320,6 +328,9 @@ def export_pte(model: nn.Module, example_inputs: tuple[Tensor, ...], path: str |
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_bytes(program.buffer)
+    from modelpress.measure.executorch_runtime import load_method
+
+    load_method(out, "export_pte")  # XNNPACK compiles at load: a program it refuses is a failed export
     if ops.portable:
         notes.append(f"some ops fall back to portable kernels: {ops.describe()}")
     return PteExport(out, mode, out.stat().st_size, ops, carried, tuple(notes))
