@@ -141,3 +141,22 @@ def test_an_op_xnnpack_cannot_take_falls_back_and_is_reported(digits_task, tmp_p
     assert pte_ops(tmp_path / "model.pte").portable == {"aten::cumsum": 1}  # read back off the file
     out = pte_predict(tmp_path / "model.pte")(digits_task.test.inputs)
     assert float((out - model(*digits_task.test.inputs).detach()).abs().max()) <= 1e-4
+
+
+def test_int8_static_cnn_loads_and_agrees_with_the_simulation(tmp_path):
+    """LeNet-5 (convs, max pools) in int8: XNNPACK refuses a max pool whose output grid differs from its
+    input's, so the conv after a pool keeps the pool's grid; the program loads and follows the simulation."""
+    from modelpress import tasks
+
+    task = tasks.get("mnist-5k")
+    torch.manual_seed(0)
+    q = build("lenet-5").eval()
+    apply_quantize(q, Quantize(mode="int8-static", calibration_size=64), StepContext(task=task, progress=False))
+    pte = export_pte(q, task.example_inputs, tmp_path / "q.pte", mode="int8-static",
+                     calibration=task.calibration.head(64))
+    assert pte.ops.delegated["aten::max_pool2d"] == 2 and not pte.ops.portable
+    assert pte.carried["weight_scales"] == 4 and pte.carried["activation_ranges_not_carried"] >= 1
+    x = tuple(t[:200] for t in task.test.inputs)
+    out, sim = pte_predict(pte.path)(x), q(*x).detach()
+    # random weights: small logit margins, so the stated tolerance is on the outputs (cosine 0.99)
+    assert float(torch.nn.functional.cosine_similarity(out, sim).mean()) >= 0.99
