@@ -3,13 +3,15 @@
 1. ``hinton``: LeNet-300-100 on Fashion-MNIST trained on labels alone vs distilled from resnet-s (the cached
    baseline), the same initialization, epochs, schedule and data per seed; the share of the label-only
    student's gap to the teacher that distillation closes (target ≥ 40%; Hinton et al.: 146 → 74 test
-   errors on MNIST, teacher 67, i.e. 91%).
+   errors on MNIST, teacher 67, i.e. 91%). ``hinton-lenet5``: the same with the LeNet-5 teacher;
+   ``hinton-wide``: the same with Hinton et al.'s own 800-800 student (``mlp-800-800``); ``hinton-long``:
+   LeNet-300-100 again with twice the epochs (24).
 2. ``minilm``: the bbc-news MiniLM classifier (6 layers) → layers [0, 2, 4] (recipe ``distill-layers``),
    distilled vs the same 3-layer student fine-tuned on labels alone; accuracy share of the teacher's
    (target ≥ 97%, DistilBERT's figure) and latency at batch 1 × 128 tokens timed interleaved with the
    teacher (target ≤ 0.55×).
 3. ``recovery``: resnet-s channel-pruned to ≤ 30% of its MACs, then equal epochs of label fine-tuning vs
-   ``finetune: {distill: true}``.
+   ``finetune: {distill: true}``, each followed by the same int4 QAT step.
 
 Every run of a row with one seed is stored under ``$MODELPRESS_CACHE/bench/distillation-<row>-s<seed>.json``,
 so rows and seeds run separately end up in one docs/bench-distillation.md (mean ± std over the seeds run).
@@ -45,7 +47,7 @@ from modelpress.tasks import get
 from modelpress.tasks.builtin import cache_dir
 from modelpress.tasks.train import evaluate, torch_predict
 
-ROWS = ("hinton", "hinton-lenet5", "hinton-wide", "minilm", "recovery")
+ROWS = ("hinton", "hinton-lenet5", "hinton-wide", "hinton-long", "minilm", "recovery")
 DOC = Path(__file__).resolve().parent.parent / "docs" / "bench-distillation.md"
 
 # The LeNet baseline's own schedule (tasks.builtin.RECIPES): 12 epochs, batch 128, Adam 1e-3, cosine.
@@ -85,6 +87,7 @@ HINTON_ROWS = {  # row -> (student, teacher, training settings)
     "hinton": ("lenet-300-100", "resnet-s", HINTON_TRAIN),
     "hinton-lenet5": ("lenet-300-100", "lenet-5", HINTON_TRAIN),
     "hinton-wide": ("mlp-800-800", "resnet-s", WIDE_TRAIN),
+    "hinton-long": ("lenet-300-100", "resnet-s", {**HINTON_TRAIN, "epochs": 24}),  # twice the schedule
 }
 
 
