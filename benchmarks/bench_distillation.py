@@ -75,6 +75,13 @@ def _store(row: str, seed: int, result: dict) -> None:
     _path(row, seed).write_text(json.dumps(result, indent=1))
 
 
+def _minilm_schedules() -> list[str]:
+    """The stored ``minilm-<train examples>x<epochs>`` sets, largest schedule last."""
+    tags = {p.name.removeprefix("distillation-").rsplit("-s", 1)[0]
+            for p in (cache_dir() / "bench").glob("distillation-minilm-*x*-s*.json")}
+    return sorted(tags, key=lambda t: [int(x) for x in t.removeprefix("minilm-").split("x")][::-1])
+
+
 def _stored(row: str) -> list[dict]:
     return [json.loads(p.read_text()) for p in sorted((cache_dir() / "bench").glob(f"distillation-{row}-s*.json"))]
 
@@ -152,7 +159,8 @@ def row_minilm(seed: int, cache: dict) -> dict:
     teacher, t_acc, logits = cache["minilm"]
     knobs = " ".join(f"{k}={v}" for k, v in os.environ.items() if k.startswith("MODELPRESS_BENCH_DISTILL_MINILM"))
     out: dict = {"command": f"{knobs} python -m benchmarks.bench_distillation minilm".strip(), "seed": seed,
-                 "config": f"recipe distill-layers: {cfg}", "teacher_acc": t_acc, "train_examples": len(task.train)}  # fmt: skip
+                 "config": f"recipe distill-layers: {cfg}", "teacher_acc": t_acc, "train_examples": len(task.train),
+                 "epochs": cfg.epochs, "store_as": f"minilm-{len(task.train)}x{cfg.epochs}"}  # one stored set per schedule  # fmt: skip
     for name, kd in (("labels", dataclasses.replace(cfg, alpha=0.0)), ("distilled", cfg)):
         student, _ = build_student(cfg.student, None, teacher, task, seed=seed)
         if name == "labels":
@@ -242,8 +250,8 @@ def _render_minilm(rows: list[dict]) -> list[str]:
     return [
         "## MiniLM 6 → 3 layers on bbc-news (recipe `distill-layers`)", "",
         (f"`{r0['command']}` — {r0['config']}; seeds {[r['seed'] for r in rows]}, mean ± std "
-        f"(one seed: ± 0); {r0['train_examples']} training examples; about {r0['distilled_seconds']} s of "
-        "training per student"), "",
+        f"(one seed: ± 0); {r0['train_examples']} training examples × {r0['epochs']} epoch(s); about "
+        f"{rows[-1]['distilled_seconds']} s of training per student in the last run"), "",
         "| | paper (DistilBERT, Sanh et al. 2019) | ours |",
         "|---|---|---|",
         "| teacher → student | BERT-base 12 → 6 layers | all-MiniLM-L6-v2 classifier 6 → 3 layers [0, 2, 4] |",
@@ -299,7 +307,7 @@ def ahead_beyond_spread(rows: list[dict], a: str, b: str) -> tuple[float, str]:
     return mean, f"{'met' if ok else 'NOT met'} (larger arm std {100 * spread:.2f} points, smallest seed difference {100 * min(diff):+.2f})"
 
 
-def _verdicts(hs: dict[str, list[dict]], m: list[dict], rec: list[dict]) -> list[str]:
+def _verdicts(hs: dict[str, list[dict]], ms: dict[str, list[dict]], rec: list[dict]) -> list[str]:
     lines = ["## Acceptance (issue 10)", "",
              ("\"Ahead beyond the seed spread\" means: ahead on every seed, and the mean difference larger than "
               "the larger of the two arms' standard deviations over the seeds."), ""]  # fmt: skip
@@ -310,11 +318,12 @@ def _verdicts(hs: dict[str, list[dict]], m: list[dict], rec: list[dict]) -> list
         g = statistics.mean(r["gap_closed"] for r in h if r["gap_closed"] is not None)
         lines.append(f"- Hinton, {student} student, {teacher} teacher: distillation closes ≥ 40% of the gap: "
                      f"{100 * g:.1f}% ({len(h)} seed(s)): {'met' if g >= 0.4 else 'NOT met'}")  # fmt: skip
-    if m:
+    for m in ms.values():
         share = statistics.mean(r["share_of_teacher"] for r in m)
         ahead, verdict = ahead_beyond_spread(m, "labels_acc", "distilled_acc")
         ratio = m[-1]["latency"]["ratio"]
-        lines.append(f"- MiniLM 6 → 3: ≥ 97% of the teacher: {100 * share:.1f}%: {'met' if share >= 0.97 else 'NOT met'}; "
+        lines.append(f"- MiniLM 6 → 3, {m[0]['train_examples']} training examples × {m[0]['epochs']} epoch(s): "
+                     f"≥ 97% of the teacher: {100 * share:.1f}%: {'met' if share >= 0.97 else 'NOT met'}; "
                      f"latency ≤ 0.55×: {ratio}: {'met' if ratio <= 0.55 else 'NOT met'}; ahead of labels alone "
                      f"beyond the seed spread: {100 * ahead:+.2f} points ({len(m)} seed(s)): {verdict}")  # fmt: skip
     if rec:
@@ -327,17 +336,19 @@ def _verdicts(hs: dict[str, list[dict]], m: list[dict], rec: list[dict]) -> list
 
 def render() -> str:
     hs = {row: _stored(row) for row in HINTON_ROWS}
-    m, r = _stored("minilm"), _stored("recovery")
+    ms = {tag: _stored(tag) for tag in _minilm_schedules()}
+    r = _stored("recovery")
     head = ["# Distillation benchmark", "",
             ("Measured on this machine (CPU, torch 2.13; latency 1 thread, timed interleaved in one process). "
             "Accuracy is on the held-out test split; errors are counted on it. Each row gives the command "
             "that produced it; `load` is the 1-minute load average when a run finished (2 shared cores)."), ""]  # fmt: skip
-    loads = sorted({x["loadavg"] for rows in (*hs.values(), m, r) for x in rows if "loadavg" in x})
+    loads = sorted({x["loadavg"] for rows in (*hs.values(), *ms.values(), r) for x in rows if "loadavg" in x})
     if loads:
         head += [f"Load averages while these runs finished: {loads}.", ""]
     body = [line for row, rows in hs.items() for line in _render_hinton(rows, row)]
-    body += _render_minilm(m) + _render_recovery(r)
-    return "\n".join(head + body + _verdicts(hs, m, r))
+    body += [line for rows in ms.values() for line in _render_minilm(rows)] or _render_minilm([])
+    body += _render_recovery(r)
+    return "\n".join(head + body + _verdicts(hs, ms, r))
 
 
 def main(rows: list[str] | None = None) -> None:
@@ -364,7 +375,7 @@ def main(rows: list[str] | None = None) -> None:
             result = fns[row](seed, cache)
             result["seconds"] = round(time.perf_counter() - t0)
             result["loadavg"] = round(os.getloadavg()[0], 1)
-            _store(row, seed, result)
+            _store(result.pop("store_as", row), seed, result)
             print(json.dumps({row: result}, indent=1), flush=True)
             DOC.write_text(render())  # after every run, so a stopped benchmark still leaves its figures
     print(DOC.read_text())
