@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-import modelpress.distillation as distillation
+from modelpress import distillation
 from modelpress.distillation.loop import teacher_logits
 from modelpress.tasks.task import Split
 
