@@ -222,8 +222,8 @@ def _ms(values: list[float], scale: float = 100.0, digits: int = 2) -> str:
 
 
 def _render_hinton(rows: list[dict], row: str) -> list[str]:
-    student, teacher, _ = HINTON_ROWS[row]
-    title = f"## Hinton et al. on Fashion-MNIST: {student} student, {teacher} teacher"
+    student, teacher, settings = HINTON_ROWS[row]
+    title = f"## Hinton et al. on Fashion-MNIST: {student} student, {teacher} teacher, {settings['epochs']} epochs"
     if not rows:
         return [title, "", "Not run yet.", ""]
     g = [r["gap_closed"] for r in rows if r["gap_closed"] is not None]
@@ -248,7 +248,7 @@ def _render_minilm(rows: list[dict]) -> list[str]:
     r0, lat = rows[0], rows[-1]["latency"]
     sz = r0["sizes"]
     return [
-        "## MiniLM 6 → 3 layers on bbc-news (recipe `distill-layers`)", "",
+        f"## MiniLM 6 → 3 layers on bbc-news (recipe `distill-layers`), {r0['train_examples']} training examples × {r0['epochs']} epoch(s)", "",
         (f"`{r0['command']}` — {r0['config']}; seeds {[r['seed'] for r in rows]}, mean ± std "
         f"(one seed: ± 0); {r0['train_examples']} training examples × {r0['epochs']} epoch(s); about "
         f"{rows[-1]['distilled_seconds']} s of training per student in the last run"), "",
@@ -314,9 +314,9 @@ def _verdicts(hs: dict[str, list[dict]], ms: dict[str, list[dict]], rec: list[di
     for row, h in hs.items():
         if not h:
             continue
-        student, teacher, _ = HINTON_ROWS[row]
+        student, teacher, settings = HINTON_ROWS[row]
         g = statistics.mean(r["gap_closed"] for r in h if r["gap_closed"] is not None)
-        lines.append(f"- Hinton, {student} student, {teacher} teacher: distillation closes ≥ 40% of the gap: "
+        lines.append(f"- Hinton, {student} student, {teacher} teacher, {settings['epochs']} epochs: distillation closes ≥ 40% of the gap: "
                      f"{100 * g:.1f}% ({len(h)} seed(s)): {'met' if g >= 0.4 else 'NOT met'}")  # fmt: skip
     for m in ms.values():
         share = statistics.mean(r["share_of_teacher"] for r in m)
