@@ -98,6 +98,14 @@ HINTON_ROWS = {  # row -> (student, teacher, training settings)
 }
 
 
+HINTON_NOTE = (
+    "How this differs from Hinton et al.: their teacher was itself an MLP (1200-1200, dropout, jittered "
+    "inputs), so the student could represent the function it was taught; here the teachers are CNNs, and "
+    "the students see the same 60,000 un-augmented training images in both arms (the teacher's logits "
+    "computed once per image). The rows above are the whole measured comparison: the wider student and the "
+    "longer schedule are each one change to the LeNet-300-100 / resnet-s / 12-epoch row.")
+
+
 def row_hinton(seed: int, cache: dict, row: str = "hinton") -> dict:
     """Labels alone vs distilled, one student and teacher per row (`HINTON_ROWS`): the same
     initialization, epochs, schedule and data per seed; only ``alpha`` / ``temperature`` differ."""
@@ -345,7 +353,7 @@ def render() -> str:
     loads = sorted({x["loadavg"] for rows in (*hs.values(), *ms.values(), r) for x in rows if "loadavg" in x})
     if loads:
         head += [f"Load averages while these runs finished: {loads}.", ""]
-    body = [line for row, rows in hs.items() for line in _render_hinton(rows, row)]
+    body = [line for row, rows in hs.items() for line in _render_hinton(rows, row)] + [HINTON_NOTE, ""]
     body += [line for rows in ms.values() for line in _render_minilm(rows)] or _render_minilm([])
     body += _render_recovery(r)
     return "\n".join(head + body + _verdicts(hs, ms, r))
