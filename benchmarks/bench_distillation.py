@@ -102,8 +102,8 @@ HINTON_NOTE = (
     "How this differs from Hinton et al.: their teacher was itself an MLP (1200-1200, dropout, jittered "
     "inputs), so the student could represent the function it was taught; here the teachers are CNNs, and "
     "the students see the same 60,000 un-augmented training images in both arms (the teacher's logits "
-    "computed once per image). The rows above are the whole measured comparison: the wider student and the "
-    "longer schedule are each one change to the LeNet-300-100 / resnet-s / 12-epoch row.")
+    "computed once per image). Each row above changes one thing from the LeNet-300-100 / resnet-s / "
+    "12-epoch row: the teacher, the student's width, or (``hinton-long``) the number of epochs.")
 
 
 def row_hinton(seed: int, cache: dict, row: str = "hinton") -> dict:
