@@ -24,10 +24,12 @@ __all__ = ["gptq_codes", "input_hessians"]
 _BLOCK = 128  # columns updated together (the paper's lazy batch update); a multiple of every group size
 
 
-def input_hessians(model: nn.Module, names: list[str], split: Split, *, batch_size: int = 32) -> dict[str, Tensor]:
+def input_hessians(model: nn.Module, names: list[str], split: Split, *, batch_size: int = 32
+                   ) -> tuple[dict[str, Tensor], dict[str, int]]:
     """``H = Σ x xᵀ / n`` (float64, ``(K, K)``) of the input rows ``x`` (the last dim, ``K``) of each named
-    Linear, over one pass of ``model`` on ``split``. Rows are every position of every example, padding
-    included (the hooks see tensors, not masks). Layers no batch reached are left out."""
+    Linear, over one pass of ``model`` on ``split``, and the row count ``n`` of each. Rows are every
+    position of every example, padding included (the hooks see tensors, not masks). Layers no batch
+    reached are left out."""
     sums: dict[str, Tensor] = {}
     counts: dict[str, int] = {}
 
@@ -49,7 +51,7 @@ def input_hessians(model: nn.Module, names: list[str], split: Split, *, batch_si
         for h in handles:
             h.remove()
         model.train(was_training)
-    return {n: sums[n] / counts[n] for n in sums}
+    return {n: sums[n] / counts[n] for n in sums}, counts
 
 
 def _inverse_factor(h: Tensor, damp: float) -> tuple[Tensor, Tensor]:
@@ -78,7 +80,9 @@ def gptq_codes(w: Tensor, hessian: Tensor, bits: int, group_size: int, *, symmet
     n_out, k = w.shape
     weights = w.detach().double().clone()
     u, dead = _inverse_factor(hessian, damp)
-    weights[:, dead] = 0.0
+    # dead inputs (never active on the calibration data) keep their weights: H has no row for them, so
+    # they round to nearest and spread no error (zeroing them, as the reference code does, loses them
+    # on data where they fire)
     qmin, qmax = qrange(bits, True)
     nb = group_count(k, group_size)
     scale = torch.ones(n_out, nb, 1)

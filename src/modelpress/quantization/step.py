@@ -69,10 +69,16 @@ def _gptq_hessians(model: nn.Module, plans: list[Plan], config: Quantize, calib:
     from modelpress.quantization.gptq import input_hessians
 
     names = [p.name for p in plans if p.base is nn.Linear and p.spec.granularity == "group"]
-    hessians = input_hessians(model, names, calib)
+    hessians, rows = input_hessians(model, names, calib)
+    # With fewer calibration rows than inputs H is singular and GPTQ fits the calibration rows only: on the
+    # digits net's fc1 (512 inputs, 256 rows) it raised the model's output error. Such layers keep RTN.
+    few = {n: f"{rows[n]} calibration rows < {h.shape[0]} inputs: its input Hessian is singular"
+           for n, h in hessians.items() if rows[n] < h.shape[0]}
+    hessians = {n: h for n, h in hessians.items() if n not in few}
     log.details["method"] = "gptq"
     log.details["gptq_layers"] = len(hessians)
-    log.details["rtn_layers"] = [p.name for p in plans if p.name not in hessians]
+    log.details["rtn_layers"] = {p.name: few.get(p.name, "not a group-wise Linear") for p in plans
+                                 if p.name not in hessians}
     return hessians
 
 
