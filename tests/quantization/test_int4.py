@@ -12,7 +12,7 @@ from modelpress.artifact.onnx import export_onnx
 from modelpress.context import StepContext
 from modelpress.errors import BadInputError
 from modelpress.measure.runtime import ort_predict
-from modelpress.quantization import QuantEmbedding, QuantLinear, Quantize, apply_quantize
+from modelpress.quantization import QuantEmbedding, Quantize, QuantLinear, apply_quantize
 from modelpress.quantization.affine import dequantize_weight, quantize_weight, weight_qparams
 from modelpress.quantization.gptq import gptq_codes, input_hessians
 from modelpress.quantization.onnx_gather import to_gather_block_quantized

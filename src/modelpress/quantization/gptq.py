@@ -54,16 +54,16 @@ def input_hessians(model: nn.Module, names: list[str], split: Split, *, batch_si
     return {n: sums[n] / counts[n] for n in sums}, counts
 
 
-def _inverse_factor(h: Tensor, damp: float) -> tuple[Tensor, Tensor]:
-    """Upper Cholesky factor of ``(H + λI)⁻¹`` (λ = ``damp`` × mean diagonal) and the mask of dead inputs
-    (zero diagonal: never active on the calibration data; their weights do not matter to the output)."""
+def _inverse_factor(h: Tensor, damp: float) -> Tensor:
+    """Upper Cholesky factor of ``(H + λI)⁻¹`` (λ = ``damp`` × mean diagonal). Dead inputs (zero diagonal:
+    never active on the calibration data) get a unit diagonal, so the factor exists."""
     h = h.double().clone()
     dead = torch.diagonal(h) == 0
     h[dead, dead] = 1.0
     lam = damp * float(torch.diagonal(h).mean())
     h += lam * torch.eye(h.shape[0], dtype=h.dtype)
     inv = torch.cholesky_inverse(torch.linalg.cholesky(h))
-    return torch.linalg.cholesky(inv, upper=True), dead
+    return torch.linalg.cholesky(inv, upper=True)
 
 
 def gptq_codes(w: Tensor, hessian: Tensor, bits: int, group_size: int, *, symmetric: bool = False,
@@ -79,7 +79,7 @@ def gptq_codes(w: Tensor, hessian: Tensor, bits: int, group_size: int, *, symmet
     """
     n_out, k = w.shape
     weights = w.detach().double().clone()
-    u, dead = _inverse_factor(hessian, damp)
+    u = _inverse_factor(hessian, damp)
     # dead inputs (never active on the calibration data) keep their weights: H has no row for them, so
     # they round to nearest and spread no error (zeroing them, as the reference code does, loses them
     # on data where they fire)
