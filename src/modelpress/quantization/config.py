@@ -39,6 +39,9 @@ class Quantize:
       ``gptq`` (GPTQ error compensation, Frantar et al. 2023: each column's rounding error is spread over
       the columns not yet quantized, weighted by the inverse Hessian of the layer's inputs on the
       calibration split; needs the task). Weight-only modes (``int8-weight``, ``int4-weight``) only.
+      It pays when the calibration inputs span each layer's inputs (MiniLM, 256 articles × 128 tokens:
+      32% lower output error than RTN at group 128); on a small CNN with 256 calibration images and
+      512-input layers it raised the model's output error, so compare on held-out data there.
     - ``observer``: how ranges are chosen: ``minmax``, ``percentile`` (clip at ``percentile`` / its
       mirror), ``mse`` (the clipping that minimizes the quantization error). Activations use it in
       ``int8-static`` and ``qat``; weights use ``mse`` when asked, otherwise min-max.
