@@ -43,20 +43,20 @@ from modelpress.tasks.builtin import cache_dir
 from modelpress.tasks.models import build
 from modelpress.tasks.train import evaluate, train
 
-# row -> (task, model, pruning sparsity overriding the recipe's 0.92, or None)
+# row -> (task, model, pruning sparsity overriding the recipe's, or None: the built-in recipe as it is)
 DC_ROWS = {
     "dc-mnist-lenet300": ("mnist-5k", "lenet-300-100", None),
     "dc-mnist-lenet5": ("mnist-5k", "lenet-5", None),
     "dc-fashion-lenet300": ("fashion-mnist", "lenet-300-100", None),
     "dc-fashion-lenet5": ("fashion-mnist", "lenet-5", None),
-    # what the 40x / 39x bars cost where the paper's 92% falls short on the whole folder
-    "dc94-mnist-lenet300": ("mnist-5k", "lenet-300-100", 0.94),
-    "dc95-mnist-lenet5": ("mnist-5k", "lenet-5", 0.95),
-    "dc94-fashion-lenet300": ("fashion-mnist", "lenet-300-100", 0.94),
-    "dc95-fashion-lenet5": ("fashion-mnist", "lenet-5", 0.95),
-    "dc94-fashion-lenet5": ("fashion-mnist", "lenet-5", 0.94),
+    # the paper's 92%, where the whole folder must still reach 40x / 39x
+    "dc92-mnist-lenet300": ("mnist-5k", "lenet-300-100", 0.92),
+    "dc92-fashion-lenet300": ("fashion-mnist", "lenet-300-100", 0.92),
 }
-ROWS = (*DC_ROWS, "decode", "hash")
+ROWS = (*DC_ROWS, "decode", "hash", "tie-minilm")
+# Deep Compression rows measured before this version (indented manifest, fp32 biases, no distillation) are
+# not shown: the code that produced them is gone.
+DC_VERSION = 2
 DOC = Path(__file__).resolve().parent.parent / "docs" / "bench-sharing.md"
 TARGET = {"lenet-300-100": 40.0, "lenet-5": 39.0}
 HASH_RATIOS = (1 / 8, 1 / 64)
@@ -75,8 +75,14 @@ def _stored() -> dict[str, dict]:
     for row in ROWS:
         f = cache_dir() / "bench" / f"sharing-{row}.json"
         if f.is_file():
-            out[row] = json.loads(f.read_text())
+            result = json.loads(f.read_text())
+            if row not in DC_ROWS or result.get("version") == DC_VERSION:
+                out[row] = result
     return out
+
+
+def _prune_sparsity(recipe: Recipe) -> float:
+    return next(s.config.sparsity for s in recipe.steps if s.key == "prune")
 
 
 def _recipe(sparsity: float | None) -> Recipe:
@@ -116,7 +122,8 @@ def deep_compression(task_name: str, model_name: str, sparsity: float | None = N
     return {
         "task": task_name, "model": model_name, "fp32_bytes": fp32, "bytes": packed, "files": files,
         "recipe": "deep-compression" + (f", prune sparsity {sparsity}" if sparsity is not None else ""),
-        "sparsity": 0.92 if sparsity is None else sparsity,
+        "sparsity": _prune_sparsity(recipe), "version": DC_VERSION,
+        "load_average": round(__import__("os").getloadavg()[0], 1),
         "breakdown": parts,
         "ratio": round(fp32 / packed, 2), "target": TARGET[model_name],
         "metric_base": res.baseline.metric, "metric": res.compressed.metric,
@@ -260,7 +267,7 @@ def _decode_cell(layer: dict) -> str:
 
 def _data(r: dict) -> str:
     """The data cell of the tables after the first: the task, and the pruning sparsity of the row."""
-    return f"{r['task']}, {r.get('sparsity', 0.92):.0%} pruned"
+    return f"{r['task']}, {r['sparsity']:.0%} pruned"
 
 
 def _breakdown_doc(rows: dict[str, dict]) -> list[str]:
@@ -275,22 +282,32 @@ def _breakdown_doc(rows: dict[str, dict]) -> list[str]:
                          f"{b.get('biases', 0):,} | {b['safetensors header']:,} | {b['manifest']:,} | {r['bytes']:,} | "
                          f"{r['fp32_bytes'] / weights:.1f}× |")
     lines += ["", ("The last column counts only what encodes the weights (the paper's tables count weight storage); "
-                   "the ratio in the first table counts every byte of the folder: biases (fp32), the safetensors "
-                   "header and the JSON manifest (indented, with the recipe) included."), ""]
+                   "the ratio in the first table counts every byte of the folder: biases (float16, as the recipe "
+                   "stores them; rounded before the accuracy was measured), the safetensors header and the JSON "
+                   "manifest (compact, with the recipe) included."), ""]
     return lines
+
+
+def _verdict(r: dict) -> str:
+    """Whether the row meets the acceptance: ratio >= the paper's and a drop of at most 0.5 points."""
+    ok_ratio, ok_drop = r["ratio"] >= r["target"], r["drop_points"] <= 0.5
+    return "yes" if ok_ratio and ok_drop else "no (" + ", ".join(
+        w for w, ok in ((f"ratio < {r['target']}×", ok_ratio), ("drop > 0.5", ok_drop)) if not ok) + ")"
 
 
 def _dc_doc(rows: dict[str, dict]) -> list[str]:
     lines = ["## Deep Compression (recipe `deep-compression`)", "",
              ("| model | data | recipe | fp32 artifact | compressed artifact | ratio (target) | accuracy fp32 → "
-              "compressed (drop, points) | deployed (onnxruntime) | time | commit |"),
-             "|---|---|---|---|---|---|---|---|---|---|"]
+              "compressed (drop, points) | after prune / finetune / share | deployed (onnxruntime) | time (load) "
+              "| commit | both bars met |"),
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows.values():
         dep = f"{r['metric_deployed']:.4f}" if r["metric_deployed"] is not None else "—"
         lines.append(f"| {r['model']} | {r['task']} | {r.get('recipe', 'deep-compression')} | {r['fp32_bytes']:,} B | "
                      f"{r['bytes']:,} B | **{r['ratio']}×** "
                      f"({r['target']}×) | {r['metric_base']:.4f} → {r['metric']:.4f} ({r['drop_points']:+.2f}) "
-                     f"| {dep} | {r['seconds']:.0f} s | {r.get('commit', 'not recorded')} |")
+                     f"| {' / '.join(f'{s['metric']:.4f}' for s in r['steps'])} "
+                     f"| {dep} | {r['seconds']:.0f} s ({r['load_average']}) | {r['commit']} | {_verdict(r)} |")
     lines += ["", ("Drop = fp32 minus compressed, in points (positive = worse). Han et al. 2016 on full MNIST: "
               "LeNet-300-100 1070 KB → 27 KB (40×), error 1.64% → 1.58%; LeNet-5 1720 KB → 44 KB (39×), "
               "error 0.80% → 0.74%."), "", "### Stage by stage: cumulative ratio to the fp32 artifact (ours / paper)",

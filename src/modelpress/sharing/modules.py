@@ -88,6 +88,8 @@ class _Clustered(PackedModule):
         self.codebook_scale: Tensor | None = None
         self.register_buffer("indices", indices.detach().to(torch.int64).clone(), persistent=False)
         self.bias = nn.Parameter(bias.detach().clone().float()) if bias is not None else None
+        # the stored dtype of the bias: float16 when it was put on that grid (`round_bias`) or loaded so
+        self.bias_dtype = "float16" if bias is not None and bias.dtype == torch.float16 else "float32"
 
     @classmethod
     def from_float(cls, module: nn.Module, codes: int, *, init: str = "linear", seed: int = 0,
@@ -135,6 +137,23 @@ class _Clustered(PackedModule):
             raise BadInputError(f"`dtype` of `round_codebook` must be float32, float16 or int8; got {dtype!r}.")
         self.codebook_dtype = dtype
 
+    @torch.no_grad()
+    def round_bias(self, dtype: str) -> None:
+        """Put the bias on the grid of ``dtype`` (``float32``: unchanged, or ``float16``), so that it is stored
+        in 2 bytes a value; later training moves it off again, and ``pack`` then stores float32."""
+        if dtype not in ("float32", "float16"):
+            raise BadInputError(f"`dtype` of `round_bias` must be float32 or float16; got {dtype!r}.")
+        if self.bias is not None and dtype == "float16":
+            self.bias.copy_(self.bias.half().float())
+        self.bias_dtype = dtype
+
+    def _stored_bias(self) -> Tensor:
+        """The bias in ``bias_dtype`` when that reproduces it bit-exactly, else float32."""
+        b = self.bias.detach().clone()
+        if self.bias_dtype == "float16" and torch.equal(b.half().float(), b):
+            return b.half()
+        return b
+
     # ---- artifact ---------------------------------------------------------------------------------
 
     def _stored_codebook(self) -> tuple[dict[str, Tensor], str]:
@@ -150,13 +169,14 @@ class _Clustered(PackedModule):
         return {"codebook": c}, "float32"
 
     def pack(self) -> tuple[dict[str, Tensor], dict[str, Any]]:
-        """The codebook, the indices as one uint8 blob of entropy-coded streams, the bias (float32)."""
+        """The codebook, the indices as one uint8 blob of entropy-coded streams, the bias (float32, or
+        float16 after ``round_bias("float16")``; its stored dtype says which)."""
         tensors, stored = self._stored_codebook()
         blob, coding = encode_indices(self.indices, self.codes, zero_code=self.zero_code, entropy=self.entropy)
         tensors["indices"] = torch.frombuffer(bytearray(blob), dtype=torch.uint8) if blob else \
             torch.zeros(0, dtype=torch.uint8)
         if self.bias is not None:
-            tensors["bias"] = self.bias.detach().clone()
+            tensors["bias"] = self._stored_bias()
         meta = {"op": self.op, "shape": list(self.indices.shape), "codes": self.codes, "zero": self.zero_code,
                 "cb": stored, "idx": coding}
         if not self.entropy:
