@@ -37,24 +37,35 @@ __all__ = ["CLUSTERED_TYPES", "HASHED_TYPES", "ClusteredConv2d", "ClusteredLinea
            "HashedLinear", "cluster_weight"]
 
 
-def cluster_weight(weight: Tensor, codes: int, *, init: str = "linear",
-                   seed: int = 0) -> tuple[Tensor, Tensor, bool]:
-    """Cluster one layer's weight into ``codes`` codes (2..256).
+def cluster_weight(weight: Tensor, codes: int, *, init: str = "linear", seed: int = 0,
+                   per: str = "layer") -> tuple[Tensor, Tensor, bool]:
+    """Cluster one layer's weight into ``codes`` codes (2..256), one codebook for the layer or (``per=
+    "channel"``) one per output channel (row ``weight[o]``).
 
     When the weight has exact zeros (pruned), code 0 is reserved for them and the non-zeros share
     ``codes - 1`` centroids; else all ``codes`` are centroids. Returns ``(codebook, indices, zero_code)``:
-    codebook float32 ``(codes - zero_code,)``, indices int64 of ``weight``'s shape in ``[0, codes)``.
+    codebook float32 ``(codes - zero_code,)`` — ``(out, codes - zero_code)`` per channel —, indices int64
+    of ``weight``'s shape in ``[0, codes)`` (per channel: into the row's own codebook).
     """
     w = weight.detach().float()
     zero = bool((w == 0).any())
-    nz = w != 0 if zero else torch.ones_like(w, dtype=torch.bool)
     k = codes - int(zero)
+    if per == "channel":
+        rows = [_cluster_values(r, k, zero, init, seed) for r in w.reshape(w.shape[0], -1)]
+        return torch.stack([c for c, _ in rows]), torch.stack([i for _, i in rows]).reshape(w.shape), zero
+    codebook, indices = _cluster_values(w, k, zero, init, seed)
+    return codebook, indices, zero
+
+
+def _cluster_values(w: Tensor, k: int, zero: bool, init: str, seed: int) -> tuple[Tensor, Tensor]:
+    """``k`` centroids of ``w``'s non-zeros (of all its values without a zero code) and each value's code."""
+    nz = w != 0 if zero else torch.ones_like(w, dtype=torch.bool)
     indices = torch.zeros(w.shape, dtype=torch.int64)
-    if not bool(nz.any()):  # all zeros: one unused centroid
-        return torch.zeros(max(k, 1)), indices, zero
+    if not bool(nz.any()):  # all zeros: unused centroids
+        return torch.zeros(max(k, 1)), indices
     centroids, assign = kmeans_1d(w[nz], k, init=init, seed=seed)
     indices[nz] = assign + int(zero)
-    return centroids, indices, zero
+    return centroids, indices
 
 
 def _base_example(accepts: type[nn.Module]) -> tuple[nn.Module, tuple[Tensor, ...]]:
@@ -72,18 +83,27 @@ class _Clustered(PackedModule):
     """Shared body of the clustered modules; subclasses differ only in the op they accept."""
 
     accepts: type[nn.Module] = nn.Module
+    # what `modelpress.select.targets` adds when a later step (quantize, prune) passes this layer over
+    later_steps = ("its weights are shared codebook values (share); for int8 values, cluster with "
+                   "`share: {codebook: int8}` (int8 codebook + one scale per layer)")
 
     def __init__(self, codebook: Tensor, indices: Tensor, op: dict[str, Any], bias: Tensor | None = None, *,
-                 codes: int, zero_code: bool, entropy: bool = True, codebook_dtype: str = "float32") -> None:
+                 codes: int, zero_code: bool, entropy: bool = True, codebook_dtype: str = "float32",
+                 per: str = "layer") -> None:
         super().__init__()
         if not 2 <= codes <= 256:
             raise BadInputError(f"`codes` of `{type(self).__name__}` must be in 2..256; got {codes!r}.")
+        if per not in ("layer", "channel"):
+            raise BadInputError(f"`per` of `{type(self).__name__}` must be 'layer' or 'channel'; got {per!r}.")
         self.op = dict(op)
         self.codes = int(codes)
         self.zero_code = bool(zero_code)
         self.entropy = bool(entropy)
         self.codebook_dtype = codebook_dtype
-        self.codebook = nn.Parameter(codebook.detach().clone().float().reshape(-1))
+        self.per = per
+        # one codebook (k,) per layer, or one row of (out, k) per output channel
+        shape = (-1,) if per == "layer" else (indices.shape[0], -1)
+        self.codebook = nn.Parameter(codebook.detach().clone().float().reshape(shape))
         # the int8 grid step when the codebook was put on it (`round_codebook`); None otherwise
         self.codebook_scale: Tensor | None = None
         self.register_buffer("indices", indices.detach().to(torch.int64).clone(), persistent=False)
@@ -93,22 +113,28 @@ class _Clustered(PackedModule):
 
     @classmethod
     def from_float(cls, module: nn.Module, codes: int, *, init: str = "linear", seed: int = 0,
-                   entropy: bool = True) -> _Clustered:
-        """Cluster ``module`` (an ``nn.Linear`` / ``nn.Conv2d``; its effective weight, masks applied)."""
-        codebook, indices, zero = cluster_weight(module.weight, codes, init=init, seed=seed)
+                   entropy: bool = True, per: str = "layer") -> _Clustered:
+        """Cluster ``module`` (an ``nn.Linear`` / ``nn.Conv2d``; its effective weight, masks applied), one
+        codebook for the layer or one per output channel (``per``)."""
+        codebook, indices, zero = cluster_weight(module.weight, codes, init=init, seed=seed, per=per)
         return cls(codebook, indices, op_meta(module), getattr(module, "bias", None), codes=codes,
-                   zero_code=zero, entropy=entropy)
+                   zero_code=zero, entropy=entropy, per=per)
 
     @property
     def table(self) -> Tensor:
-        """The values of all codes, ``(codes_used,)``: ``[0.0, *codebook]`` with a zero code."""
+        """The values of all codes, ``(codes_used,)`` — ``(out, codes_used)`` per channel: the codebook
+        preceded by an exact ``0.0`` with a zero code."""
         if self.zero_code:
-            return torch.cat([self.codebook.new_zeros(1), self.codebook])
+            return torch.cat([self.codebook.new_zeros(*self.codebook.shape[:-1], 1), self.codebook], dim=-1)
         return self.codebook
 
     @property
     def weight(self) -> Tensor:
-        """The decoded weight, ``table[indices]`` (differentiable with respect to the codebook)."""
+        """The decoded weight, ``table[indices]`` (per channel: row ``o`` looks up its own table), differentiable
+        with respect to the codebook: each centroid's gradient is the sum of its weights' gradients."""
+        if self.per == "channel":
+            flat = self.indices.reshape(self.indices.shape[0], -1)
+            return self.table.gather(1, flat).reshape(self.indices.shape)
         return self.table[self.indices]
 
     def forward(self, x: Tensor) -> Tensor:
@@ -120,7 +146,7 @@ class _Clustered(PackedModule):
 
     def extra_repr(self) -> str:
         return (f"{self.op['kind']}, shape={list(self.indices.shape)}, codes={self.codes}, "
-                f"zero_code={self.zero_code}, codebook={self.codebook_dtype}")
+                f"zero_code={self.zero_code}, codebook={self.codebook_dtype}, per={self.per}")
 
     @torch.no_grad()
     def round_codebook(self, dtype: str) -> None:
@@ -181,6 +207,8 @@ class _Clustered(PackedModule):
                 "cb": stored, "idx": coding}
         if not self.entropy:
             meta["fixed"] = True
+        if self.per != "layer":  # absent: one codebook per layer (artifacts from before per-channel load so)
+            meta["per"] = self.per
         return tensors, meta
 
     @classmethod
@@ -191,7 +219,8 @@ class _Clustered(PackedModule):
         shape = [int(s) for s in meta["shape"]]
         indices = decode_indices(tensors["indices"].numpy().tobytes(), meta["idx"], shape, int(meta["codes"]))
         module = cls(codebook, indices, meta["op"], tensors.get("bias"), codes=int(meta["codes"]),
-                     zero_code=bool(meta["zero"]), entropy=not meta.get("fixed", False), codebook_dtype=meta["cb"])
+                     zero_code=bool(meta["zero"]), entropy=not meta.get("fixed", False), codebook_dtype=meta["cb"],
+                     per=meta.get("per", "layer"))
         if int8:
             module.codebook_scale = tensors["codebook_scale"].float().clone()
         return module

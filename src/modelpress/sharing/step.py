@@ -147,8 +147,9 @@ def _cluster(model: nn.Module, config: Share, ctx: StepContext, log: StepLog) ->
     for t in found:
         is_conv = isinstance(t.module, nn.Conv2d)
         new = CLUSTERED_TYPES[t.base].from_float(t.module, config.codes_for(is_conv), init=config.init,
-                                                 seed=config.seed, entropy=config.entropy)
+                                                 seed=config.seed, entropy=config.entropy, per=config.per)
         layers[t.name] = {"codes": new.codes, "bits": config.bits_for(is_conv), "zero_code": new.zero_code,
+                          "per": config.per, "codebook_values": new.codebook.numel(),
                           "weights": t.module.weight.numel(),
                           "zeros": round(float((new.indices == 0).float().mean()) if new.zero_code else 0.0, 6),
                           "cosine_before_finetune": round(_cosine(t.module.weight, new.weight), 6)}
