@@ -12,7 +12,6 @@ from torch import nn
 import modelpress as mp
 from modelpress.artifact import load, save
 from modelpress.errors import BadInputError
-from modelpress.quantization.config import Quantize
 from modelpress.sharing.config import Share
 from modelpress.sharing.modules import ClusteredConv2d, ClusteredLinear, cluster_weight
 from modelpress.tasks.train import evaluate
@@ -130,11 +129,20 @@ def test_distilled_codebook_finetuning_needs_a_reference_and_uses_it(trained_mlp
     assert evaluate(mlp, digits) > before  # 2-bit codebooks lose accuracy; distilled fine-tuning wins some back
 
 
-def test_quantize_after_share_reports_each_clustered_layer_and_how_to_get_int8(trained_mlp, digits):
-    mlp = copy.deepcopy(trained_mlp)
-    mp.compress_(mlp, Share(bits=5), task=digits)
-    log = mp.compress_(mlp, Quantize(mode="int8-dynamic"), task=digits)
-    why = {s.module: s.why for s in log.skipped}
-    assert sorted(why) == ["fc1", "fc2", "fc3"]
+def test_quantize_after_share_reports_each_clustered_layer_in_report_and_summary(trained_mlp, digits, tmp_path):
+    import json
+
+    from modelpress.pipeline import Recipe, run
+    from modelpress.pipeline.changes import step_lines
+    from modelpress.pipeline.run import MeasureSettings
+
+    recipe = Recipe.from_list([{"share": {"bits": 5}}, {"quantize": {"mode": "int8-dynamic"}}])
+    run(recipe, digits, model=copy.deepcopy(trained_mlp), out=tmp_path / "out", progress=False,
+        settings=MeasureSettings(runs=2, warmup=1))
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    quantize = report["steps"][1]
+    why = {s["module"]: s["why"] for s in quantize["skipped"]}
+    assert sorted(why) == ["fc1", "fc2", "fc3"] and not quantize["swapped"]
     assert all("ClusteredLinear" in w and "codebook: int8" in w for w in why.values())
-    assert not log.swapped and log.details["layers_quantized"] == 0
+    printed = [line for line in step_lines(report) if line.startswith("2. quantize: skipped")]
+    assert len(printed) == 3 and all("codebook: int8" in line for line in printed)
