@@ -49,7 +49,8 @@ class Share:
       False stores fixed-width bit-packed indices.
     - ``codebook``: the stored codebook values: ``float32``, ``float16`` or ``int8`` (symmetric per layer;
       this is how clustering composes with int8 — the int8 values are the shared weights). A later
-      ``quantize`` step leaves clustered layers as they are (it swaps plain Linear / Conv2d only).
+      ``quantize`` step leaves clustered layers as they are (it swaps plain Linear / Conv2d only) and lists
+      each one as skipped, saying this.
     - ``bias``: cluster — the stored biases of clustered layers, ``float32`` or ``float16`` (rounded at the
       end of the step, so the measured accuracy is the stored model's).
     - ``ratio``: hash — stored buckets per virtual weight, in (0, 1], e.g. 0.125 = 8× fewer parameters.

@@ -84,8 +84,8 @@ class _Clustered(PackedModule):
 
     accepts: type[nn.Module] = nn.Module
     # what `modelpress.select.targets` adds when a later step (quantize, prune) passes this layer over
-    later_steps = ("its weights are shared codebook values (share); for int8 values, cluster with "
-                   "`share: {codebook: int8}` (int8 codebook + one scale per layer)")
+    later_steps = ("its weights are the codebook values of `share`: prune before share, and for int8 weights "
+                   "cluster with `share: {codebook: int8}` (an int8 codebook + one scale per layer)")
 
     def __init__(self, codebook: Tensor, indices: Tensor, op: dict[str, Any], bias: Tensor | None = None, *,
                  codes: int, zero_code: bool, entropy: bool = True, codebook_dtype: str = "float32",
