@@ -308,7 +308,7 @@ def tie_minilm() -> dict:
     lat = time_interleaved([torch_predict(base), torch_predict(model)], task.example_inputs, runs=30)
     return {"task": "bbc-news", "model": "minilm-l6", "blocks": TIE_BLOCKS, "init": init,
             "calibration_by_init": calib, "groups": log.details["groups"],
-            "train_examples": len(sub.train), "epochs": TIE_EPOCHS, "lr": TIE_LR, "config": config.to_dict(),
+            "train_examples": len(sub.train), "test_examples": len(task.test), "epochs": TIE_EPOCHS, "lr": TIE_LR, "config": config.to_dict(),
             "acc_base": acc_base, "acc_tied": acc_tied, "acc": acc,
             "params_before": log.details["params_before"], "params_after": log.details["params_after"],
             "fp32_bytes": encoded_bytes(base), "bytes": encoded_bytes(model),
@@ -326,17 +326,17 @@ def _tie_doc(r: dict) -> list[str]:
          f"{', '.join(' = '.join(n.rsplit('.', 1)[-1] for n in grp) for grp in r['groups'])} "
          f"share one set of weights; tie init chosen on the calibration split "
          f"({', '.join(f'{k} {v:.4f}' for k, v in r['calibration_by_init'].items())}); recovery: "
-         f"{r['epochs']} epoch over the first {r['train_examples']:,} training examples, distilled from the untied "
+         f"{r['epochs']} epoch(s) over the first {r['train_examples']:,} training examples, distilled from the untied "
          f"model (alpha 0.5, T 4), Adam lr {r['lr']}, {r['finetune_seconds']} s; load average {r['load_average']}, "
          f"commit {r['commit']}."), "",
-        "| model | params | artifact | accuracy (test, 445) | torch latency, batch 1 (median / lower quartile) |",
+        f"| model | params | artifact | accuracy (test, {r['test_examples']}) | torch latency, batch 1 (median / lower quartile) |",
         "|---|---|---|---|---|",
         (f"| untied (fp32) | {r['params_before']:,} | {r['fp32_bytes']:,} B | {r['acc_base']:.4f} | {lat[0]} / "
          f"{r['latency_p25_ms'][0]} ms |"),
         f"| tied, before fine-tuning | {r['params_after']:,} | {r['bytes']:,} B | {r['acc_tied']:.4f} | — |",
         (f"| tied, after fine-tuning | {r['params_after']:,} | {r['bytes']:,} B "
          f"(**{r['fp32_bytes'] / r['bytes']:.2f}×** fewer) | **{r['acc']:.4f}** "
-         f"({100 * (r['acc_base'] - r['acc']):+.2f} points) | {lat[1]} / {r['latency_p25_ms'][1]} ms "
+         f"(drop {100 * (r['acc_base'] - r['acc']):+.2f} points) | {lat[1]} / {r['latency_p25_ms'][1]} ms "
          f"(ratio {lat[1] / lat[0]:.2f}) |"), "",
         ("Tying stores each shared layer once (the artifact's other names are aliases), but the model still runs "
          "6 layers: it saves bytes and parameters, not compute — the latency ratio says so. The word "
