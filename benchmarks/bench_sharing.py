@@ -50,9 +50,6 @@ DC_ROWS = {
     "dc-mnist-lenet5": ("mnist-5k", "lenet-5", None),
     "dc-fashion-lenet300": ("fashion-mnist", "lenet-300-100", None),
     "dc-fashion-lenet5": ("fashion-mnist", "lenet-5", None),
-    # the paper's 92%, where the whole folder must still reach 40x / 39x
-    "dc92-mnist-lenet300": ("mnist-5k", "lenet-300-100", 0.92),
-    "dc92-fashion-lenet300": ("fashion-mnist", "lenet-300-100", 0.92),
 }
 ROWS = (*DC_ROWS, "decode", "hash", "tie-minilm")
 # Deep Compression rows measured before this version (indented manifest, fp32 biases, no distillation) are
@@ -386,7 +383,7 @@ def _dc_doc(rows: dict[str, dict]) -> list[str]:
               "gradual pruning to 94% (one global threshold, 3 epochs), 3 epochs of fine-tuning distilled from the "
               "fp32 model (cosine learning rate), clustering (5-bit fully connected, 8-bit conv, linear init) with "
               "2 epochs of codebook fine-tuning, distilled too, codebooks and biases rounded to float16, entropy "
-              "coding. `dc92-*` rows replace only the pruning sparsity by the paper's 92%. The bytes are the folder "
+              "coding. The bytes are the folder "
               "`modelpress.pipeline.run` wrote (manifest.json + weights.safetensors, no extra zipping); the fp32 "
               "artifact is `modelpress.save` of the baseline. Accuracy is on the whole held-out test split "
               "(MNIST-5k: 1,000 images; Fashion-MNIST: 10,000)."), "",
