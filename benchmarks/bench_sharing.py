@@ -479,8 +479,9 @@ def write_doc(rows: dict[str, dict]) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    names = argv if argv is not None else sys.argv[1:]
-    names = names or [r for r in os.environ.get("MODELPRESS_BENCH_SHARING_ROWS", "").split(",") if r] or list(ROWS)
+    """Run the rows ``argv`` names (None or empty: $MODELPRESS_BENCH_SHARING_ROWS, else every row). Called
+    with no argument by ``benchmarks.run``, whose own command line is not ours to read."""
+    names = list(argv or []) or [r for r in os.environ.get("MODELPRESS_BENCH_SHARING_ROWS", "").split(",") if r] or list(ROWS)
     torch.set_num_threads(1)
     for row in names:
         print(f"--- sharing row {row}", flush=True)
@@ -500,4 +501,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])
