@@ -275,7 +275,7 @@ def tie_minilm() -> dict:
     import copy
     import dataclasses
 
-    from modelpress.artifact import encoded_bytes
+    from modelpress.artifact.saving import encoded_bytes
     from modelpress.measure.latency import time_interleaved
     from modelpress.pipeline import compress_
     from modelpress.tasks.train import torch_predict
