@@ -54,7 +54,7 @@ DC_ROWS = {
 ROWS = (*DC_ROWS, "decode", "hash", "tie-minilm")
 # Deep Compression rows measured before this version (indented manifest, fp32 biases, no distillation) are
 # not shown: the code that produced them is gone.
-DC_VERSION = 2
+DC_VERSION = 3
 DOC = Path(__file__).resolve().parent.parent / "docs" / "bench-sharing.md"
 TARGET = {"lenet-300-100": 40.0, "lenet-5": 39.0}
 HASH_RATIOS = (1 / 8, 1 / 64)
@@ -95,15 +95,33 @@ def _recipe(sparsity: float | None) -> Recipe:
     return dataclasses.replace(recipe, steps=steps)
 
 
-def deep_compression(task_name: str, model_name: str, sparsity: float | None = None) -> dict:
-    """One Deep Compression row: the recipe run end to end, bytes on disk, accuracy, stages."""
+# MNIST-5k's test split is 1,000 images, so one run's drop moves by about ±0.5 points with the seed alone
+# (measured: seeds 0-1 of one recipe 0.961 and 0.965): its rows run 3 seeds and are judged on the mean.
+# Fashion-MNIST's 10,000 test images make one seed steady enough (and a LeNet-5 run takes minutes).
+DC_SEEDS = {"mnist-5k": (0, 1, 2), "fashion-mnist": (0,)}
+
+
+def dc_row(task_name: str, model_name: str, sparsity: float | None = None) -> dict:
+    """A Deep Compression row: `deep_compression` for each seed of the task; the first seed's run in full,
+    every seed's bytes and accuracy, the mean drop and the smallest ratio (what the verdict judges)."""
+    runs = [deep_compression(task_name, model_name, sparsity, seed=seed) for seed in DC_SEEDS[task_name]]
+    row = dict(runs[0])
+    row["seeds"] = [{k: r[k] for k in ("seed", "bytes", "ratio", "metric", "drop_points")} for r in runs]
+    row["mean_drop_points"] = round(float(np.mean([r["drop_points"] for r in runs])), 2)
+    row["min_ratio"] = min(r["ratio"] for r in runs)
+    row["seconds"] = round(sum(r["seconds"] for r in runs), 1)
+    return row
+
+
+def deep_compression(task_name: str, model_name: str, sparsity: float | None = None, *, seed: int = 0) -> dict:
+    """One Deep Compression run: the recipe run end to end (``seed``), bytes on disk, accuracy, stages."""
     task = get(task_name)
     base = task.model(model_name)
     recipe = _recipe(sparsity)
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="bench-sharing-") as tmp:
         fp32 = folder_bytes(save(base, Path(tmp) / "fp32"))
-        res = run(recipe, task, model=base, out=Path(tmp) / "out", progress=False,
+        res = run(recipe, task, model=base, out=Path(tmp) / "out", progress=False, seed=seed,
                   settings=MeasureSettings(runs=10, warmup=2))
         out = Path(tmp) / "out"
         packed = folder_bytes(out / "model")
@@ -120,7 +138,7 @@ def deep_compression(task_name: str, model_name: str, sparsity: float | None = N
     return {
         "task": task_name, "model": model_name, "fp32_bytes": fp32, "bytes": packed, "files": files,
         "recipe": "deep-compression" + (f", prune sparsity {sparsity}" if sparsity is not None else ""),
-        "sparsity": _prune_sparsity(recipe), "version": DC_VERSION,
+        "sparsity": _prune_sparsity(recipe), "version": DC_VERSION, "seed": seed,
         "load_average": round(os.getloadavg()[0], 1),
         "breakdown": parts,
         "ratio": round(fp32 / packed, 2), "target": TARGET[model_name],
@@ -370,10 +388,16 @@ def _breakdown_doc(rows: dict[str, dict]) -> list[str]:
 
 
 def _verdict(r: dict) -> str:
-    """Whether the row meets the acceptance: ratio >= the paper's and a drop of at most 0.5 points."""
-    ok_ratio, ok_drop = r["ratio"] >= r["target"], r["drop_points"] <= 0.5
+    """Whether the row meets the acceptance: every seed's ratio >= the paper's and a mean drop of at most
+    0.5 points."""
+    ok_ratio, ok_drop = r["min_ratio"] >= r["target"], r["mean_drop_points"] <= 0.5
     return "yes" if ok_ratio and ok_drop else "no (" + ", ".join(
         w for w, ok in ((f"ratio < {r['target']}×", ok_ratio), ("drop > 0.5", ok_drop)) if not ok) + ")"
+
+
+def _seeds_cell(r: dict) -> str:
+    drops = ", ".join(f"{s['seed']}: {s['drop_points']:+.2f}" for s in r["seeds"])
+    return f"{drops} (**{r['mean_drop_points']:+.2f}**)"
 
 
 def _dc_doc(rows: dict[str, dict]) -> list[str]:
@@ -389,16 +413,21 @@ def _dc_doc(rows: dict[str, dict]) -> list[str]:
               "(MNIST-5k: 1,000 images; Fashion-MNIST: 10,000)."), "",
              ("| model | data | recipe | fp32 artifact | compressed artifact | ratio (target) | accuracy fp32 → "
               "compressed (drop, points) | after prune / finetune / share | deployed (onnxruntime) | time (load) "
-              "| commit | both bars met |"),
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+              "| commit | drop per seed (mean) | both bars met |"),
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows.values():
         dep = f"{r['metric_deployed']:.4f}" if r["metric_deployed"] is not None else "—"
         lines.append(f"| {r['model']} | {r['task']} | {r.get('recipe', 'deep-compression')} | {r['fp32_bytes']:,} B | "
                      f"{r['bytes']:,} B | **{r['ratio']}×** "
                      f"({r['target']}×) | {r['metric_base']:.4f} → {r['metric']:.4f} ({r['drop_points']:+.2f}) "
                      f"| {' / '.join(format(s['metric'], '.4f') for s in r['steps'])} "
-                     f"| {dep} | {r['seconds']:.0f} s ({r['load_average']}) | {r['commit']} | {_verdict(r)} |")
-    lines += ["", ("Drop = fp32 minus compressed, in points (positive = worse). Han et al. 2016 on full MNIST: "
+                     f"| {dep} | {r['seconds']:.0f} s ({r['load_average']}) | {r['commit']} | {_seeds_cell(r)} "
+                     f"| {_verdict(r)} |")
+    lines += ["", ("Bytes, ratio, accuracy and stages are seed 0's run; `drop per seed` lists every seed's run of "
+                   "the recipe (MNIST-5k: seeds 0-2, since its 1,000 test images move one run's drop by about "
+                   "±0.5 points; Fashion-MNIST: seed 0), and the verdict takes the mean drop and the smallest "
+                   "ratio over them."),
+              "", ("Drop = fp32 minus compressed, in points (positive = worse). Han et al. 2016 on full MNIST: "
               "LeNet-300-100 1070 KB → 27 KB (40×), error 1.64% → 1.58%; LeNet-5 1720 KB → 44 KB (39×), "
               "error 0.80% → 0.74%."), "", "### Stage by stage: cumulative ratio to the fp32 artifact (ours / paper)",
               "", "| model | data | after pruning | + weight sharing (fixed-width indices) | + entropy coding |",
@@ -486,7 +515,7 @@ def main(argv: list[str] | None = None) -> None:
     for row in names:
         print(f"--- sharing row {row}", flush=True)
         if row in DC_ROWS:
-            result = deep_compression(*DC_ROWS[row])
+            result = dc_row(*DC_ROWS[row])
         elif row == "decode":
             result = decode_timing()
         elif row == "hash":
