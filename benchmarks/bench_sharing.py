@@ -74,9 +74,18 @@ def _stored() -> dict[str, dict]:
         f = cache_dir() / "bench" / f"sharing-{row}.json"
         if f.is_file():
             result = json.loads(f.read_text())
+            if row in DC_ROWS and result.get("version") == 2 and len(DC_SEEDS[result["task"]]) == 1:
+                result = _one_seed(result)  # version 3 only added the seed bookkeeping; same recipe, one seed
             if row not in DC_ROWS or result.get("version") == DC_VERSION:
                 out[row] = result
     return out
+
+
+def _one_seed(result: dict) -> dict:
+    """A version-2 row (seed 0, no seed list) in the version-3 layout."""
+    seed = {"seed": 0, **{k: result[k] for k in ("bytes", "ratio", "metric", "drop_points")}}
+    return {**result, "seed": 0, "seeds": [seed], "mean_drop_points": result["drop_points"],
+            "min_ratio": result["ratio"], "version": DC_VERSION}
 
 
 def _prune_sparsity(recipe: Recipe) -> float:
