@@ -105,7 +105,7 @@ def _recipe(sparsity: float | None) -> Recipe:
 
 
 # MNIST-5k's test split is 1,000 images, so one run's drop moves by about ±0.5 points with the seed alone
-# (measured: seeds 0-1 of one recipe 0.961 and 0.965): its rows run 3 seeds and are judged on the mean.
+# (the rows' `drop per seed` column shows it): they run 3 seeds and are judged on the mean.
 # Fashion-MNIST's 10,000 test images make one seed steady enough (and a LeNet-5 run takes minutes).
 DC_SEEDS = {"mnist-5k": (0, 1, 2), "fashion-mnist": (0,)}
 
