@@ -44,12 +44,15 @@ from modelpress.tasks.builtin import cache_dir
 from modelpress.tasks.models import build
 from modelpress.tasks.train import evaluate, train
 
-# row -> (task, model, pruning sparsity overriding the recipe's, or None: the built-in recipe as it is)
+# row -> (task, model, {step key: {field: value}} overriding the recipe, or None: the built-in recipe as it is)
 DC_ROWS = {
     "dc-mnist-lenet300": ("mnist-5k", "lenet-300-100", None),
     "dc-mnist-lenet5": ("mnist-5k", "lenet-5", None),
     "dc-fashion-lenet300": ("fashion-mnist", "lenet-300-100", None),
     "dc-fashion-lenet5": ("fashion-mnist", "lenet-5", None),
+    # tried after the shipped recipe missed the drop bar on LeNet-5 / MNIST-5k (a variant, not the recipe):
+    # 3 epochs of MNIST-5k are 189 steps, Fashion-MNIST's 2,814, so it gets twice the fine-tuning
+    "dc-mnist-lenet5-ft6": ("mnist-5k", "lenet-5", {"finetune": {"epochs": 6}}),
 }
 ROWS = (*DC_ROWS, "decode", "hash", "tie-minilm")
 # Deep Compression rows measured before this version (indented manifest, fp32 biases, no distillation) are
@@ -74,37 +77,50 @@ def _stored() -> dict[str, dict]:
         f = cache_dir() / "bench" / f"sharing-{row}.json"
         if f.is_file():
             result = json.loads(f.read_text())
+            if row in DC_ROWS and result.get("version") == 2 and len(DC_SEEDS[result["task"]]) == 1:
+                result = _one_seed(result)  # version 3 only added the seed bookkeeping; same recipe, one seed
             if row not in DC_ROWS or result.get("version") == DC_VERSION:
                 out[row] = result
     return out
+
+
+def _one_seed(result: dict) -> dict:
+    """A version-2 row (seed 0, no seed list) in the version-3 layout."""
+    seed = {"seed": 0, **{k: result[k] for k in ("bytes", "ratio", "metric", "drop_points")}}
+    return {**result, "seed": 0, "seeds": [seed], "mean_drop_points": result["drop_points"],
+            "min_ratio": result["ratio"], "version": DC_VERSION}
 
 
 def _prune_sparsity(recipe: Recipe) -> float:
     return next(s.config.sparsity for s in recipe.steps if s.key == "prune")
 
 
-def _recipe(sparsity: float | None) -> Recipe:
-    """The built-in deep-compression recipe, its pruning sparsity replaced when ``sparsity`` is given."""
+def _recipe(overrides: dict[str, dict] | None) -> Recipe:
+    """The built-in deep-compression recipe, with ``overrides`` ``{step key: {field: value}}`` applied."""
     import dataclasses
 
     recipe = Recipe.from_yaml(builtin_recipes()["deep-compression"])
-    if sparsity is None:
+    if not overrides:
         return recipe
-    steps = tuple(dataclasses.replace(s, config=dataclasses.replace(s.config, sparsity=sparsity))
-                  if s.key == "prune" else s for s in recipe.steps)
+    steps = tuple(dataclasses.replace(s, config=dataclasses.replace(s.config, **overrides[s.key]))
+                  if s.key in overrides else s for s in recipe.steps)
     return dataclasses.replace(recipe, steps=steps)
 
 
+def _label(overrides: dict[str, dict] | None) -> str:
+    return "deep-compression" + "".join(f", {k} {f} {v}" for k, o in (overrides or {}).items() for f, v in o.items())
+
+
 # MNIST-5k's test split is 1,000 images, so one run's drop moves by about ±0.5 points with the seed alone
-# (measured: seeds 0-1 of one recipe 0.961 and 0.965): its rows run 3 seeds and are judged on the mean.
+# (the rows' `drop per seed` column shows it): they run 3 seeds and are judged on the mean.
 # Fashion-MNIST's 10,000 test images make one seed steady enough (and a LeNet-5 run takes minutes).
 DC_SEEDS = {"mnist-5k": (0, 1, 2), "fashion-mnist": (0,)}
 
 
-def dc_row(task_name: str, model_name: str, sparsity: float | None = None) -> dict:
+def dc_row(task_name: str, model_name: str, overrides: dict[str, dict] | None = None) -> dict:
     """A Deep Compression row: `deep_compression` for each seed of the task; the first seed's run in full,
     every seed's bytes and accuracy, the mean drop and the smallest ratio (what the verdict judges)."""
-    runs = [deep_compression(task_name, model_name, sparsity, seed=seed) for seed in DC_SEEDS[task_name]]
+    runs = [deep_compression(task_name, model_name, overrides, seed=seed) for seed in DC_SEEDS[task_name]]
     row = dict(runs[0])
     row["seeds"] = [{k: r[k] for k in ("seed", "bytes", "ratio", "metric", "drop_points")} for r in runs]
     row["mean_drop_points"] = round(float(np.mean([r["drop_points"] for r in runs])), 2)
@@ -113,11 +129,12 @@ def dc_row(task_name: str, model_name: str, sparsity: float | None = None) -> di
     return row
 
 
-def deep_compression(task_name: str, model_name: str, sparsity: float | None = None, *, seed: int = 0) -> dict:
+def deep_compression(task_name: str, model_name: str, overrides: dict[str, dict] | None = None, *,
+                     seed: int = 0) -> dict:
     """One Deep Compression run: the recipe run end to end (``seed``), bytes on disk, accuracy, stages."""
     task = get(task_name)
     base = task.model(model_name)
-    recipe = _recipe(sparsity)
+    recipe = _recipe(overrides)
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="bench-sharing-") as tmp:
         fp32 = folder_bytes(save(base, Path(tmp) / "fp32"))
@@ -137,7 +154,7 @@ def deep_compression(task_name: str, model_name: str, sparsity: float | None = N
         row["decode_ms"], row["decode_cpu_ms"] = round(wall, 2), round(cpu, 2)
     return {
         "task": task_name, "model": model_name, "fp32_bytes": fp32, "bytes": packed, "files": files,
-        "recipe": "deep-compression" + (f", prune sparsity {sparsity}" if sparsity is not None else ""),
+        "recipe": _label(overrides),
         "sparsity": _prune_sparsity(recipe), "version": DC_VERSION, "seed": seed,
         "load_average": round(os.getloadavg()[0], 1),
         "breakdown": parts,
@@ -407,7 +424,8 @@ def _dc_doc(rows: dict[str, dict]) -> list[str]:
               "gradual pruning to 94% (one global threshold, 3 epochs), 3 epochs of fine-tuning distilled from the "
               "fp32 model (cosine learning rate), clustering (5-bit fully connected, 8-bit conv, linear init) with "
               "2 epochs of codebook fine-tuning, distilled too, codebooks and biases rounded to float16, entropy "
-              "coding. The bytes are the folder "
+              "coding. `dc-mnist-lenet5-ft6` is a variant, not the recipe: twice the fine-tuning epochs, tried after the "
+              "shipped recipe missed the drop bar on LeNet-5 / MNIST-5k (it did not close the gap). The bytes are the folder "
               "`modelpress.pipeline.run` wrote (manifest.json + weights.safetensors, no extra zipping); the fp32 "
               "artifact is `modelpress.save` of the baseline. Accuracy is on the whole held-out test split "
               "(MNIST-5k: 1,000 images; Fashion-MNIST: 10,000)."), "",
