@@ -1,5 +1,6 @@
 # Two commands do all set-up on a fresh machine: `make demo` and `make test`. The setup installs what
-# the default deployment (`--runtime auto`) times: onnxruntime and OpenVINO.
+# the default deployment (`--runtime auto`) times: onnxruntime and OpenVINO, and ExecuTorch (the phone
+# runtime) where it installs; where it does not, a note says so and its candidates are skipped.
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
@@ -18,6 +19,8 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PIP) install -q -c constraints.txt torch==2.13.0
 	$(PIP) install -q -c constraints.txt -e '.[test,openvino]'
 	$(PIP) install -q -c constraints.txt --no-deps $(NODEPS)
+	$(PIP) install -q -c constraints.txt -e '.[executorch]' \
+	  || echo "note: could not install ExecuTorch (pip install 'modelpress[executorch]'); --runtime executorch is unavailable"
 	touch $(STAMP)
 
 # Fashion-MNIST (benchmarks, some tests) comes from Debian; skipped quietly where apt is unavailable.

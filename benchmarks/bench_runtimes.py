@@ -1,8 +1,10 @@
-"""Runtimes benchmark (issue 13): the same models in torch, onnxruntime and OpenVINO, with NNCF as a peer.
+"""Runtimes benchmark (issues 13, 14): the same models in torch, onnxruntime, OpenVINO and ExecuTorch, with
+NNCF as a peer.
 
 Run: ``make bench BENCH=runtimes`` (installs the ``[bench]`` extra, nncf), or
-``HF_HUB_OFFLINE=1 .venv/bin/python -m benchmarks.run runtimes``. ``BENCH_RUNTIMES_ROWS=minilm`` or
-``resnet`` runs one part (the other section of the doc is kept). Writes docs/bench-runtimes.md.
+``HF_HUB_OFFLINE=1 .venv/bin/python -m benchmarks.run runtimes``. ``BENCH_RUNTIMES_ROWS=minilm``,
+``resnet`` or ``et-lenet5`` / ``et-resnet`` / ``et-minilm`` (the ExecuTorch rows) runs one part (the other
+sections of the doc are kept). Writes docs/bench-runtimes.md.
 
 Cases: MiniLM on bbc-news (batch 1 × 128 tokens) and resnet-s on Fashion-MNIST (batch 1 and 32), one
 thread, every candidate of a case timed interleaved in one process (ratios, not absolute times, are the
@@ -19,6 +21,12 @@ result on a shared machine). Candidates:
   calibrated ranges), with the f32 hint and with the 16-bit hint for the layers left float;
 - the peer: NNCF's ``quantize`` (its defaults; ``model_type=TRANSFORMER`` for MiniLM) on the fp32 IR,
   run with OpenVINO's own default precision for this CPU.
+
+ExecuTorch rows (the phone runtime; its XNNPACK delegate runs the same kernels on ARM as here), one
+section per model, batch 1 (MiniLM 1 × 128): torch fp32, onnxruntime fp32, onnxruntime int8 (modelpress's
+deployed choice among onnxruntime's forms), OpenVINO fp32 (f32 hint), ExecuTorch fp32 and ExecuTorch int8
+(`modelpress.quantization.executorch_export.export_pte` of the same modelpress-quantized model: its int8
+codes, scales and calibrated ranges carried into XNNPACK's quantizer; embeddings as int8 rows).
 
 Fidelity is to torch fp32 on the test split: mean cosine of the logits per example and top-1 agreement;
 accuracy is the task metric on the same split; bytes are the deployed files (.onnx, or .xml + .bin).
@@ -38,7 +46,7 @@ import torch
 import torch.nn.functional as F
 
 from modelpress.artifact.onnx import export_onnx
-from modelpress.context import StepContext
+from modelpress.context import DeployTarget, StepContext
 from modelpress.measure.cpu import cpu_info
 from modelpress.measure.latency import time_interleaved
 from modelpress.measure.onnx_size import onnx_bytes
@@ -125,7 +133,7 @@ def _candidates(task: Task, fp32: torch.nn.Module, tmp: Path, int8_mode: str,
     # modelpress's deployed int8 (onnxruntime), its own choice of format
     q = copy.deepcopy(fp32)
     cfg = Quantize(mode=int8_mode)
-    ctx = StepContext(task=task, progress=False)
+    ctx = StepContext(task=task, progress=False, target=DeployTarget(runtime="onnxruntime"))  # the ORT row
     apply_quantize(q, cfg, ctx)
     p8 = export_onnx(q, ex, tmp / "int8.onnx")
     d = deploy_quantize(p8, q, cfg, ctx)
@@ -217,13 +225,83 @@ def resnet(tmp: Path) -> list[str]:
              *[f"- {n}" for n in notes], ""])
 
 
+def _et_candidates(task: Task, fp32: torch.nn.Module, tmp: Path, int8_mode: str) -> tuple[list[Candidate], list[str]]:
+    """torch / onnxruntime fp32 and int8 / OpenVINO fp32 / ExecuTorch fp32 and int8 of one model."""
+    from modelpress.measure import openvino_runtime as ovr
+    from modelpress.measure.executorch_runtime import executorch_available, pte_predict
+    from modelpress.quantization.executorch_export import export_pte
+
+    if not executorch_available():
+        return [], ["ExecuTorch is not installed (`make setup` installs the [executorch] extra)"]
+    ex, notes = task.example_inputs, []
+    q = copy.deepcopy(fp32)
+    cfg = Quantize(mode=int8_mode)
+    ctx = StepContext(task=task, progress=False, target=DeployTarget(runtime="onnxruntime"))
+    apply_quantize(q, cfg, ctx)
+    e32 = export_pte(fp32, ex, tmp / "fp32.pte")  # first: it sizes ExecuTorch's thread pool (1)
+    e8 = export_pte(q, ex, tmp / "int8.pte", mode=int8_mode, calibration=task.calibration.head(cfg.calibration_size))
+    p32 = export_onnx(fp32, ex, tmp / "fp32.onnx")
+    p8 = export_onnx(q, ex, tmp / "int8.onnx")
+    d = deploy_quantize(p8, q, cfg, ctx)
+    cands = [Candidate("torch fp32 (eager)", "torch", "f32", torch_predict(fp32, 256), None),
+             Candidate("onnxruntime fp32", "onnxruntime", "f32", ort_predict(p32), onnx_bytes(p32)),
+             Candidate(f"onnxruntime int8 (modelpress deployed, `{d['candidate']}`)", "onnxruntime",
+                       f"int8 {d['candidate']}", ort_predict(p8), onnx_bytes(p8))]
+    if not d["format"].startswith("int8"):  # deploy kept the float graph: time an int8 ORT form beside it
+        forced = "static" if int8_mode == "int8-static" else "dynamic"
+        qf, cfg_f = copy.deepcopy(fp32), Quantize(mode=int8_mode, deploy=forced)
+        apply_quantize(qf, cfg_f, ctx)
+        pf = export_onnx(qf, ex, tmp / "int8-forced.onnx")
+        deploy_quantize(pf, qf, cfg_f, ctx)
+        cands.append(Candidate(f"onnxruntime int8 (forced `{forced}`)", "onnxruntime", f"int8 {forced}",
+                               ort_predict(pf), onnx_bytes(pf)))
+        notes.append(f"modelpress deploy kept `{d['candidate']}` for {int8_mode}: {d['why'][:300]}")
+    if ovr.openvino_available():
+        cands += _ov_candidates(ovr.to_ir(p32, tmp / "fp32.xml"), "OpenVINO fp32 IR", ("f32",))
+    for e in (e32, e8):
+        cands.append(Candidate(f"ExecuTorch XNNPACK {e.mode}", "executorch", e.mode, pte_predict(e.path), e.bytes))
+        notes.append(f"ExecuTorch {e.mode}: {e.ops.describe()}"
+                     + (f"; carried from modelpress: {e.carried}" if e.carried else ""))
+        notes += [f"ExecuTorch {e.mode}: {n}" for n in e.notes if not n.startswith("some ops fall back")]
+    notes.append(f"ExecuTorch int8 / fp32 bytes: {e8.bytes / e32.bytes:.3f}")
+    return cands, notes
+
+
+def _et_section(title: str, task: Task, fp32: torch.nn.Module, tmp: Path, int8_mode: str) -> list[str]:
+    cands, notes = _et_candidates(task, fp32.eval(), tmp, int8_mode)
+    rows = _table(task, cands, [("batch 1", tuple(t[:1] for t in task.test.inputs))]) if cands else []
+    return [f"## ExecuTorch: {title}", "", *rows, "", *[f"- {n}" for n in notes],
+            f"- load average when the section finished: {os.getloadavg()[0]:.2f}", ""]
+
+
+def et_lenet5(tmp: Path) -> list[str]:
+    task = get("fashion-mnist")
+    return _et_section("LeNet-5 on Fashion-MNIST (batch 1, 1 thread, timed interleaved)", task,
+                       task.model("lenet-5"), tmp, "int8-static")
+
+
+def et_resnet(tmp: Path) -> list[str]:
+    task = get("fashion-mnist")
+    return _et_section("resnet-s on Fashion-MNIST (batch 1, 1 thread, timed interleaved)", task,
+                       task.model("resnet-s"), tmp, "int8-static")
+
+
+def et_minilm(tmp: Path) -> list[str]:
+    task = get("bbc-news")
+    return _et_section("MiniLM on bbc-news (batch 1 × 128 tokens, 1 thread, timed interleaved)", task,
+                       task.model(), tmp, "int8-dynamic")
+
+
 def _versions() -> str:
     import onnxruntime
 
     out = [f"torch {torch.__version__}", f"onnxruntime {onnxruntime.__version__}"]
-    for mod in ("openvino", "nncf"):
+    for mod in ("openvino", "nncf", "executorch"):
         try:
-            out.append(f"{mod} {__import__(mod).__version__}")
+            import importlib.metadata
+
+            __import__(mod)
+            out.append(f"{mod} {importlib.metadata.version(mod)}")
         except ImportError:
             out.append(f"{mod} not installed")
     return ", ".join(out)
@@ -241,8 +319,9 @@ def _machine() -> str:
 
 def main() -> None:
     torch.set_num_threads(1)
-    want = set(os.environ.get("BENCH_RUNTIMES_ROWS", "minilm,resnet").split(","))
-    parts: dict[str, Callable[[Path], list[str]]] = {"minilm": minilm, "resnet": resnet}
+    want = set(os.environ.get("BENCH_RUNTIMES_ROWS", "minilm,resnet,et-lenet5,et-resnet,et-minilm").split(","))
+    parts: dict[str, Callable[[Path], list[str]]] = {"minilm": minilm, "resnet": resnet, "et-lenet5": et_lenet5,
+                                                     "et-resnet": et_resnet, "et-minilm": et_minilm}
     lines = ["# Runtimes benchmark", "", f"Command: `{COMMAND}`", "", _machine(), "", f"Versions: {_versions()}.",
              "", ("× torch / × ORT fp32: median latency over that of torch fp32 / onnxruntime fp32 in the same "
                   "interleaved run (lower is faster). Executed format: what the runtime computes in, read off "

@@ -74,6 +74,7 @@ def _add_run_commands(add: Callable[..., argparse.ArgumentParser]) -> None:
             epilog="examples:\n  modelpress compress --task mnist-5k --recipe finetune --out out/ft\n"
             "  modelpress compress --task fashion-mnist --model resnet-s --recipe prune-channel --out out/pc\n"
             "  modelpress compress --task bbc-news --recipe int8-static --out out/q8 --runtime openvino\n"
+            "  modelpress compress --task mnist-5k --recipe int8-static --out out/phone --runtime executorch\n"
             "  modelpress compress --task mypkg.tasks:my_task --model mypkg.nets:build --recipe my.yaml --out out/x")
     p.add_argument("--task", required=True, help="built-in task name or package.module:function")
     p.add_argument("--model", default=None, help="built-in model name, artifact folder, HF folder, weights "
@@ -81,9 +82,10 @@ def _add_run_commands(add: Callable[..., argparse.ArgumentParser]) -> None:
     p.add_argument("--recipe", required=True, help="built-in recipe name (`modelpress recipes`) or a YAML file")
     p.add_argument("--out", required=True, help="output folder: model/, model.onnx, report.json, report.html")
     p.add_argument("--no-deploy", action="store_true", help="skip the ONNX export and onnxruntime measurement")
-    p.add_argument("--runtime", choices=("auto", "onnxruntime", "openvino"), default="auto",
-                   help="where the deployed model runs: auto (default) measures the candidates of onnxruntime "
-                   "and OpenVINO (where installed) and keeps the best; the others only that runtime's")
+    p.add_argument("--runtime", choices=("auto", "onnxruntime", "openvino", "executorch"), default="auto",
+                   help="where the deployed model runs: auto (default) measures the candidates of onnxruntime, "
+                   "OpenVINO and ExecuTorch (where installed) and keeps the best; the others only that "
+                   "runtime's (executorch: a phone / embedded .pte with the XNNPACK delegate)")
     p.add_argument("--seed", type=int, default=0, help="random seed for training steps (default 0)")
     _add_measure_args(p)
 
@@ -92,12 +94,14 @@ def _add_run_commands(add: Callable[..., argparse.ArgumentParser]) -> None:
             "  modelpress evaluate --task mnist-5k --model out/pw/model --json stats.json\n"
             "  modelpress evaluate --task mnist-5k --model out/pw/model.onnx\n"
             "  modelpress evaluate --task mnist-5k --model out/pw/model --runtime onnxruntime\n"
-            "  modelpress evaluate --task mnist-5k --model out/pw/model.xml")
+            "  modelpress evaluate --task mnist-5k --model out/pw/model.xml\n"
+            "  modelpress evaluate --task mnist-5k --model out/phone/model.pte")
     p.add_argument("--task", required=True, help="built-in task name or package.module:function")
     p.add_argument("--model", default=None, help="as for compress; a .onnx file is measured in onnxruntime "
-                   "(or OpenVINO with --runtime openvino), an OpenVINO IR .xml (with its .bin) in OpenVINO")
-    p.add_argument("--runtime", choices=("torch", "onnxruntime", "openvino"), default="torch",
-                   help="where to run it (default torch); onnxruntime and openvino export the model first")
+                   "(or OpenVINO with --runtime openvino), an OpenVINO IR .xml (with its .bin) in OpenVINO, an "
+                   "ExecuTorch .pte in ExecuTorch")
+    p.add_argument("--runtime", choices=("torch", "onnxruntime", "openvino", "executorch"), default="torch",
+                   help="where to run it (default torch); the others export the model first")
     p.add_argument("--json", default=None, metavar="FILE", help="also write the Stats as JSON to FILE")
     _add_measure_args(p)
 

@@ -13,6 +13,8 @@ __all__ = ["cmd_compress", "cmd_demo", "cmd_evaluate", "cmd_recipes", "cmd_sensi
 
 DEMO_TASK, DEMO_MODEL = "mnist-5k", "lenet-300-100"
 DEMO_RECIPES = ("prune-weight", "prune-neuron", "int8-static", "int4-weight", "prune-int8")
+# The embedded default deployed for a phone too: this recipe again with --runtime executorch (a .pte).
+DEMO_PHONE = "int8-static"
 
 
 def _settings(args: argparse.Namespace):
@@ -93,10 +95,18 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         from modelpress.measure.openvino_runtime import require_openvino
 
         require_openvino("--runtime openvino" if args.runtime == "openvino" else f"--model {args.model}")
+    if args.runtime == "executorch" or _is_pte(args.model):
+        from modelpress.measure.executorch_runtime import require_executorch
+
+        require_executorch("--runtime executorch" if args.runtime == "executorch" else f"--model {args.model}")
     task = resolve_task(args.task)
     stats = _evaluate(args, task)
     print(f"task {task.name}, model {args.model or task.default_model}, runtime {stats.runtime}")
-    print(_format(stats, task, onnx_file=_is_onnx(args.model) or _is_ir(args.model)))
+    print(_format(stats, task, onnx_file=_is_onnx(args.model) or _is_ir(args.model) or _is_pte(args.model)))
+    if _is_pte(args.model):
+        from modelpress.measure.executorch_runtime import pte_ops
+
+        print(f"ops: {pte_ops(args.model).describe()}")
     if args.json:
         Path(args.json).write_text(json.dumps(stats.to_dict(), indent=2))
         print(f"wrote {args.json}")
@@ -105,6 +115,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def _is_onnx(spec: str | None) -> bool:
     return bool(spec) and Path(spec).suffix.lower() == ".onnx"
+
+
+def _is_pte(spec: str | None) -> bool:
+    """An ExecuTorch program."""
+    return bool(spec) and Path(spec).suffix.lower() == ".pte"
 
 
 def _is_ir(spec: str | None) -> bool:
@@ -121,6 +136,10 @@ def _evaluate(args: argparse.Namespace, task):
         from modelpress.measure import measure_openvino
 
         return measure_openvino(args.model, task, **kw)
+    if _is_pte(args.model):
+        from modelpress.measure import measure_executorch
+
+        return measure_executorch(args.model, task, **kw)  # params / MACs: not counted (0 → n/a)
     if _is_onnx(args.model):
         return measure_onnx(args.model, task, **kw)
     model = resolve_model(args.model, task, trust_source=args.trust_source)
@@ -137,7 +156,9 @@ def _format(stats, task, *, onnx_file: bool) -> str:
     if onnx_file:  # an ONNX file alone has no MAC counter (MACs are counted on the torch model), so 0 means unknown
         text = "\n".join(
             ln.replace(" 0", " n/a (not counted for an ONNX file; evaluate the artifact folder for MACs)", 1)
-            if ln.startswith("MACs") and ln.rstrip().endswith(" 0") else ln
+            if ln.startswith("MACs") and ln.rstrip().endswith(" 0") else
+            ln.replace(" 0", " n/a (not counted for a .pte file)", 1)
+            if ln.startswith(("params", "nonzero params")) and ln.rstrip().endswith(" 0") else ln
             for ln in text.splitlines()
         )
     return text
@@ -166,6 +187,10 @@ def _measure_deployed(model, spec, task, kw, runtime="onnxruntime"):
             from modelpress.measure import measure_openvino
 
             return measure_openvino(path.with_suffix(".xml"), task, macs=macs, **kw)
+        if info["shipped"]["runtime"] == "executorch":
+            from modelpress.measure import measure_executorch
+
+            return measure_executorch(path.with_suffix(".pte"), task, macs=macs, **kw)
         return measure_onnx(path, task, macs=macs, **kw)
 
 
@@ -179,7 +204,7 @@ def cmd_compress(args: argparse.Namespace) -> int:
     recipe = Recipe.resolve(args.recipe)
     check_folder(args.out, RUN_OUTPUTS)
     check_model_spec(args.model)
-    settings = _settings(args)  # --runtime openvino without OpenVINO: exit 2 before the data loads
+    settings = _settings(args)  # --runtime openvino / executorch not installed: exit 2 before the data loads
     task = resolve_task(args.task)
     model = resolve_model(args.model, task, trust_source=args.trust_source)
     result = run(recipe, task, model=model, out=args.out, settings=settings, seed=args.seed,
@@ -187,6 +212,7 @@ def cmd_compress(args: argparse.Namespace) -> int:
     print()
     print(summarize(result.report))
     ir = ["model.xml", "model.bin"] if (Path(args.out) / "model.xml").is_file() else []  # OpenVINO won
+    ir += ["model.pte"] if (Path(args.out) / "model.pte").is_file() else []  # ExecuTorch won
     written = ["model/"] + (["model.onnx", *ir] if result.deployed else []) + ["report.json", "report.html"]
     print(f"\nwrote {', '.join(f'{args.out}/{w}' for w in written)}")
     return 0
@@ -260,8 +286,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     available = builtin_recipes()
     names = args.recipes if args.recipes is not None else [r for r in DEMO_RECIPES if r in available]
     recipes = {name: Recipe.resolve(name) for name in names}  # every name checked before any work
-    for name in names:  # every recipe's folder too: a refusal after an hour of work helps nobody
-        check_folder(Path(args.out) / name, RUN_OUTPUTS)
+    phone = _demo_phone(names)
+    for name in [*names, *([f"{DEMO_PHONE}-phone"] if phone else [])]:  # every folder too: a refusal
+        check_folder(Path(args.out) / name, RUN_OUTPUTS)               # after an hour of work helps nobody
     top = OutputFolder.open(args.out, ("summary.md",), command=args.command_line)
     if top.note:
         print(top.note)
@@ -278,9 +305,19 @@ def cmd_demo(args: argparse.Namespace) -> int:
         result = run(recipe, task, model=model, out=Path(args.out) / name, settings=settings, baseline=baseline,
                      command=args.command_line, model_name=DEMO_MODEL)
         rows.append(_summary_row(name, result.report))
+    if phone:
+        print(f"\n=== recipe {DEMO_PHONE}, deployed for a phone (ExecuTorch, XNNPACK) ===")
+        result = run(recipes[DEMO_PHONE], task, model=model, out=Path(args.out) / f"{DEMO_PHONE}-phone",
+                     settings=MeasureSettings(runtime="executorch"), baseline=baseline,
+                     command=args.command_line, model_name=DEMO_MODEL)
+        rows.append(_summary_row(f"{DEMO_PHONE} (phone)", result.report))
+    elif DEMO_PHONE in names:
+        from modelpress.measure.executorch_runtime import INSTALL_HINT
+
+        print(f"\nnote: the phone deployment (ExecuTorch) is skipped: ExecuTorch is not installed ({INSTALL_HINT})")
     if rows:
-        header = ["recipe", "size", "× smaller", task.metric.name, "Δ", "deployed", "deployed ×smaller",
-                  "latency (deployed/baseline)"]
+        header = ["recipe", "size", "× smaller", task.metric.name, "Δ", "deployed in", "deployed",
+                  "deployed ×smaller", "latency (deployed/baseline)"]
         print("\nsummary (baseline vs each recipe; latency timed interleaved, batch 1, 1 thread):")
         print(_table(rows, header))
         with top.write("summary.md"):
@@ -288,6 +325,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
         print(f"\nreports: {args.out}/<recipe>/report.html ; summary: {args.out}/summary.md")
     top.finish()
     return 0
+
+
+def _demo_phone(names: list[str]) -> bool:
+    """Whether the demo also deploys `DEMO_PHONE` for a phone: it is among the recipes and ExecuTorch is installed."""
+    from modelpress.measure.executorch_runtime import executorch_available
+
+    return DEMO_PHONE in names and executorch_available()
 
 
 def _summary_row(name: str, report: dict) -> list[str]:
@@ -299,6 +343,7 @@ def _summary_row(name: str, report: dict) -> list[str]:
         f"{base['size_bytes'] / comp['size_bytes']:.1f}×",
         f"{comp['metric']:.4f}",
         f"{comp['metric'] - base['metric']:+.4f}",
+        dep["runtime"] if dep else "—",
         f"{dep['metric']:.4f}" if dep else "—",
         f"{base['size_bytes'] / dep['size_bytes']:.1f}×" if dep else "—",
         f"{lat.get('deployed', lat.get('compressed')):.2f}",
@@ -326,6 +371,18 @@ def summarize(report: dict) -> str:
     errors = [f"{s['name']}: {s['error']}" for s in report["steps"] if s.get("error")]
     if errors:
         text += "\n" + "\n".join(errors)
+    shipped = report.get("deploy", {}).get("shipped", {})
+    ops = shipped.get("ops") or {}
+    if shipped.get("runtime") == "executorch" and "delegated_ops" in ops:
+        text += (f"\nExecuTorch {shipped['file']}: {ops['delegated_ops']} ops delegated to XNNPACK, "
+                 f"{ops['portable_ops']} on portable kernels"
+                 + (f" ({', '.join(f'{k} {v}' for k, v in sorted(ops['portable'].items()))})"
+                    if ops["portable"] else ""))
+    fid = (report.get("deployed") or {}).get("fidelity")
+    if fid:
+        agree = f"top-1 agreement {fid['agreement']:.4f}, " if fid.get("agreement") is not None else ""
+        text += (f"\nfidelity of the deployed model to the fp32 baseline on the test split: {agree}"
+                 f"output cosine {fid['cosine']:.5f}")
     if report.get("deploy", {}).get("error"):
         text += f"\ndeployment failed: {report['deploy']['error']}"
     return text

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from modelpress.context import DeployTarget, StepContext
+from modelpress.measure import executorch_runtime as etr
 from modelpress.measure import openvino_runtime as ovr
 from modelpress.pipeline.deploy import export_deployed
 from modelpress.pipeline.recipe import Recipe
@@ -60,7 +61,8 @@ def test_auto_judges_both_runtimes(digits, tmp_path):
     task, fp32, q, steps = _quantized(digits)
     info = export_deployed(q, steps, task, tmp_path / "model.onnx", reference=fp32, target=DeployTarget())
     rows = [c for c in info["quantize"]["candidates"] if "error" not in c]
-    assert {c["runtime"] for c in rows} == {"onnxruntime", "openvino"}
+    expected = {"onnxruntime", "openvino"} | ({"executorch"} if etr.executorch_available() else set())
+    assert {c["runtime"] for c in rows} == expected
     ov = [c for c in rows if c["runtime"] == "openvino"]
     assert any(c["format"] == "float" and c["precision"] == "f32" for c in ov)
     assert all(c["executed_layers"].get("int8") for c in ov if c["format"] != "float")  # graph-checked
@@ -77,6 +79,7 @@ def test_onnxruntime_only(digits, tmp_path):
 
 def test_without_openvino_auto_is_onnxruntime_with_a_note(digits, tmp_path, monkeypatch):
     monkeypatch.setattr(ovr, "openvino_available", lambda: False)
+    monkeypatch.setattr(etr, "executorch_available", lambda: False)
     task, fp32, q, steps = _quantized(digits)
     info = export_deployed(q, steps, task, tmp_path / "model.onnx", reference=fp32, target=DeployTarget())
     assert info["shipped"]["runtime"] == "onnxruntime"

@@ -17,7 +17,7 @@ from modelpress.measure import latency, macs, memory, onnx_size, runtime, size, 
 from modelpress.measure.compare import Comparison, compare, compare_models, format_stats
 from modelpress.measure.latency import Latency, time_interleaved, time_one
 from modelpress.measure.macs import count_macs
-from modelpress.measure.measuring import measure, measure_onnx, measure_openvino
+from modelpress.measure.measuring import measure, measure_executorch, measure_onnx, measure_openvino
 from modelpress.measure.stats import Stats
 
 __all__ = [
@@ -31,6 +31,7 @@ __all__ = [
     "latency",
     "macs",
     "measure",
+    "measure_executorch",
     "measure_onnx",
     "measure_openvino",
     "memory",

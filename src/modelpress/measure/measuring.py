@@ -17,7 +17,7 @@ from modelpress.measure.size import artifact_bytes, count_baked_params
 from modelpress.measure.stats import Stats
 from modelpress.tasks.task import Task
 
-__all__ = ["measure", "measure_onnx", "measure_openvino"]
+__all__ = ["measure", "measure_executorch", "measure_onnx", "measure_openvino"]
 
 
 def _check_common(task: object, threads: int, batch_size: int, warmup: int, runs: int, owner: str) -> None:
@@ -200,3 +200,42 @@ def measure_openvino(
     return _deployed_stats(predict, task, ovr.ir_bytes(path), ovr.ir_params(path), macs, peak_of,
                            f"openvino {executed.label}", threads=threads, batch_size=batch_size, warmup=warmup,
                            runs=runs)
+
+
+def measure_executorch(
+    path: str | Path,
+    task: Task,
+    *,
+    macs: int = 0,
+    threads: int = 1,
+    batch_size: int = 1,
+    warmup: int = 5,
+    runs: int = 30,
+    params: tuple[int, int] = (0, 0),
+) -> Stats:
+    """Measure the ExecuTorch program (``.pte``) at ``path`` on ``task`` in the ExecuTorch runtime (its
+    Python bindings, ``threads`` threads; `modelpress.measure.executorch_runtime.pte_predict`). The
+    runtime is named ``"executorch"``.
+
+    - size: bytes of the .pte file (weights, program and XNNPACK payload are all in it);
+    - params / nonzero params: ``params`` as given (those of the model the program was exported from;
+      a .pte's constants, partly inside the XNNPACK payload, are not enumerated; 0 means not counted);
+    - MACs: ``macs`` as given (count them on the torch model);
+    - latency and metric as in `measure` (the program runs its fixed export batch; larger batches in
+      chunks); peak memory: a lower bound, the file's bytes plus one call's inputs and outputs.
+
+    Raises `BadInputError` when the file is missing, ExecuTorch is not installed or arguments are bad;
+    `CompressionError` when ExecuTorch cannot load the program.
+    """
+    from modelpress.measure import executorch_runtime as etr
+
+    _check_common(task, threads, batch_size, warmup, runs, "measure_executorch")
+    check_positive_int(macs, "macs", "measure_executorch", minimum=0)
+    predict = etr.pte_predict(path, threads=threads)
+    size = etr.pte_bytes(path)
+
+    def peak_of(inputs):
+        return size + sum(t.numel() * t.element_size() for t in (*inputs, predict(inputs)))
+
+    return _deployed_stats(predict, task, size, params, macs, peak_of, "executorch", threads=threads,
+                           batch_size=batch_size, warmup=warmup, runs=runs)

@@ -33,10 +33,10 @@ def export_deployed(
     it); ``target``: the runtime setting they time in. Returns what the hooks reported, by step key (e.g.
     the chosen int8 format and why), under ``"runtime"`` the runtime choice when no hook made one
     (`modelpress.pipeline.deploy_runtime`), and under ``"shipped"`` what the written file holds: ``runtime``
-    (``onnxruntime`` or ``openvino``), ``file`` (``path``'s name, or the IR ``model.xml`` written beside
-    it), ``format`` (`modelpress.measure.onnx_graph.onnx_format` of the graph; for OpenVINO the format
+    (``onnxruntime``, ``openvino`` or ``executorch``), ``file`` (``path``'s name, or the IR ``model.xml``
+    or the ExecuTorch ``model.pte`` written beside it; for ExecuTorch also ``ops``: delegated / portable), ``format`` (`modelpress.measure.onnx_graph.onnx_format` of the graph; for OpenVINO the format
     it executes), ``layers`` per kind, ``ops`` per op type, ``bytes``. Raises `CompressionError` when the
-    export or a hook fails, `BadInputError` for target runtime ``openvino`` without OpenVINO.
+    export or a hook fails, `BadInputError` for target runtime ``openvino`` / ``executorch`` without it installed.
     """
     from modelpress.measure.onnx_graph import layer_formats, onnx_format, op_counts
     from modelpress.measure.onnx_size import onnx_bytes
@@ -50,14 +50,16 @@ def export_deployed(
             info[step.key] = hook(Path(path), model, step.config, ctx)
     chosen = [v for v in info.values() if isinstance(v, dict) and "runtime" in v]  # a hook chose the runtime
     if not chosen and ctx.target.runtime != "onnxruntime":
+        from modelpress.measure.executorch_runtime import executorch_available
         from modelpress.measure.openvino_runtime import openvino_available
         from modelpress.pipeline.deploy_runtime import choose_runtime
 
-        if openvino_available() or ctx.target.runtime == "openvino":
+        if openvino_available() or executorch_available() or ctx.target.runtime != "auto":
             info["runtime"] = choose_runtime(Path(path), model, ctx)
             chosen = [info["runtime"]]
         else:
-            info["runtime"] = {"runtime": "onnxruntime", "notes": ["OpenVINO is not installed: onnxruntime only"]}
+            info["runtime"] = {"runtime": "onnxruntime",
+                               "notes": ["OpenVINO and ExecuTorch are not installed: onnxruntime only"]}
     layers: dict[str, int] = {}
     for lf in layer_formats(path):
         layers[lf.kind] = layers.get(lf.kind, 0) + 1
@@ -65,7 +67,26 @@ def export_deployed(
                        "layers": layers, "ops": op_counts(path), "bytes": onnx_bytes(path)}
     if chosen and chosen[-1]["runtime"] == "openvino":
         info["shipped"] |= _openvino_shipped(Path(path), chosen[-1])
+    if chosen and chosen[-1]["runtime"] == "executorch":
+        info["shipped"] |= _executorch_shipped(Path(path), chosen[-1], info["shipped"]["layers"])
     return info
+
+
+def _executorch_shipped(path: Path, chosen: dict[str, Any], onnx_layers: dict[str, int]) -> dict[str, Any]:
+    """The shipped ``model.pte`` beside ``path``: its mode, bytes and which ops XNNPACK took (from the
+    lowering) and which fell back to portable kernels; the ONNX graph keeps its figures under ``onnx_*``."""
+    from modelpress.measure.executorch_runtime import pte_bytes
+    from modelpress.measure.onnx_size import onnx_bytes
+
+    pte = path.with_suffix(".pte")
+    fmt = chosen.get("format") or "float32"
+    fmt = "float32" if fmt == "fp32" else fmt
+    et = chosen.get("executorch", {})
+    delegated = et.get("ops", {}).get("delegated", {})
+    weighted = sum(n for op, n in delegated.items() if op in ("aten::linear", "aten::convolution"))
+    return {"runtime": "executorch", "file": pte.name, "format": fmt, "bytes": pte_bytes(pte),
+            "layers": {}, "delegated_weighted_layers": weighted, "onnx_layers": onnx_layers,
+            "onnx_bytes": onnx_bytes(path), **et}
 
 
 def _openvino_shipped(path: Path, chosen: dict[str, Any]) -> dict[str, Any]:

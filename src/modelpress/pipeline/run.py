@@ -39,14 +39,15 @@ from modelpress.tasks.train import torch_predict
 __all__ = ["RUNTIMES", "RUN_OUTPUTS", "MeasureSettings", "RunResult", "compress_", "run"]
 
 
-RUNTIMES = ("auto", "onnxruntime", "openvino")  # where the deployed model may run
+RUNTIMES = ("auto", "onnxruntime", "openvino", "executorch")  # where the deployed model may run
 
 
 @dataclass(frozen=True)
 class MeasureSettings:
     """How latency is measured: intra-op ``threads``, examples per forward (``batch_size``), timed ``runs``,
     and the deployment ``runtime``: ``auto`` (measure the candidates of onnxruntime and, where installed,
-    OpenVINO, keep the best), ``onnxruntime`` or ``openvino`` (only that runtime's candidates)."""
+    OpenVINO and ExecuTorch, keep the best), ``onnxruntime``, ``openvino`` or ``executorch`` (only that
+    runtime's candidates)."""
 
     threads: int = 1
     batch_size: int = 1
@@ -65,6 +66,10 @@ class MeasureSettings:
             from modelpress.measure.openvino_runtime import require_openvino
 
             require_openvino("runtime openvino")  # a clear error up front, not after the steps ran
+        if self.runtime == "executorch":
+            from modelpress.measure.executorch_runtime import require_executorch
+
+            require_executorch("runtime executorch")
 
     def timing(self) -> dict[str, int]:
         """The keyword arguments of `modelpress.measure.measure`: threads, batch_size, warmup, runs."""
@@ -192,7 +197,10 @@ def run(
         stages = [reference, *earlier, baked_eval_copy(work)]
         shipped = deploy_info.get("shipped", {}).get("runtime", "onnxruntime")
         interleaved = _time_side_by_side(stages, onnx_path if deployed else None, task, settings, shipped)
+        fid = _deployed_fidelity(onnx_path, shipped, reference, task, settings.threads) if deployed else None
     report = build_report(task, recipe, baseline, step_rows, compressed, deployed, deploy_info, interleaved)
+    if fid is not None:  # to the fp32 model the recipe started from, on the test split
+        report["deployed"]["fidelity"] = fid.to_dict()
     report.update(about_run(original, model_name, command, seed))
     if folder is not None:
         # measured sizes come from a bare save; the written artifact also records the recipe in its manifest
@@ -230,9 +238,11 @@ def _check_step_finite(work: nn.Module, key: str, task: Task) -> None:
         raise CompressionError(f"step `{key}` made the model non-finite: {why}.")
 
 
-RUN_OUTPUTS = ("model", "model.onnx", "model.onnx.data", "model.xml", "model.bin", "report.json", "report.html")
-# the exporter writes .data beside a model over 2 GB; model.xml / .bin where OpenVINO runs the deployed graph
-_ONNX_FILES = ("model.onnx", "model.onnx.data", "model.xml", "model.bin")
+RUN_OUTPUTS = ("model", "model.onnx", "model.onnx.data", "model.xml", "model.bin", "model.pte", "report.json",
+               "report.html")
+# the exporter writes .data beside a model over 2 GB; model.xml / .bin where OpenVINO runs the deployed graph,
+# model.pte where ExecuTorch does
+_ONNX_FILES = ("model.onnx", "model.onnx.data", "model.xml", "model.bin", "model.pte")
 
 
 def _prepare_out(out: str | Path | None, model: nn.Module, command: str) -> OutputFolder | None:
@@ -253,8 +263,8 @@ def _deploy(work, recipe, task, path, settings, compressed, seed, *, reference=N
             target=None) -> tuple[Stats | None, dict[str, Any]]:
     """Export to ONNX, let steps rewrite it (e.g. int8; judged against ``reference``, timed in ``target``),
     measure it in the runtime that won (onnxruntime, or OpenVINO: the IR written beside ``path``)."""
-    ir = [Path(path).with_suffix(".xml"), Path(path).with_suffix(".bin")]
-    for f in ir:  # an IR of an earlier run must not pass for this run's
+    ir = [Path(path).with_suffix(".xml"), Path(path).with_suffix(".bin"), Path(path).with_suffix(".pte")]
+    for f in ir:  # an IR or a program of an earlier run must not pass for this run's
         f.unlink(missing_ok=True)
     try:
         info = export_deployed(work, recipe.steps, task, path, seed=seed, reference=reference, target=target)
@@ -264,6 +274,11 @@ def _deploy(work, recipe, task, path, settings, compressed, seed, *, reference=N
             from modelpress.measure import measure_openvino
 
             deployed = measure_openvino(Path(path).with_suffix(".xml"), task, **kw)
+        elif info["shipped"]["runtime"] == "executorch":
+            from modelpress.measure import measure_executorch
+
+            deployed = measure_executorch(Path(path).with_suffix(".pte"), task, **kw,  # same weights as the model
+                                          params=(compressed.params, compressed.nonzero_params))
         else:
             deployed = measure_onnx(path, task, **kw)
     except CompressionError as e:
@@ -281,12 +296,8 @@ def _time_side_by_side(stages: list[nn.Module], onnx_path: Path | None, task: Ta
     ratios are the ones to compare."""
     inputs = batch_of(task.test, settings.batch_size)
     predicts = [torch_predict(m) for m in stages]
-    if onnx_path is not None and runtime == "openvino":  # OpenVINO won the deployment: its IR ships
-        from modelpress.measure.openvino_runtime import ov_predict
-
-        predicts.append(ov_predict(onnx_path.with_suffix(".xml"), threads=settings.threads))
-    elif onnx_path is not None:
-        predicts.append(ort_predict(onnx_path, threads=settings.threads))
+    if onnx_path is not None:
+        predicts.append(_deployed_predict(onnx_path, runtime, settings.threads))
     lat = time_interleaved(predicts, inputs, threads=settings.threads, warmup=settings.warmup, runs=settings.runs)
     ms = [x.median_ms for x in lat]
     names = ["baseline", "compressed"] + (["deployed"] if onnx_path is not None else [])
@@ -298,6 +309,29 @@ def _time_side_by_side(stages: list[nn.Module], onnx_path: Path | None, task: Ta
         "ratio_vs_baseline": {k: round(v / ms[0], 4) for k, v in zip(names, picked, strict=True)},
         "steps_ratio_vs_baseline": [round(v / ms[0], 4) for v in ms[1 : len(stages)]],
     }
+
+
+def _deployed_predict(onnx_path: Path, runtime: str, threads: int):
+    """The predict of the shipped file: the IR beside ``onnx_path`` where OpenVINO won, the .pte where
+    ExecuTorch won, else the ONNX graph in onnxruntime."""
+    if runtime == "openvino":
+        from modelpress.measure.openvino_runtime import ov_predict
+
+        return ov_predict(onnx_path.with_suffix(".xml"), threads=threads)
+    if runtime == "executorch":
+        from modelpress.measure.executorch_runtime import pte_predict
+
+        return pte_predict(onnx_path.with_suffix(".pte"), threads=threads)
+    return ort_predict(onnx_path, threads=threads)
+
+
+def _deployed_fidelity(onnx_path: Path, runtime: str, reference: nn.Module, task: Task, threads: int):
+    """Fidelity (top-1 agreement, output cosine, SQNR) of the shipped file to the fp32 model the recipe
+    started from, on the test split."""
+    from modelpress.measure.fidelity import fidelity
+
+    inputs = task.test.inputs
+    return fidelity(_deployed_predict(onnx_path, runtime, threads)(inputs), torch_predict(reference)(inputs))
 
 
 def _say(progress: bool, msg: str) -> None:

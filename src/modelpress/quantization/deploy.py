@@ -38,6 +38,7 @@ from torch import Tensor, nn
 from modelpress.context import StepContext
 from modelpress.errors import CompressionError
 from modelpress.quantization.config import Quantize
+from modelpress.quantization.deploy_executorch import executorch_candidates, ship_executorch
 from modelpress.quantization.deploy_openvino import openvino_candidates, ship_openvino
 from modelpress.quantization.modules import _Half, _Quantized
 from modelpress.quantization.onnx_gather import to_gather_block_quantized
@@ -297,8 +298,9 @@ def _judging_data(model: nn.Module, ctx: StepContext) -> tuple[Split, Tensor, Te
 def _choose(paths: dict[str, Path], info: dict[str, dict], model: nn.Module, config: Quantize,
             ctx: StepContext, extra: list | None = None) -> tuple[str, str, list[dict], dict[str, Any]]:
     """Run `modelpress.measure.choose.choose` over the built candidates: ``(winner, why, rows, judged)``.
-    ``extra``: OpenVINO candidates (`modelpress.quantization.deploy_openvino`), judged with them; with
-    target runtime ``openvino`` they are the only ones."""
+    ``extra``: OpenVINO and ExecuTorch candidates (`modelpress.quantization.deploy_openvino`,
+    `deploy_executorch`), judged with them; with target runtime ``openvino`` / ``executorch`` they are
+    the only ones."""
     from modelpress.measure._model import batch_of
     from modelpress.measure.choose import HOLDOUT_NOTE, Candidate, Floor, choose
     from modelpress.measure.fidelity import fidelity
@@ -316,7 +318,7 @@ def _choose(paths: dict[str, Path], info: dict[str, dict], model: nn.Module, con
              else Floor(cosine=sim.cosine - config.deploy_tolerance, sqnr_db=sqnr))
     candidates = [Candidate(f, ort_predict(p, threads=threads), info[f]["bytes"], baseline=f == "float",
                             info={"runtime": "onnxruntime"} | {k: v for k, v in info[f].items() if k != "bytes"})
-                  for f, p in paths.items()] if ctx.target.runtime != "openvino" else []
+                  for f, p in paths.items()] if ctx.target.runtime not in ("openvino", "executorch") else []
     candidates += [Candidate(c.name, c.predict, c.bytes, baseline=c.baseline, info=c.info) for c in extra or []]
     choice = choose(candidates, holdout.inputs, ref_out, floor=floor, threads=threads,
                     timing_inputs=batch_of(holdout, ctx.target.batch_size), rewarm=bool(extra))
@@ -359,20 +361,33 @@ def deploy_onnx(onnx_path: Path, model: nn.Module, config: Quantize, ctx: StepCo
         ov, ov_notes = openvino_candidates(paths, src, matched, config, ctx, Path(tmp))
         if ctx.target.runtime == "openvino" and not ov:
             raise CompressionError("no OpenVINO candidate could be built: " + "; ".join(ov_notes))
-        winner, why, rows, judged = _choose(paths, info, model, config, ctx, ov)
+        et, et_notes = executorch_candidates(model, config, ctx, Path(tmp))
+        if ctx.target.runtime == "executorch" and not et:
+            raise CompressionError("no ExecuTorch candidate could be built: " + "; ".join(et_notes))
+        winner, why, rows, judged = _choose(paths, info, model, config, ctx, [*ov, *et])
         shipped_ov = next((c for c in ov if c.name == winner), None)
+        shipped_et = next((c for c in et if c.name == winner), None)
         if shipped_ov is not None:
             ship_openvino(shipped_ov, onnx_path)
+        elif shipped_et is not None:
+            ship_executorch(shipped_et, onnx_path)
         else:
             shutil.copyfile(paths[winner], onnx_path)
     rows += [{"name": f, "format": f, "error": e} for f, e in errors.items()]
     label = onnx_format(onnx_path) if shipped_ov is None else shipped_ov.info["label"]
+    label = shipped_et.info["label"] if shipped_et is not None else label
     if ov_notes:
         details["openvino_notes"] = ov_notes
+    if et_notes:
+        details["executorch_notes"] = et_notes
+    if shipped_et is not None:
+        details["deployed_file"] = onnx_path.with_suffix(".pte").name
+        details["executorch"] = {k: shipped_et.info[k] for k in ("ops", "carried")}
     if shipped_ov is not None:
         details["deployed_file"] = onnx_path.with_suffix(".xml").name
         details["executed"] = {"precision": shipped_ov.precision, "layers": shipped_ov.info["executed_layers"]}
-    details.update({"runtime": "openvino" if shipped_ov is not None else "onnxruntime",
+    runtime = "openvino" if shipped_ov is not None else "executorch" if shipped_et is not None else "onnxruntime"
+    details.update({"runtime": runtime,
                     "format": label, "candidate": winner, "why": why, **judged, "candidates": rows,
                     "layers": dict(Counter(lf.kind for lf in layer_formats(onnx_path))), "ops": op_counts(onnx_path)})
     if label != details["requested"]:

@@ -68,7 +68,7 @@ def openvino_candidates(paths: dict[str, Path], src: onnx.ModelProto, matched: l
                         config: Quantize, ctx: StepContext, tmp: Path) -> tuple[list[OpenVINOCandidate], list[str]]:
     """The OpenVINO forms of the built onnxruntime candidates ``paths`` (format → .onnx) and of the
     weight-only int8 graph, compiled for ``ctx.target.threads``; ``(candidates, notes)``. Nothing when
-    ``ctx.target.runtime`` is ``onnxruntime``; nothing and a note when OpenVINO is not installed (a
+    ``ctx.target.runtime`` is ``onnxruntime`` or ``executorch``; nothing and a note when OpenVINO is not installed (a
     `BadInputError` when the target runtime is ``openvino``)."""
     from modelpress.measure.openvino_runtime import (
         INSTALL_HINT,
@@ -77,7 +77,7 @@ def openvino_candidates(paths: dict[str, Path], src: onnx.ModelProto, matched: l
         require_openvino,
     )
 
-    if ctx.target.runtime == "onnxruntime":
+    if ctx.target.runtime in ("onnxruntime", "executorch"):
         return [], []
     if not openvino_available():
         if ctx.target.runtime == "openvino":
