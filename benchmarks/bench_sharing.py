@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sys
 import tempfile
 import time
@@ -43,20 +44,20 @@ from modelpress.tasks.builtin import cache_dir
 from modelpress.tasks.models import build
 from modelpress.tasks.train import evaluate, train
 
-# row -> (task, model, pruning sparsity overriding the recipe's 0.92, or None)
+# row -> (task, model, {step key: {field: value}} overriding the recipe, or None: the built-in recipe as it is)
 DC_ROWS = {
     "dc-mnist-lenet300": ("mnist-5k", "lenet-300-100", None),
     "dc-mnist-lenet5": ("mnist-5k", "lenet-5", None),
     "dc-fashion-lenet300": ("fashion-mnist", "lenet-300-100", None),
     "dc-fashion-lenet5": ("fashion-mnist", "lenet-5", None),
-    # what the 40x / 39x bars cost where the paper's 92% falls short on the whole folder
-    "dc94-mnist-lenet300": ("mnist-5k", "lenet-300-100", 0.94),
-    "dc95-mnist-lenet5": ("mnist-5k", "lenet-5", 0.95),
-    "dc94-fashion-lenet300": ("fashion-mnist", "lenet-300-100", 0.94),
-    "dc95-fashion-lenet5": ("fashion-mnist", "lenet-5", 0.95),
-    "dc94-fashion-lenet5": ("fashion-mnist", "lenet-5", 0.94),
+    # tried after the shipped recipe missed the drop bar on LeNet-5 / MNIST-5k (a variant, not the recipe):
+    # 3 epochs of MNIST-5k are 189 steps, Fashion-MNIST's 2,814, so it gets twice the fine-tuning
+    "dc-mnist-lenet5-ft6": ("mnist-5k", "lenet-5", {"finetune": {"epochs": 6}}),
 }
-ROWS = (*DC_ROWS, "decode", "hash")
+ROWS = (*DC_ROWS, "decode", "hash", "tie-minilm")
+# Deep Compression rows measured before this version (indented manifest, fp32 biases, no distillation) are
+# not shown: the code that produced them is gone.
+DC_VERSION = 3
 DOC = Path(__file__).resolve().parent.parent / "docs" / "bench-sharing.md"
 TARGET = {"lenet-300-100": 40.0, "lenet-5": 39.0}
 HASH_RATIOS = (1 / 8, 1 / 64)
@@ -75,31 +76,69 @@ def _stored() -> dict[str, dict]:
     for row in ROWS:
         f = cache_dir() / "bench" / f"sharing-{row}.json"
         if f.is_file():
-            out[row] = json.loads(f.read_text())
+            result = json.loads(f.read_text())
+            if row in DC_ROWS and result.get("version") == 2 and len(DC_SEEDS[result["task"]]) == 1:
+                result = _one_seed(result)  # version 3 only added the seed bookkeeping; same recipe, one seed
+            if row not in DC_ROWS or result.get("version") == DC_VERSION:
+                out[row] = result
     return out
 
 
-def _recipe(sparsity: float | None) -> Recipe:
-    """The built-in deep-compression recipe, its pruning sparsity replaced when ``sparsity`` is given."""
+def _one_seed(result: dict) -> dict:
+    """A version-2 row (seed 0, no seed list) in the version-3 layout."""
+    seed = {"seed": 0, **{k: result[k] for k in ("bytes", "ratio", "metric", "drop_points")}}
+    return {**result, "seed": 0, "seeds": [seed], "mean_drop_points": result["drop_points"],
+            "min_ratio": result["ratio"], "version": DC_VERSION}
+
+
+def _prune_sparsity(recipe: Recipe) -> float:
+    return next(s.config.sparsity for s in recipe.steps if s.key == "prune")
+
+
+def _recipe(overrides: dict[str, dict] | None) -> Recipe:
+    """The built-in deep-compression recipe, with ``overrides`` ``{step key: {field: value}}`` applied."""
     import dataclasses
 
     recipe = Recipe.from_yaml(builtin_recipes()["deep-compression"])
-    if sparsity is None:
+    if not overrides:
         return recipe
-    steps = tuple(dataclasses.replace(s, config=dataclasses.replace(s.config, sparsity=sparsity))
-                  if s.key == "prune" else s for s in recipe.steps)
+    steps = tuple(dataclasses.replace(s, config=dataclasses.replace(s.config, **overrides[s.key]))
+                  if s.key in overrides else s for s in recipe.steps)
     return dataclasses.replace(recipe, steps=steps)
 
 
-def deep_compression(task_name: str, model_name: str, sparsity: float | None = None) -> dict:
-    """One Deep Compression row: the recipe run end to end, bytes on disk, accuracy, stages."""
+def _label(overrides: dict[str, dict] | None) -> str:
+    return "deep-compression" + "".join(f", {k} {f} {v}" for k, o in (overrides or {}).items() for f, v in o.items())
+
+
+# MNIST-5k's test split is 1,000 images, so one run's drop moves by about ±0.5 points with the seed alone
+# (the rows' `drop per seed` column shows it): they run 3 seeds and are judged on the mean.
+# Fashion-MNIST's 10,000 test images make one seed steady enough (and a LeNet-5 run takes minutes).
+DC_SEEDS = {"mnist-5k": (0, 1, 2), "fashion-mnist": (0,)}
+
+
+def dc_row(task_name: str, model_name: str, overrides: dict[str, dict] | None = None) -> dict:
+    """A Deep Compression row: `deep_compression` for each seed of the task; the first seed's run in full,
+    every seed's bytes and accuracy, the mean drop and the smallest ratio (what the verdict judges)."""
+    runs = [deep_compression(task_name, model_name, overrides, seed=seed) for seed in DC_SEEDS[task_name]]
+    row = dict(runs[0])
+    row["seeds"] = [{k: r[k] for k in ("seed", "bytes", "ratio", "metric", "drop_points")} for r in runs]
+    row["mean_drop_points"] = round(float(np.mean([r["drop_points"] for r in runs])), 2)
+    row["min_ratio"] = min(r["ratio"] for r in runs)
+    row["seconds"] = round(sum(r["seconds"] for r in runs), 1)
+    return row
+
+
+def deep_compression(task_name: str, model_name: str, overrides: dict[str, dict] | None = None, *,
+                     seed: int = 0) -> dict:
+    """One Deep Compression run: the recipe run end to end (``seed``), bytes on disk, accuracy, stages."""
     task = get(task_name)
     base = task.model(model_name)
-    recipe = _recipe(sparsity)
+    recipe = _recipe(overrides)
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="bench-sharing-") as tmp:
         fp32 = folder_bytes(save(base, Path(tmp) / "fp32"))
-        res = run(recipe, task, model=base, out=Path(tmp) / "out", progress=False,
+        res = run(recipe, task, model=base, out=Path(tmp) / "out", progress=False, seed=seed,
                   settings=MeasureSettings(runs=10, warmup=2))
         out = Path(tmp) / "out"
         packed = folder_bytes(out / "model")
@@ -115,8 +154,9 @@ def deep_compression(task_name: str, model_name: str, sparsity: float | None = N
         row["decode_ms"], row["decode_cpu_ms"] = round(wall, 2), round(cpu, 2)
     return {
         "task": task_name, "model": model_name, "fp32_bytes": fp32, "bytes": packed, "files": files,
-        "recipe": "deep-compression" + (f", prune sparsity {sparsity}" if sparsity is not None else ""),
-        "sparsity": 0.92 if sparsity is None else sparsity,
+        "recipe": _label(overrides),
+        "sparsity": _prune_sparsity(recipe), "version": DC_VERSION, "seed": seed,
+        "load_average": round(os.getloadavg()[0], 1),
         "breakdown": parts,
         "ratio": round(fp32 / packed, 2), "target": TARGET[model_name],
         "metric_base": res.baseline.metric, "metric": res.compressed.metric,
@@ -189,8 +229,6 @@ def decode_timing() -> dict:
         assert torch.equal(decode_indices(blob, spec, (300, 1000), 32), codes)
         wall, cpu = _median_ms(lambda b=blob, s=spec: decode_indices(b, s, (300, 1000), 32))
         out[label] = {"bytes": len(blob), "spec": spec, "decode_ms": round(wall, 2), "decode_cpu_ms": round(cpu, 2)}
-    import os
-
     return {"layers": out, "cpu": _cpu(), "torch_threads": torch.get_num_threads(),
             "load_average": round(os.getloadavg()[0], 1), "cores": os.cpu_count()}
 
@@ -252,6 +290,91 @@ def hashed_nets() -> dict:
     return {"task": "mnist-5k", "epochs": HASH_EPOCHS, "seeds": list(SEEDS), "rows": rows}
 
 
+TIE_BLOCKS = r"encoder\.encoder\.layer\.\d+"  # the 6 BertLayers of all-MiniLM-L6-v2
+# Recovery fine-tuning of the tied MiniLM: examples (the first of the 1,780-example training split) and
+# epochs, from the environment so that a shorter run can be asked for; the doc prints what was run.
+TIE_TRAIN = int(os.environ.get("MODELPRESS_BENCH_TIE_TRAIN", "1024"))
+TIE_EPOCHS = int(os.environ.get("MODELPRESS_BENCH_TIE_EPOCHS", "1"))
+TIE_LR = 1e-4
+
+
+def _say(msg: str) -> None:
+    print(f"[bench_sharing {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def tie_minilm() -> dict:
+    """MiniLM (bbc-news) with its 6 encoder layers tied into 3 (consecutive pairs share one layer):
+    accuracy before / after recovery fine-tuning distilled from the untied model, artifact bytes,
+    parameters, and torch latency at batch 1 timed interleaved with the untied model. The tie init
+    (mean of the pair or its first layer) is chosen on the calibration split, never on the test split."""
+    import copy
+    import dataclasses
+
+    from modelpress.artifact.saving import encoded_bytes
+    from modelpress.measure.latency import time_interleaved
+    from modelpress.pipeline import compress_
+    from modelpress.tasks.train import torch_predict
+
+    t0 = time.perf_counter()
+    task = get("bbc-news")
+    base = task.model("minilm-l6").eval()
+    acc_base = evaluate(base, task)
+    calib, tied = {}, {}
+    for init in ("mean", "first"):
+        tied[init] = copy.deepcopy(base)
+        compress_(tied[init], Share(method="tie", blocks=TIE_BLOCKS, unique=3, tie_init=init), progress=False)
+        calib[init] = task.metric(torch_predict(tied[init].eval()), task.calibration)
+        _say(f"tie init {init}: calibration accuracy {calib[init]:.4f}")
+    init = max(calib, key=calib.get)
+    acc_tied = evaluate(tied[init], task)
+    del tied
+    sub = dataclasses.replace(task, train=task.train.head(TIE_TRAIN))
+    config = Share(method="tie", blocks=TIE_BLOCKS, unique=3, tie_init=init, epochs=TIE_EPOCHS, lr=TIE_LR,
+                   distill=True)
+    model = copy.deepcopy(base)
+    t1 = time.perf_counter()
+    log = compress_(model, config, task=sub, reference=base, progress=False)
+    ft_seconds = time.perf_counter() - t1
+    _say(f"fine-tuned {len(sub.train)} examples x {TIE_EPOCHS} epoch(s) in {ft_seconds:.0f} s")
+    acc = evaluate(model.eval(), task)
+    lat = time_interleaved([torch_predict(base), torch_predict(model)], task.example_inputs, runs=30)
+    return {"task": "bbc-news", "model": "minilm-l6", "blocks": TIE_BLOCKS, "init": init,
+            "calibration_by_init": calib, "groups": log.details["groups"],
+            "train_examples": len(sub.train), "test_examples": len(task.test), "epochs": TIE_EPOCHS, "lr": TIE_LR, "config": config.to_dict(),
+            "acc_base": acc_base, "acc_tied": acc_tied, "acc": acc,
+            "params_before": log.details["params_before"], "params_after": log.details["params_after"],
+            "fp32_bytes": encoded_bytes(base), "bytes": encoded_bytes(model),
+            "latency_ms": [round(x.median_ms, 3) for x in lat], "latency_p25_ms": [round(x.p25_ms, 3) for x in lat],
+            "finetune_seconds": round(ft_seconds), "seconds": round(time.perf_counter() - t0),
+            "load_average": round(os.getloadavg()[0], 1), "commit": _COMMIT}
+
+
+def _tie_doc(r: dict) -> list[str]:
+    lat = r["latency_ms"]
+    return [
+        "## Tying: MiniLM, 6 → 3 unique encoder layers (bbc-news)", "",
+        (f"`python -m benchmarks.bench_sharing tie-minilm` — `share: {{method: tie, blocks: '{r['blocks']}', "
+         f"unique: 3, tie_init: {r['init']}, epochs: {r['epochs']}, lr: {r['lr']}, distill: true}}`: layers "
+         f"{', '.join(' = '.join(n.rsplit('.', 1)[-1] for n in grp) for grp in r['groups'])} "
+         f"share one set of weights; tie init chosen on the calibration split "
+         f"({', '.join(f'{k} {v:.4f}' for k, v in r['calibration_by_init'].items())}); recovery: "
+         f"{r['epochs']} epoch(s) over the first {r['train_examples']:,} training examples, distilled from the untied "
+         f"model (alpha 0.5, T 4), Adam lr {r['lr']}, {r['finetune_seconds']} s; load average {r['load_average']}, "
+         f"commit {r['commit']}."), "",
+        f"| model | params | artifact | accuracy (test, {r['test_examples']}) | torch latency, batch 1 (median / lower quartile) |",
+        "|---|---|---|---|---|",
+        (f"| untied (fp32) | {r['params_before']:,} | {r['fp32_bytes']:,} B | {r['acc_base']:.4f} | {lat[0]} / "
+         f"{r['latency_p25_ms'][0]} ms |"),
+        f"| tied, before fine-tuning | {r['params_after']:,} | {r['bytes']:,} B | {r['acc_tied']:.4f} | — |",
+        (f"| tied, after fine-tuning | {r['params_after']:,} | {r['bytes']:,} B "
+         f"(**{r['fp32_bytes'] / r['bytes']:.2f}×** fewer) | **{r['acc']:.4f}** "
+         f"(drop {100 * (r['acc_base'] - r['acc']):+.2f} points) | {lat[1]} / {r['latency_p25_ms'][1]} ms "
+         f"(ratio {lat[1] / lat[0]:.2f}) |"), "",
+        ("Tying stores each shared layer once (the artifact's other names are aliases), but the model still runs "
+         "6 layers: it saves bytes and parameters, not compute — the latency ratio says so. The word "
+         "embeddings (30522 × 384) are most of what remains."), ""]
+
+
 def _decode_cell(layer: dict) -> str:
     if "decode_cpu_ms" not in layer:
         return "not timed"
@@ -260,7 +383,7 @@ def _decode_cell(layer: dict) -> str:
 
 def _data(r: dict) -> str:
     """The data cell of the tables after the first: the task, and the pruning sparsity of the row."""
-    return f"{r['task']}, {r.get('sparsity', 0.92):.0%} pruned"
+    return f"{r['task']}, {r['sparsity']:.0%} pruned"
 
 
 def _breakdown_doc(rows: dict[str, dict]) -> list[str]:
@@ -275,23 +398,54 @@ def _breakdown_doc(rows: dict[str, dict]) -> list[str]:
                          f"{b.get('biases', 0):,} | {b['safetensors header']:,} | {b['manifest']:,} | {r['bytes']:,} | "
                          f"{r['fp32_bytes'] / weights:.1f}× |")
     lines += ["", ("The last column counts only what encodes the weights (the paper's tables count weight storage); "
-                   "the ratio in the first table counts every byte of the folder: biases (fp32), the safetensors "
-                   "header and the JSON manifest (indented, with the recipe) included."), ""]
+                   "the ratio in the first table counts every byte of the folder: biases (float16, as the recipe "
+                   "stores them; rounded before the accuracy was measured), the safetensors header and the JSON "
+                   "manifest (compact, with the recipe) included."), ""]
     return lines
+
+
+def _verdict(r: dict) -> str:
+    """Whether the row meets the acceptance: every seed's ratio >= the paper's and a mean drop of at most
+    0.5 points."""
+    ok_ratio, ok_drop = r["min_ratio"] >= r["target"], r["mean_drop_points"] <= 0.5
+    return "yes" if ok_ratio and ok_drop else "no (" + ", ".join(
+        w for w, ok in ((f"ratio < {r['target']}×", ok_ratio), ("drop > 0.5", ok_drop)) if not ok) + ")"
+
+
+def _seeds_cell(r: dict) -> str:
+    drops = ", ".join(f"{s['seed']}: {s['drop_points']:+.2f}" for s in r["seeds"])
+    return f"{drops} (**{r['mean_drop_points']:+.2f}**)"
 
 
 def _dc_doc(rows: dict[str, dict]) -> list[str]:
     lines = ["## Deep Compression (recipe `deep-compression`)", "",
+             ("`python -m benchmarks.bench_sharing dc-mnist-lenet300 dc-mnist-lenet5 dc-fashion-lenet300 "
+              "dc-fashion-lenet5` runs the built-in recipe as it ships (`src/modelpress/recipes/deep-compression.yaml`): "
+              "gradual pruning to 94% (one global threshold, 3 epochs), 3 epochs of fine-tuning distilled from the "
+              "fp32 model (cosine learning rate), clustering (5-bit fully connected, 8-bit conv, linear init) with "
+              "2 epochs of codebook fine-tuning, distilled too, codebooks and biases rounded to float16, entropy "
+              "coding. `dc-mnist-lenet5-ft6` is a variant, not the recipe: twice the fine-tuning epochs, tried after the "
+              "shipped recipe missed the drop bar on LeNet-5 / MNIST-5k (it did not close the gap). The bytes are the folder "
+              "`modelpress.pipeline.run` wrote (manifest.json + weights.safetensors, no extra zipping); the fp32 "
+              "artifact is `modelpress.save` of the baseline. Accuracy is on the whole held-out test split "
+              "(MNIST-5k: 1,000 images; Fashion-MNIST: 10,000)."), "",
              ("| model | data | recipe | fp32 artifact | compressed artifact | ratio (target) | accuracy fp32 → "
-              "compressed (drop, points) | deployed (onnxruntime) | time | commit |"),
-             "|---|---|---|---|---|---|---|---|---|---|"]
+              "compressed (drop, points) | after prune / finetune / share | deployed (onnxruntime) | time (load) "
+              "| commit | drop per seed (mean) | both bars met |"),
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows.values():
         dep = f"{r['metric_deployed']:.4f}" if r["metric_deployed"] is not None else "—"
         lines.append(f"| {r['model']} | {r['task']} | {r.get('recipe', 'deep-compression')} | {r['fp32_bytes']:,} B | "
                      f"{r['bytes']:,} B | **{r['ratio']}×** "
                      f"({r['target']}×) | {r['metric_base']:.4f} → {r['metric']:.4f} ({r['drop_points']:+.2f}) "
-                     f"| {dep} | {r['seconds']:.0f} s | {r.get('commit', 'not recorded')} |")
-    lines += ["", ("Drop = fp32 minus compressed, in points (positive = worse). Han et al. 2016 on full MNIST: "
+                     f"| {' / '.join(format(s['metric'], '.4f') for s in r['steps'])} "
+                     f"| {dep} | {r['seconds']:.0f} s ({r['load_average']}) | {r['commit']} | {_seeds_cell(r)} "
+                     f"| {_verdict(r)} |")
+    lines += ["", ("Bytes, ratio, accuracy and stages are seed 0's run; `drop per seed` lists every seed's run of "
+                   "the recipe (MNIST-5k: seeds 0-2, since its 1,000 test images move one run's drop by about "
+                   "±0.5 points; Fashion-MNIST: seed 0), and the verdict takes the mean drop and the smallest "
+                   "ratio over them."),
+              "", ("Drop = fp32 minus compressed, in points (positive = worse). Han et al. 2016 on full MNIST: "
               "LeNet-300-100 1070 KB → 27 KB (40×), error 1.64% → 1.58%; LeNet-5 1720 KB → 44 KB (39×), "
               "error 0.80% → 0.74%."), "", "### Stage by stage: cumulative ratio to the fp32 artifact (ours / paper)",
               "", "| model | data | after pruning | + weight sharing (fixed-width indices) | + entropy coding |",
@@ -366,25 +520,26 @@ def write_doc(rows: dict[str, dict]) -> None:
     missing = [r for r in ROWS if r not in rows]
     if missing:
         lines += [f"Not run yet: {', '.join(missing)}.", ""]
-    lines += [("Not benchmarked: tying (MiniLM 6 → 3 unique layers on bbc-news) — `share: {method: tie}` exists "
-              "and is unit-tested, the MiniLM run is not done."), ""]
+    if "tie-minilm" in rows:
+        lines += _tie_doc(rows["tie-minilm"])
     DOC.write_text("\n".join(lines))
 
 
 def main(argv: list[str] | None = None) -> None:
-    names = argv if argv is not None else sys.argv[1:]
-    import os
-
-    names = names or [r for r in os.environ.get("MODELPRESS_BENCH_SHARING_ROWS", "").split(",") if r] or list(ROWS)
+    """Run the rows ``argv`` names (None or empty: $MODELPRESS_BENCH_SHARING_ROWS, else every row). Called
+    with no argument by ``benchmarks.run``, whose own command line is not ours to read."""
+    names = list(argv or []) or [r for r in os.environ.get("MODELPRESS_BENCH_SHARING_ROWS", "").split(",") if r] or list(ROWS)
     torch.set_num_threads(1)
     for row in names:
         print(f"--- sharing row {row}", flush=True)
         if row in DC_ROWS:
-            result = deep_compression(*DC_ROWS[row])
+            result = dc_row(*DC_ROWS[row])
         elif row == "decode":
             result = decode_timing()
         elif row == "hash":
             result = hashed_nets()
+        elif row == "tie-minilm":
+            result = tie_minilm()
         else:
             raise SystemExit(f"unknown row {row!r}; rows: {list(ROWS)}")
         print(json.dumps({k: v for k, v in result.items() if k != "layers"}, indent=1), flush=True)
@@ -393,4 +548,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])

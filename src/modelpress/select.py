@@ -132,7 +132,9 @@ def targets(model: nn.Module, select: Selector | None, accepts: tuple[type[nn.Mo
     are looked through) is a `Target`, and nothing under it is visited. Every other selected module that
     owns weights itself and is not a normalization layer (`NEUTRAL_TYPES`, or a class whose name ends
     in "Norm", such as transformers' ``LlamaRMSNorm``) is returned as `Skipped`
-    with the reason, so no layer is passed over in silence. ``step`` names the step in those reasons.
+    with the reason (and the module's own ``later_steps`` note when it has one: a swapped layer saying
+    what it is and how to get what the step would do), so no layer is passed over in silence. ``step``
+    names the step in those reasons.
     ``replaced_by``: for a step that replaces a layer by a new form (not one that keeps the layer's own
     forward), the name of that form; a target overriding ``forward`` is then skipped with the reason.
     """
@@ -160,8 +162,10 @@ def targets(model: nn.Module, select: Selector | None, accepts: tuple[type[nn.Mo
                 continue
             found.append(Target(name, module, base, custom))
         elif _owns_weights(module) and not _neutral(module):
-            skipped.append(Skipped(name or "(root)", f"{type(module).__name__} has weights but {step} handles "
-                                                     f"only {handled}"))
+            # a swapped layer may say what it is and how to get what the step would have done
+            note = getattr(module, "later_steps", None)
+            why = f"{type(module).__name__} has weights but {step} handles only {handled}"
+            skipped.append(Skipped(name or "(root)", why + (f"; {note}" if isinstance(note, str) else "")))
     return found, skipped
 
 

@@ -1,8 +1,6 @@
-"""Entropy coding of index streams: lossless, within 2% of the empirical entropy, fast to decode."""
+"""Entropy coding of index streams: lossless, within 2% of the empirical entropy, decoded exactly."""
 
 from __future__ import annotations
-
-import time
 
 import numpy as np
 import pytest
@@ -95,13 +93,11 @@ def test_out_of_range_symbols_are_refused():
         encode_symbols(np.array([0, 5]), 4)
 
 
-def test_decoding_a_300k_index_layer_is_fast():
-    # The benchmark times this against the 50 ms bar; here a loose sanity bound on a shared machine.
+def test_a_300k_index_layer_round_trips_exactly():
+    # Its decoding time is a benchmark row (`bench_sharing decode`, 50 ms bar), not a timed unit test.
     codes = torch.from_numpy(_skewed(300 * 1000, 32, zero=0.9).reshape(300, 1000))
     blob, spec = encode_indices(codes, 32, zero_code=True)
-    t0 = time.perf_counter()
     out = decode_indices(blob, spec, (300, 1000), 32)
-    assert time.perf_counter() - t0 < 0.5
     assert torch.equal(out, codes)
 
 

@@ -30,6 +30,17 @@ def test_lenet_300_100_planted_counts():
     assert _params(models.build("lenet-300-100", input_shape=(1, 8, 8))) == 64 * 300 + 300 + 30_100 + 1_010
 
 
+def test_mlp_800_800_planted_counts_and_dropout():
+    m = models.build("mlp-800-800")
+    assert _params(m) == 784 * 800 + 800 + 800 * 800 + 800 + 800 * 10 + 10 == 1_276_810
+    assert _macs(m, torch.zeros(1, 1, 28, 28)) == 784 * 800 + 800 * 800 + 800 * 10
+    d = models.build("mlp-800-800", dropout=0.5)
+    d.load_state_dict(m.state_dict())  # dropout adds no tensors
+    x = torch.randn(4, 1, 28, 28)
+    assert torch.equal(d.eval()(x), m.eval()(x))  # and does nothing in eval mode
+    assert not torch.equal(d.train()(x), m.train()(x))
+
+
 def test_lenet_5_planted_counts_and_small_input_error():
     m = models.build("lenet-5")
     assert _params(m) == 431_080  # Deep Compression's Caffe LeNet-5
@@ -47,7 +58,7 @@ def test_resnet_s_shapes_and_batchnorm():
     assert models.build("resnet-s", input_shape=(1, 8, 8))(torch.zeros(1, 1, 8, 8)).shape == (1, 10)
 
 
-@pytest.mark.parametrize("name", ["lenet-300-100", "lenet-5", "resnet-s"])
+@pytest.mark.parametrize("name", ["lenet-300-100", "mlp-800-800", "lenet-5", "resnet-s"])
 def test_source_records_all_kwargs_and_rebuilds(name):
     m = models.build(name, num_classes=4)
     src = get_source(m)
@@ -71,7 +82,9 @@ def test_bad_names_and_kwargs():
         models.build("resnet-s", num_classes=1)
     with pytest.raises(BadInputError):
         models.rebuild({"kind": "pickle"})
-    assert set(models.MODEL_NAMES) == {"lenet-300-100", "lenet-5", "resnet-s", "minilm-l6"}
+    assert set(models.MODEL_NAMES) == {"lenet-300-100", "mlp-800-800", "lenet-5", "resnet-s", "minilm-l6"}
+    with pytest.raises(BadInputError, match="dropout"):
+        models.build("mlp-800-800", dropout=1.0)
 
 
 def test_mean_pool_ignores_padding():

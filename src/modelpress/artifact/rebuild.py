@@ -132,7 +132,9 @@ def record_structure(baked: nn.Module, fresh: nn.Module, swapped: set[str]) -> d
     PackedModule — such a model could not be rebuilt.
     """
     fresh_mods = dict(fresh.named_modules())
-    baked_mods = dict(baked.named_modules())
+    # every path, also those of a module reached twice (cross-layer tying makes one block the child of
+    # two paths; the deduplicated walk would report the second path as removed)
+    baked_mods = dict(baked.named_modules(remove_duplicate=False))
     changes: dict[str, Any] = {}
     for path, m in baked_mods.items():
         if under(path, swapped):

@@ -4,13 +4,17 @@ The loop itself is `modelpress.tasks.train.train` (same seeding, shuffling, opti
 module only supplies its ``loss_fn_override``. Each example's index rides along as an extra input so the
 hook can look up the teacher's logits, computed once for the whole split before training: the training
 data is not augmented, so a distillation epoch costs about one student epoch plus, once, one teacher
-pass. With feature matching on, the teacher runs beside every batch instead (its hidden states and
-attention maps would not fit in memory for a whole split).
+pass. That pass is remembered (`teacher_logits`) for the same teacher weights on the same data, so a
+recipe that distils twice from its input model, or a benchmark over seeds, pays it once. With feature
+matching on, the teacher runs beside every batch instead (its hidden states and attention maps would not
+fit in memory for a whole split).
 """
 
 from __future__ import annotations
 
 import copy
+import hashlib
+from collections import OrderedDict
 from dataclasses import dataclass, field
 
 import torch
@@ -37,9 +41,34 @@ class KDResult:
     teacher_outputs: str = "none"
 
 
+_MEMO: OrderedDict[str, Tensor] = OrderedDict()
+_MEMO_SIZE = 4  # teachers x splits remembered; a 60k x 10 logits tensor is 2.4 MB
+
+
+def _fingerprint(teacher: nn.Module, split: Split) -> str:
+    """A digest of the teacher's class, tensor names and values and of the split's inputs: equal digests
+    mean the same outputs, so a teacher trained or changed in between is never served stale logits.
+    Hashing is about 1 s per 100M values, far below a teacher pass over the same data."""
+    h = hashlib.blake2b(type(teacher).__qualname__.encode(), digest_size=20)
+    for name, t in (*teacher.state_dict().items(), *((f"input{i}", x) for i, x in enumerate(split.inputs))):
+        h.update(f"{name}{tuple(t.shape)}{t.dtype}".encode())
+        h.update(t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
 def teacher_logits(teacher: nn.Module, split: Split, batch_size: int = 256) -> Tensor:
-    """The teacher's outputs for every example of ``split``, in order: ``(len(split), classes)``, CPU."""
-    return torch_predict(teacher, batch_size)(split.inputs)
+    """The teacher's outputs for every example of ``split``, in order: ``(len(split), classes)``, CPU.
+
+    Remembered for the last few (teacher weights, inputs) pairs, so a repeated call costs a hash of the
+    weights and inputs instead of a pass (the returned tensor is shared: do not modify it).
+    """
+    key = _fingerprint(teacher, split)
+    if key not in _MEMO:
+        _MEMO[key] = torch_predict(teacher, batch_size)(split.inputs)
+        while len(_MEMO) > _MEMO_SIZE:
+            _MEMO.popitem(last=False)
+    _MEMO.move_to_end(key)
+    return _MEMO[key]
 
 
 class _Trainee(nn.Module):

@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from modelpress.artifact.resolve import check_fits, resolve_model
 from modelpress.context import StepContext
 from modelpress.distillation.layers import transformer_layers
 from modelpress.errors import BadInputError, bad_value
@@ -30,20 +31,12 @@ def _classes(task: Task) -> int:
     return int(task.train.targets.max()) + 1
 
 
-def _resolve(spec: str, task: Task) -> nn.Module:
-    # The one resolver of model names / folders / module:function (the CLI's --model). It lives in the
-    # pipeline layer; imported here at call time because the pipeline imports this technique.
-    from modelpress.pipeline.resolve import resolve_model
-
-    return resolve_model(spec, task)
-
-
 def resolve_teacher(spec: str | None, model: nn.Module, ctx: StepContext, task: Task) -> nn.Module:
     """The teacher in eval mode: ``ctx.reference`` (else a frozen copy of ``model``) for ``spec`` None; else
     the task's trained baseline of that name, an artifact folder or a Hugging Face folder."""
     if spec is None:
         return ctx.reference if ctx.reference is not None else copy.deepcopy(model).eval()
-    return _resolve(spec, task).eval()
+    return resolve_model(spec, task).eval()
 
 
 def _seeded_build(name: str, task: Task, seed: int) -> nn.Module:
@@ -134,7 +127,7 @@ def build_student(spec: Any, model: nn.Module, teacher: nn.Module, task: Task,
     if isinstance(spec, str):
         if spec in MODEL_NAMES:
             return _seeded_build(spec, task, seed), {"kind": "built-in, own initialization", "name": spec}
-        return _resolve(spec, task), {"kind": "loaded", "name": spec}
+        return resolve_model(spec, task), {"kind": "loaded", "name": spec}
     if "layers" in spec:
         return layer_student(teacher, spec["layers"]), {"kind": "teacher's layers", "layers": list(spec["layers"])}
     student, info = width_student(teacher, spec["width"], spec["round_to"], task)
@@ -143,8 +136,6 @@ def build_student(spec: Any, model: nn.Module, teacher: nn.Module, task: Task,
 
 def check_outputs_fit(teacher: nn.Module, student: nn.Module, task: Task) -> None:
     """Raise BadInputError unless both models run on the task's inputs and give outputs of one shape."""
-    from modelpress.pipeline.resolve import check_fits  # pipeline layer, see _resolve
-
     check_fits(student, task)
     check_fits(teacher, task)
     shapes = []

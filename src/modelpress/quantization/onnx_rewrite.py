@@ -155,13 +155,14 @@ def to_fp16_weights(model: onnx.ModelProto, matched: list[Matched], dtype: str =
     return out
 
 
-def _block_size(k: int, group: int | None) -> int | None:
+def _block_size(k: int, group: int | None) -> int:
     """MatMulNBits block: the layer's group, else the largest power of two ≥ 16 dividing ``k`` (≤ 128),
     else 32: MatMulNBits takes ``K`` as an attribute and reads ``ceil(K / block)`` blocks per column, so
     the last block is padded (with the zero point, which dequantizes to 0) — LeNet's 300 / 100 / 500
-    inputs stay 4-bit instead of float."""
+    inputs stay 4-bit instead of float, and a group size that does not divide ``K`` is the short last
+    group of `modelpress.quantization.affine.group_view`."""
     if group is not None:
-        return group if k % group == 0 else None
+        return group
     for b in (128, 64, 32, 16):
         if k % b == 0:
             return b
@@ -189,16 +190,13 @@ def to_matmul_nbits(model: onnx.ModelProto, matched: list[Matched], *, accuracy_
         bits, spec = m.spec.bits, m.spec
         n_out, k = m.qweight.shape
         block = _block_size(k, spec.group_size if spec.granularity == "group" else None)
-        if block is None or block < 16:
-            left.append(f"{mt.node}: input size {k} has no block size MatMulNBits accepts")
-            continue
         q = m.qweight.numpy().astype(np.int32)                      # (N, K) signed codes
         scale = m.scale.numpy().astype(np.float32)
         zp = m.zero_point.numpy().astype(np.int32)
         nb = -(-k // block)
-        if nb * block != k:  # pad the last block with each row's zero point (per-row or per-tensor grids)
-            row_zp = np.broadcast_to(zp.reshape(-1, 1), (n_out, 1))
-            q = np.concatenate([q, np.repeat(row_zp, nb * block - k, axis=1)], axis=1)
+        if nb * block != k:  # pad the last block with its zero point (dequantizes to 0)
+            last_zp = np.broadcast_to(zp.reshape(n_out if zp.size > 1 else 1, -1)[:, -1:], (n_out, 1))
+            q = np.concatenate([q, np.repeat(last_zp, nb * block - k, axis=1)], axis=1)
         # per-row / per-tensor / per-group scales, expanded to one per (row, block)
         if spec.granularity == "group":
             s_blk, z_blk = scale.reshape(n_out, nb), zp.reshape(n_out, nb)

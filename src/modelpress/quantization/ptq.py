@@ -11,12 +11,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from modelpress.context import Skipped
 from modelpress.errors import bad_value
 from modelpress.quantization.config import Quantize
-from modelpress.quantization.modules import HALF_TYPES, QUANT_TYPES, WeightSpec, _Half, _Quantized
+from modelpress.quantization.gptq import gptq_codes
+from modelpress.quantization.modules import HALF_TYPES, QUANT_TYPES, WeightSpec, _Half, _Quantized, op_meta
 from modelpress.quantization.observers import RangeObserver
 from modelpress.quantization.wrapped import KeepForward
 from modelpress.select import Selector, targets, tied_weights
@@ -89,12 +90,9 @@ def plan_layers(model: nn.Module, config: Quantize, select: Selector | None) -> 
         if bits is None:
             plans.append(Plan(t.name, WeightSpec(), "none", t.base, t.custom_forward))
             continue
-        gran = config.weight_granularity
-        if gran == "group" and t.module.weight[0].numel() % config.group_size:
-            # a row shorter than / not divisible by the group (LeNet's 5×5×1 conv): one scale per row
-            gran = "channel"
+        # a row that the group size does not divide ends in one shorter group (`affine.group_view`)
         observer = "mse" if config.observer == "mse" else "minmax"
-        spec = WeightSpec(bits, gran, config.group_size, config.symmetric, observer)
+        spec = WeightSpec(bits, config.weight_granularity, config.group_size, config.weight_symmetric, observer)
         act = "none" if t.base is nn.Embedding else config.activations
         plans.append(Plan(t.name, spec, act, t.base, t.custom_forward))
     return plans, skipped
@@ -125,9 +123,12 @@ def calibrate_inputs(model: nn.Module, names: list[str], split: Split, *, method
 
 
 def quantized_module(float_module: nn.Module, plan: Plan, config: Quantize,
-                     act_qparams: dict[str, tuple[float, int]]) -> _Quantized | _Half | KeepForward:
+                     act_qparams: dict[str, tuple[float, int]],
+                     hessian: Tensor | None = None) -> _Quantized | _Half | KeepForward:
     """The quantized (or 16-bit) replacement of one float module; ``float_module`` is not changed. A
-    layer with its own forward keeps it (`KeepForward`, integer modes only: see `plan_layers`)."""
+    layer with its own forward keeps it (`KeepForward`, integer modes only: see `plan_layers`).
+    ``hessian``: the layer's input Hessian ``(K, K)`` (`modelpress.quantization.gptq.input_hessians`) for a
+    group-wise Linear under ``method: gptq``; its codes are then GPTQ's instead of rounded to nearest."""
     if config.weight_bits is None:
         dtype = torch.bfloat16 if config.mode == "bf16" else torch.float16
         return HALF_TYPES[plan.base].from_float(float_module, dtype)
@@ -137,8 +138,20 @@ def quantized_module(float_module: nn.Module, plan: Plan, config: Quantize,
             act = "none"  # never reached by calibration data: nothing to quantize it with
         else:
             s, z = act_qparams[plan.name]
-    new = QUANT_TYPES[plan.base].from_float(float_module, plan.spec, act=act, act_scale=s, act_zp=z)
+    if hessian is not None and plan.base is nn.Linear and plan.spec.granularity == "group":
+        new = _gptq_linear(float_module, plan.spec, hessian)
+    else:
+        new = QUANT_TYPES[plan.base].from_float(float_module, plan.spec, act=act, act_scale=s, act_zp=z)
     return KeepForward.wrap(float_module, new) if plan.custom_forward else new
+
+
+def _gptq_linear(module: nn.Module, spec: WeightSpec, hessian: Tensor) -> _Quantized:
+    """A weight-only `QuantLinear` whose codes GPTQ chose (scales stored as `from_float` stores them)."""
+    scale_dtype = torch.float16 if spec.bits == 4 else torch.float32
+    q, scale, zp = gptq_codes(module.weight.detach().float(), hessian, spec.bits, spec.group_size,
+                              symmetric=spec.symmetric, observer=spec.observer, scale_dtype=scale_dtype)
+    return QUANT_TYPES[nn.Linear](q, scale, zp, spec, op_meta(module), getattr(module, "bias", None),
+                                  scale_dtype=str(scale_dtype).removeprefix("torch."))
 
 
 def swap(model: nn.Module, name: str, new: nn.Module) -> nn.Module:

@@ -21,6 +21,7 @@ from modelpress.quantization.affine import (
     group_view,
     qparams_from_range,
     qrange,
+    ungroup,
     weight_qparams,
 )
 from modelpress.quantization.modules import QUANT_TYPES, WeightSpec, _Quantized, _run_op, op_meta
@@ -98,7 +99,7 @@ class FakeQuantLayer(nn.Module):
         if self.learn:
             s = _grad_scale(s, 1.0 / math.sqrt(view.shape[-1] * qrange(self.spec.bits, True)[1]))
         qmin, qmax = qrange(self.spec.bits, True)
-        return fake_quantize(view, s, z, qmin, qmax).reshape(w.shape)
+        return ungroup(fake_quantize(view, s, z, qmin, qmax), w.shape)
 
     def forward(self, x: Tensor) -> Tensor:
         return _run_op(self.meta, self._fake_input(x), self.fake_weight(), getattr(self.inner, "bias", None))

@@ -6,14 +6,17 @@ import re
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from modelpress.distillation.config import check_kd_weights
 from modelpress.errors import bad_value, is_int, is_number
 
-__all__ = ["CODEBOOK_DTYPES", "INITS", "METHODS", "TIE_INITS", "Share"]
+__all__ = ["BIAS_DTYPES", "CODEBOOK_DTYPES", "INITS", "METHODS", "PER", "TIE_INITS", "Share"]
 
 METHODS = ("cluster", "hash", "tie")
 INITS = ("linear", "density", "random")
 CODEBOOK_DTYPES = ("float32", "float16", "int8")
 TIE_INITS = ("mean", "first")
+BIAS_DTYPES = ("float32", "float16")
+PER = ("layer", "channel")
 
 
 def _check_bits(value: Any, name: str) -> None:
@@ -36,13 +39,20 @@ class Share:
       (None: ``bits``). ``clusters``: the number of codes instead (2..256; overrides both), e.g. 20.
     - ``init``: centroid initialization — ``linear`` (evenly spaced over [min, max]; Han et al. found it
       best, as it keeps the rare large weights), ``density`` (evenly spaced quantiles) or ``random``.
+    - ``per``: cluster — ``layer`` (one codebook per layer, Deep Compression) or ``channel`` (one codebook
+      per output channel: ``out × codes`` values instead of ``codes``, closer weights at a given ``bits``).
     - ``epochs`` / ``lr``: fine-tuning after the swap (codebooks / buckets / tied blocks), on the task's
       training split; 0 skips it.
+    - ``distill``: that fine-tuning learns from the model the recipe started from (the reference: its soft
+      targets at ``temperature``, weighted ``alpha``, beside the labels) instead of labels alone.
     - ``entropy``: entropy-code the index streams (range coder or zstd, whichever is smaller per stream);
       False stores fixed-width bit-packed indices.
     - ``codebook``: the stored codebook values: ``float32``, ``float16`` or ``int8`` (symmetric per layer;
       this is how clustering composes with int8 — the int8 values are the shared weights). A later
-      ``quantize`` step leaves clustered layers as they are (it swaps plain Linear / Conv2d only).
+      ``quantize`` step leaves clustered layers as they are (it swaps plain Linear / Conv2d only) and lists
+      each one as skipped, saying this.
+    - ``bias``: cluster — the stored biases of clustered layers, ``float32`` or ``float16`` (rounded at the
+      end of the step, so the measured accuracy is the stored model's).
     - ``ratio``: hash — stored buckets per virtual weight, in (0, 1], e.g. 0.125 = 8× fewer parameters.
     - ``blocks`` / ``unique`` / ``tie_init``: tie — a regular expression fully matching the qualified
       names of the blocks (e.g. ``encoder\\.layer\\.\\d+``), how many distinct blocks remain (consecutive
@@ -68,6 +78,11 @@ class Share:
     tie_init: str = "mean"
     min_weights: int = 64
     seed: int = 0
+    bias: str = "float32"
+    per: str = "layer"
+    distill: bool = False
+    alpha: float = 0.5
+    temperature: float = 4.0
 
     def __post_init__(self) -> None:
         own = "Share"
@@ -99,6 +114,14 @@ class Share:
             raise bad_value("min_weights", own, "an int >= 1", self.min_weights)
         if not is_int(self.seed, 0):
             raise bad_value("seed", own, "an int >= 0", self.seed)
+        if self.bias not in BIAS_DTYPES:
+            raise bad_value("bias", own, f"one of {list(BIAS_DTYPES)}", self.bias)
+        if self.per not in PER:
+            raise bad_value("per", own, f"one of {list(PER)}", self.per,
+                            "`layer` is Deep Compression's one codebook per layer.")
+        if not isinstance(self.distill, bool):
+            raise bad_value("distill", own, "true or false", self.distill)
+        check_kd_weights(own, self.alpha, self.temperature)
         self._check_blocks()
 
     def _check_blocks(self) -> None:

@@ -37,24 +37,35 @@ __all__ = ["CLUSTERED_TYPES", "HASHED_TYPES", "ClusteredConv2d", "ClusteredLinea
            "HashedLinear", "cluster_weight"]
 
 
-def cluster_weight(weight: Tensor, codes: int, *, init: str = "linear",
-                   seed: int = 0) -> tuple[Tensor, Tensor, bool]:
-    """Cluster one layer's weight into ``codes`` codes (2..256).
+def cluster_weight(weight: Tensor, codes: int, *, init: str = "linear", seed: int = 0,
+                   per: str = "layer") -> tuple[Tensor, Tensor, bool]:
+    """Cluster one layer's weight into ``codes`` codes (2..256), one codebook for the layer or (``per=
+    "channel"``) one per output channel (row ``weight[o]``).
 
     When the weight has exact zeros (pruned), code 0 is reserved for them and the non-zeros share
     ``codes - 1`` centroids; else all ``codes`` are centroids. Returns ``(codebook, indices, zero_code)``:
-    codebook float32 ``(codes - zero_code,)``, indices int64 of ``weight``'s shape in ``[0, codes)``.
+    codebook float32 ``(codes - zero_code,)`` — ``(out, codes - zero_code)`` per channel —, indices int64
+    of ``weight``'s shape in ``[0, codes)`` (per channel: into the row's own codebook).
     """
     w = weight.detach().float()
     zero = bool((w == 0).any())
-    nz = w != 0 if zero else torch.ones_like(w, dtype=torch.bool)
     k = codes - int(zero)
+    if per == "channel":
+        rows = [_cluster_values(r, k, zero, init, seed) for r in w.reshape(w.shape[0], -1)]
+        return torch.stack([c for c, _ in rows]), torch.stack([i for _, i in rows]).reshape(w.shape), zero
+    codebook, indices = _cluster_values(w, k, zero, init, seed)
+    return codebook, indices, zero
+
+
+def _cluster_values(w: Tensor, k: int, zero: bool, init: str, seed: int) -> tuple[Tensor, Tensor]:
+    """``k`` centroids of ``w``'s non-zeros (of all its values without a zero code) and each value's code."""
+    nz = w != 0 if zero else torch.ones_like(w, dtype=torch.bool)
     indices = torch.zeros(w.shape, dtype=torch.int64)
-    if not bool(nz.any()):  # all zeros: one unused centroid
-        return torch.zeros(max(k, 1)), indices, zero
+    if not bool(nz.any()):  # all zeros: unused centroids
+        return torch.zeros(max(k, 1)), indices
     centroids, assign = kmeans_1d(w[nz], k, init=init, seed=seed)
     indices[nz] = assign + int(zero)
-    return centroids, indices, zero
+    return centroids, indices
 
 
 def _base_example(accepts: type[nn.Module]) -> tuple[nn.Module, tuple[Tensor, ...]]:
@@ -72,41 +83,58 @@ class _Clustered(PackedModule):
     """Shared body of the clustered modules; subclasses differ only in the op they accept."""
 
     accepts: type[nn.Module] = nn.Module
+    # what `modelpress.select.targets` adds when a later step (quantize, prune) passes this layer over
+    later_steps = ("its weights are the codebook values of `share`: prune before share, and for int8 weights "
+                   "cluster with `share: {codebook: int8}` (an int8 codebook + one scale per layer)")
 
     def __init__(self, codebook: Tensor, indices: Tensor, op: dict[str, Any], bias: Tensor | None = None, *,
-                 codes: int, zero_code: bool, entropy: bool = True, codebook_dtype: str = "float32") -> None:
+                 codes: int, zero_code: bool, entropy: bool = True, codebook_dtype: str = "float32",
+                 per: str = "layer") -> None:
         super().__init__()
         if not 2 <= codes <= 256:
             raise BadInputError(f"`codes` of `{type(self).__name__}` must be in 2..256; got {codes!r}.")
+        if per not in ("layer", "channel"):
+            raise BadInputError(f"`per` of `{type(self).__name__}` must be 'layer' or 'channel'; got {per!r}.")
         self.op = dict(op)
         self.codes = int(codes)
         self.zero_code = bool(zero_code)
         self.entropy = bool(entropy)
         self.codebook_dtype = codebook_dtype
-        self.codebook = nn.Parameter(codebook.detach().clone().float().reshape(-1))
+        self.per = per
+        # one codebook (k,) per layer, or one row of (out, k) per output channel
+        shape = (-1,) if per == "layer" else (indices.shape[0], -1)
+        self.codebook = nn.Parameter(codebook.detach().clone().float().reshape(shape))
         # the int8 grid step when the codebook was put on it (`round_codebook`); None otherwise
         self.codebook_scale: Tensor | None = None
         self.register_buffer("indices", indices.detach().to(torch.int64).clone(), persistent=False)
         self.bias = nn.Parameter(bias.detach().clone().float()) if bias is not None else None
+        # the stored dtype of the bias: float16 when it was put on that grid (`round_bias`) or loaded so
+        self.bias_dtype = "float16" if bias is not None and bias.dtype == torch.float16 else "float32"
 
     @classmethod
     def from_float(cls, module: nn.Module, codes: int, *, init: str = "linear", seed: int = 0,
-                   entropy: bool = True) -> _Clustered:
-        """Cluster ``module`` (an ``nn.Linear`` / ``nn.Conv2d``; its effective weight, masks applied)."""
-        codebook, indices, zero = cluster_weight(module.weight, codes, init=init, seed=seed)
+                   entropy: bool = True, per: str = "layer") -> _Clustered:
+        """Cluster ``module`` (an ``nn.Linear`` / ``nn.Conv2d``; its effective weight, masks applied), one
+        codebook for the layer or one per output channel (``per``)."""
+        codebook, indices, zero = cluster_weight(module.weight, codes, init=init, seed=seed, per=per)
         return cls(codebook, indices, op_meta(module), getattr(module, "bias", None), codes=codes,
-                   zero_code=zero, entropy=entropy)
+                   zero_code=zero, entropy=entropy, per=per)
 
     @property
     def table(self) -> Tensor:
-        """The values of all codes, ``(codes_used,)``: ``[0.0, *codebook]`` with a zero code."""
+        """The values of all codes, ``(codes_used,)`` — ``(out, codes_used)`` per channel: the codebook
+        preceded by an exact ``0.0`` with a zero code."""
         if self.zero_code:
-            return torch.cat([self.codebook.new_zeros(1), self.codebook])
+            return torch.cat([self.codebook.new_zeros(*self.codebook.shape[:-1], 1), self.codebook], dim=-1)
         return self.codebook
 
     @property
     def weight(self) -> Tensor:
-        """The decoded weight, ``table[indices]`` (differentiable with respect to the codebook)."""
+        """The decoded weight, ``table[indices]`` (per channel: row ``o`` looks up its own table), differentiable
+        with respect to the codebook: each centroid's gradient is the sum of its weights' gradients."""
+        if self.per == "channel":
+            flat = self.indices.reshape(self.indices.shape[0], -1)
+            return self.table.gather(1, flat).reshape(self.indices.shape)
         return self.table[self.indices]
 
     def forward(self, x: Tensor) -> Tensor:
@@ -118,7 +146,7 @@ class _Clustered(PackedModule):
 
     def extra_repr(self) -> str:
         return (f"{self.op['kind']}, shape={list(self.indices.shape)}, codes={self.codes}, "
-                f"zero_code={self.zero_code}, codebook={self.codebook_dtype}")
+                f"zero_code={self.zero_code}, codebook={self.codebook_dtype}, per={self.per}")
 
     @torch.no_grad()
     def round_codebook(self, dtype: str) -> None:
@@ -135,6 +163,23 @@ class _Clustered(PackedModule):
             raise BadInputError(f"`dtype` of `round_codebook` must be float32, float16 or int8; got {dtype!r}.")
         self.codebook_dtype = dtype
 
+    @torch.no_grad()
+    def round_bias(self, dtype: str) -> None:
+        """Put the bias on the grid of ``dtype`` (``float32``: unchanged, or ``float16``), so that it is stored
+        in 2 bytes a value; later training moves it off again, and ``pack`` then stores float32."""
+        if dtype not in ("float32", "float16"):
+            raise BadInputError(f"`dtype` of `round_bias` must be float32 or float16; got {dtype!r}.")
+        if self.bias is not None and dtype == "float16":
+            self.bias.copy_(self.bias.half().float())
+        self.bias_dtype = dtype
+
+    def _stored_bias(self) -> Tensor:
+        """The bias in ``bias_dtype`` when that reproduces it bit-exactly, else float32."""
+        b = self.bias.detach().clone()
+        if self.bias_dtype == "float16" and torch.equal(b.half().float(), b):
+            return b.half()
+        return b
+
     # ---- artifact ---------------------------------------------------------------------------------
 
     def _stored_codebook(self) -> tuple[dict[str, Tensor], str]:
@@ -150,17 +195,20 @@ class _Clustered(PackedModule):
         return {"codebook": c}, "float32"
 
     def pack(self) -> tuple[dict[str, Tensor], dict[str, Any]]:
-        """The codebook, the indices as one uint8 blob of entropy-coded streams, the bias (float32)."""
+        """The codebook, the indices as one uint8 blob of entropy-coded streams, the bias (float32, or
+        float16 after ``round_bias("float16")``; its stored dtype says which)."""
         tensors, stored = self._stored_codebook()
         blob, coding = encode_indices(self.indices, self.codes, zero_code=self.zero_code, entropy=self.entropy)
         tensors["indices"] = torch.frombuffer(bytearray(blob), dtype=torch.uint8) if blob else \
             torch.zeros(0, dtype=torch.uint8)
         if self.bias is not None:
-            tensors["bias"] = self.bias.detach().clone()
+            tensors["bias"] = self._stored_bias()
         meta = {"op": self.op, "shape": list(self.indices.shape), "codes": self.codes, "zero": self.zero_code,
                 "cb": stored, "idx": coding}
         if not self.entropy:
             meta["fixed"] = True
+        if self.per != "layer":  # absent: one codebook per layer (artifacts from before per-channel load so)
+            meta["per"] = self.per
         return tensors, meta
 
     @classmethod
@@ -171,7 +219,8 @@ class _Clustered(PackedModule):
         shape = [int(s) for s in meta["shape"]]
         indices = decode_indices(tensors["indices"].numpy().tobytes(), meta["idx"], shape, int(meta["codes"]))
         module = cls(codebook, indices, meta["op"], tensors.get("bias"), codes=int(meta["codes"]),
-                     zero_code=bool(meta["zero"]), entropy=not meta.get("fixed", False), codebook_dtype=meta["cb"])
+                     zero_code=bool(meta["zero"]), entropy=not meta.get("fixed", False), codebook_dtype=meta["cb"],
+                     per=meta.get("per", "layer"))
         if int8:
             module.codebook_scale = tensors["codebook_scale"].float().clone()
         return module

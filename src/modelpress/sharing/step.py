@@ -70,9 +70,26 @@ def _finetune(model: nn.Module, config: Share, ctx: StepContext, modules: list[n
         return
     task = ctx.require_task(f"share ({config.method}, epochs {config.epochs})")
     with _only_trainable(model, modules) if modules is not None else nullcontext():
-        losses = train(model, task.train, task.loss, epochs=config.epochs, lr=config.lr,
-                       batch_size=task.batch_size, seed=ctx.seed, progress=ctx.progress)
+        if config.distill:
+            losses = _distill(model, config, ctx, task)
+        else:
+            losses = train(model, task.train, task.loss, epochs=config.epochs, lr=config.lr,
+                           batch_size=task.batch_size, seed=ctx.seed, progress=ctx.progress)
     log.details["finetune_losses"] = [round(x, 6) for x in losses]
+    log.details["finetune"] = "distillation from the reference" if config.distill else "labels"
+
+
+def _distill(model: nn.Module, config: Share, ctx: StepContext, task: Any) -> list[float]:
+    """Fine-tune against the reference's soft targets (the distillation loop of `modelpress.distillation`:
+    same training loop, the teacher's logits computed once per example); only trainable parameters move."""
+    from modelpress.distillation import Distill, train_student
+
+    if ctx.reference is None:
+        raise BadInputError("`distill` of `Share` learns from the model the recipe started from, and none was "
+                            "given. Fix: run the step in a recipe (mp.run), or pass reference=teacher to compress_.")
+    kd = Distill(alpha=config.alpha, temperature=config.temperature, epochs=config.epochs, lr=config.lr,
+                 batch_size=task.batch_size)
+    return train_student(model, ctx.reference, task, kd, seed=ctx.seed, progress=ctx.progress).epoch_losses
 
 
 def _bytes(model: nn.Module) -> int | None:
@@ -130,8 +147,9 @@ def _cluster(model: nn.Module, config: Share, ctx: StepContext, log: StepLog) ->
     for t in found:
         is_conv = isinstance(t.module, nn.Conv2d)
         new = CLUSTERED_TYPES[t.base].from_float(t.module, config.codes_for(is_conv), init=config.init,
-                                                 seed=config.seed, entropy=config.entropy)
+                                                 seed=config.seed, entropy=config.entropy, per=config.per)
         layers[t.name] = {"codes": new.codes, "bits": config.bits_for(is_conv), "zero_code": new.zero_code,
+                          "per": config.per, "codebook_values": new.codebook.numel(),
                           "weights": t.module.weight.numel(),
                           "zeros": round(float((new.indices == 0).float().mean()) if new.zero_code else 0.0, 6),
                           "cosine_before_finetune": round(_cosine(t.module.weight, new.weight), 6)}
@@ -144,6 +162,7 @@ def _cluster(model: nn.Module, config: Share, ctx: StepContext, log: StepLog) ->
     _finetune(model, config, ctx, swapped, log)
     for m in swapped:
         m.round_codebook(config.codebook)
+        m.round_bias(config.bias)
     for name, m in zip(layers, swapped, strict=True):
         _, meta = m.pack()
         layers[name]["streams"] = stream_entropies(m.indices, m.codes, meta["idx"])
