@@ -12,7 +12,7 @@ from modelpress.measure.onnx_graph import onnx_format
 def test_int8_dynamic_recipe_ships_integer_matmuls_or_says_why_not(tmp_path):
     task = mp.tasks.get("digits")  # LeNet-300-100 on 8x8 digits: three Linear layers
     result = mp.run(mp.Recipe.resolve("int8-dynamic"), task, out=tmp_path / "out",
-                    settings=mp.MeasureSettings(runs=5, warmup=1), progress=False)
+                    settings=mp.MeasureSettings(runs=5, warmup=1, runtime="onnxruntime"), progress=False)
     deploy = result.report["deploy"]
     path = tmp_path / "out" / "model.onnx"
     shipped, step = deploy["shipped"], deploy["quantize"]
