@@ -17,6 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from modelpress.quantization.affine import dequantize, group_count, qrange, quantize, weight_qparams
+from modelpress.quantization.observers import observe_inputs
 from modelpress.tasks.task import Split
 
 __all__ = ["gptq_codes", "input_hessians"]
@@ -33,24 +34,12 @@ def input_hessians(model: nn.Module, names: list[str], split: Split, *, batch_si
     sums: dict[str, Tensor] = {}
     counts: dict[str, int] = {}
 
-    def hook(name: str):
-        def add(_m: nn.Module, args: tuple) -> None:
-            x = args[0].detach().reshape(-1, args[0].shape[-1]).double()
-            sums[name] = sums.get(name, 0) + x.T @ x
-            counts[name] = counts.get(name, 0) + x.shape[0]
-        return add
+    def add(name: str, inputs: Tensor) -> None:
+        x = inputs.detach().reshape(-1, inputs.shape[-1]).double()
+        sums[name] = sums.get(name, 0) + x.T @ x
+        counts[name] = counts.get(name, 0) + x.shape[0]
 
-    handles = [model.get_submodule(n).register_forward_pre_hook(hook(n)) for n in names]
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            for inputs, _ in split.batches(batch_size):
-                model(*inputs)
-    finally:
-        for h in handles:
-            h.remove()
-        model.train(was_training)
+    observe_inputs(model, names, add, split, batch_size=batch_size)
     return {n: sums[n] / counts[n] for n in sums}, counts
 
 

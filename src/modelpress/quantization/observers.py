@@ -7,13 +7,16 @@ values (a reservoir), which estimates quantiles and errors well at a fixed memor
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from modelpress.errors import bad_value
 from modelpress.quantization.affine import dequantize, qparams_from_range, qrange, quantize
+from modelpress.tasks.task import Split
 
-__all__ = ["ACT_BITS", "RangeObserver"]
+__all__ = ["ACT_BITS", "RangeObserver", "observe_inputs"]
 
 # Activations are uint8, asymmetric: onnxruntime's fast int8 CPU kernels take u8 activations × s8 weights.
 ACT_BITS = 8
@@ -86,3 +89,22 @@ class RangeObserver:
         lo, hi = self.range()
         s, z = qparams_from_range(torch.tensor(lo), torch.tensor(hi), ACT_BITS, symmetric=False, signed=False)
         return float(s), int(z)
+
+
+def observe_inputs(model: nn.Module, names: list[str], on_input: Callable[[str, Tensor], None], split: Split,
+                   *, batch_size: int = 32) -> None:
+    """Run ``model`` (in eval mode, no grad) once over ``split`` in batches of ``batch_size``, calling
+    ``on_input(name, x)`` with the first positional input ``x`` of each named submodule on every call.
+    The hooks are removed and the model's training flag restored afterwards, also on error."""
+    handles = [model.get_submodule(n).register_forward_pre_hook(
+        lambda _m, args, n=n: on_input(n, args[0])) for n in names]
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            for inputs, _ in split.batches(batch_size):
+                model(*inputs)
+    finally:
+        for h in handles:
+            h.remove()
+        model.train(was_training)

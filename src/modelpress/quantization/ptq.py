@@ -18,7 +18,7 @@ from modelpress.errors import bad_value
 from modelpress.quantization.config import Quantize
 from modelpress.quantization.gptq import gptq_codes
 from modelpress.quantization.modules import HALF_TYPES, QUANT_TYPES, WeightSpec, _Half, _Quantized, op_meta
-from modelpress.quantization.observers import RangeObserver
+from modelpress.quantization.observers import RangeObserver, observe_inputs
 from modelpress.quantization.wrapped import KeepForward
 from modelpress.select import Selector, targets, tied_weights
 from modelpress.tasks.task import Split
@@ -104,21 +104,7 @@ def calibrate_inputs(model: nn.Module, names: list[str], split: Split, *, method
     if not names:
         return {}
     observers = {n: RangeObserver(method, percentile) for n in names}
-    handles = []
-    for n in names:
-        obs = observers[n]
-        handles.append(model.get_submodule(n).register_forward_pre_hook(
-            lambda _m, args, obs=obs: obs.update(args[0])))
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            for inputs, _ in split.batches(batch_size):
-                model(*inputs)
-    finally:
-        for h in handles:
-            h.remove()
-        model.train(was_training)
+    observe_inputs(model, names, lambda n, x: observers[n].update(x), split, batch_size=batch_size)
     return {n: obs.qparams() for n, obs in observers.items() if obs.seen}
 
 
