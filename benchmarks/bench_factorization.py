@@ -32,6 +32,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from benchmarks.results import store, stored
 from modelpress.artifact.onnx import export_onnx
 from modelpress.artifact.packed import export_view
 from modelpress.context import DeployTarget, StepContext
@@ -56,21 +57,6 @@ N_TRAIN = int(os.environ.get("MODELPRESS_BENCH_FACTORIZATION_TRAIN", "15000"))
 RESNET = {"tucker": Decompose(method="tucker", ratio=0.5), "cp": Decompose(method="cp", ratio=1.0)}
 LR = {"tucker": 1e-3, "cp": 5e-4}  # CP factors are less stable under fine-tuning (Lebedev et al. 2015)
 TARGET = DeployTarget(runtime="onnxruntime", batch_size=32, threads=1)
-
-
-def _store(row: str, result: dict) -> None:
-    folder = cache_dir() / "bench"
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / f"factorization-{row}.json").write_text(json.dumps(result, indent=1))
-
-
-def _stored() -> dict[str, dict]:
-    out = {}
-    for row in ROWS:
-        f = cache_dir() / "bench" / f"factorization-{row}.json"
-        if f.is_file():
-            out[row] = json.loads(f.read_text())
-    return out
 
 
 def deployable(model: nn.Module) -> nn.Module:
@@ -404,9 +390,9 @@ def main(rows: list[str] | None = None) -> None:
         result = fns[row](tmp)
         result["seconds"] = round(time.perf_counter() - t0)
         result["loadavg"] = round(os.getloadavg()[0], 1)
-        _store(row, result)
+        store("factorization", row, result)
         print(json.dumps({row: result}, indent=1), flush=True)
-    DOC.write_text(render(_stored()))
+    DOC.write_text(render(stored("factorization", ROWS)))
     print(DOC.read_text())
 
 

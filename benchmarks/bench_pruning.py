@@ -26,6 +26,7 @@ from pathlib import Path
 
 import torch
 
+from benchmarks.results import store, stored
 from modelpress.artifact.onnx import export_onnx
 from modelpress.context import StepContext
 from modelpress.measure import count_macs, measure, time_interleaved
@@ -40,21 +41,6 @@ from modelpress.tasks.train import evaluate, torch_predict, train
 ROWS = ("lenet", "resnet", "minilm", "resnet-speed", "minilm-speed")
 DOC = Path(__file__).resolve().parent.parent / "docs" / "bench-pruning.md"
 PAPER_KEPT = {"fc1": 0.08, "fc2": 0.09, "fc3": 0.26}  # Han et al. 2015, LeNet-300-100 on MNIST
-
-
-def _store(row: str, result: dict) -> None:
-    folder = cache_dir() / "bench"
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / f"pruning-{row}.json").write_text(json.dumps(result, indent=1))
-
-
-def _stored() -> dict[str, dict]:
-    out = {}
-    for row in ROWS:
-        f = cache_dir() / "bench" / f"pruning-{row}.json"
-        if f.is_file():
-            out[row] = json.loads(f.read_text())
-    return out
 
 
 def _timed(predicts: list, inputs: tuple, runs: int, rounds: int = 3) -> dict:
@@ -375,9 +361,9 @@ def main(rows: list[str] | None = None) -> None:
         # Other jobs on the machine skew latency: record the 1-minute load average next to the figures.
         result["seconds"] = round(time.perf_counter() - t0)
         result["loadavg"] = round(os.getloadavg()[0], 1)
-        _store(row, result)
+        store("pruning", row, result)
         print(json.dumps({row: result}, indent=1), flush=True)
-    text = render(_stored())
+    text = render(stored("pruning", ROWS))
     DOC.parent.mkdir(parents=True, exist_ok=True)
     DOC.write_text(text)
     print(text)

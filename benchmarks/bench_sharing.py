@@ -31,6 +31,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from benchmarks.results import store, stored
 from modelpress.artifact import folder_bytes, save
 from modelpress.pipeline import Recipe, run
 from modelpress.pipeline.recipe import builtin_recipes
@@ -40,7 +41,6 @@ from modelpress.sharing.config import Share
 from modelpress.sharing.modules import HashedLinear
 from modelpress.sharing.step import PAPER_STAGES
 from modelpress.tasks import get
-from modelpress.tasks.builtin import cache_dir
 from modelpress.tasks.models import build
 from modelpress.tasks.train import evaluate, train
 
@@ -65,22 +65,13 @@ HASH_EPOCHS = 20
 SEEDS = (0, 1, 2)
 
 
-def _store(row: str, result: dict) -> None:
-    folder = cache_dir() / "bench"
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / f"sharing-{row}.json").write_text(json.dumps(result, indent=1))
-
-
 def _stored() -> dict[str, dict]:
     out = {}
-    for row in ROWS:
-        f = cache_dir() / "bench" / f"sharing-{row}.json"
-        if f.is_file():
-            result = json.loads(f.read_text())
-            if row in DC_ROWS and result.get("version") == 2 and len(DC_SEEDS[result["task"]]) == 1:
-                result = _one_seed(result)  # version 3 only added the seed bookkeeping; same recipe, one seed
-            if row not in DC_ROWS or result.get("version") == DC_VERSION:
-                out[row] = result
+    for row, result in stored("sharing", ROWS).items():
+        if row in DC_ROWS and result.get("version") == 2 and len(DC_SEEDS[result["task"]]) == 1:
+            result = _one_seed(result)  # version 3 only added the seed bookkeeping; same recipe, one seed
+        if row not in DC_ROWS or result.get("version") == DC_VERSION:
+            out[row] = result
     return out
 
 
@@ -543,7 +534,7 @@ def main(argv: list[str] | None = None) -> None:
         else:
             raise SystemExit(f"unknown row {row!r}; rows: {list(ROWS)}")
         print(json.dumps({k: v for k, v in result.items() if k != "layers"}, indent=1), flush=True)
-        _store(row, result)
+        store("sharing", row, result)
         write_doc(_stored())
 
 
