@@ -4,28 +4,18 @@ import pytest
 import torch
 from torch import nn
 
-from modelpress.artifact.packed import PackedModule
 from modelpress.decomposition.modules import CPConv2d, TuckerConv2d
 from modelpress.decomposition.tensors import cp_kernel, relative_error, tucker2_kernel
 from modelpress.lowrank.modules import conv_geometry
+from tests.factored_checks import check_factored_swap
 
 
 @pytest.mark.parametrize("cls", [TuckerConv2d, CPConv2d])
 def test_example_follows_the_swap_protocol(cls):
     m, (x,) = cls.example()
     m.eval()
-    assert isinstance(m, PackedModule)
-    tensors, meta = m.pack()
-    assert tensors == {}
-    rebuilt = cls.unpack(tensors, meta)
-    rebuilt.load_state_dict(m.state_dict())
-    assert torch.equal(rebuilt.eval()(x), m(x))
-    exported = m.export_module()
-    assert all(type(c).__module__.startswith("torch.nn") for c in exported.modules())
-    assert torch.equal(exported(x), m(x))
-    dense = m.to_dense()
+    _, dense = check_factored_swap(m, x)
     assert type(dense) is nn.Conv2d and dense.stride == (2, 1) and dense.dilation == (1, 2)
-    assert torch.allclose(dense(x), m(x), atol=1e-4, rtol=1e-5)
 
 
 @pytest.mark.parametrize("kw", [{"stride": 2, "padding": 1}, {"stride": (2, 1), "padding": (0, 2), "dilation": (1, 2)},

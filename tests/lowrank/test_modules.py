@@ -4,9 +4,9 @@ import pytest
 import torch
 from torch import nn
 
-from modelpress.artifact.packed import PackedModule
 from modelpress.lowrank.factor import factor, layer_matrix
 from modelpress.lowrank.modules import ChannelFactoredConv2d, FactoredLinear, SpatialFactoredConv2d
+from tests.factored_checks import check_factored_swap
 
 CLASSES = [FactoredLinear, ChannelFactoredConv2d, SpatialFactoredConv2d]
 
@@ -15,19 +15,8 @@ CLASSES = [FactoredLinear, ChannelFactoredConv2d, SpatialFactoredConv2d]
 def test_example_follows_the_swap_protocol(cls):
     m, (x,) = cls.example()
     m.eval()
-    assert isinstance(m, PackedModule)
-    tensors, meta = m.pack()
-    assert tensors == {}  # the factors are children, stored as state entries
-    rebuilt = cls.unpack(tensors, meta)
-    assert [tuple(t.shape) for t in rebuilt.state_dict().values()] == [tuple(t.shape) for t in m.state_dict().values()]
-    rebuilt.load_state_dict(m.state_dict())
-    assert torch.equal(rebuilt.eval()(x), m(x))
-    exported = m.export_module()
-    assert all(type(c).__module__.startswith("torch.nn") for c in exported.modules())
-    assert torch.equal(exported(x), m(x))
-    dense = m.to_dense()
+    exported, dense = check_factored_swap(m, x)
     assert type(dense) in (nn.Linear, nn.Conv2d)
-    assert torch.allclose(dense(x), m(x), atol=1e-4, rtol=1e-5)
     assert sum(p.numel() for p in exported.parameters()) < sum(p.numel() for p in dense.parameters())
 
 
