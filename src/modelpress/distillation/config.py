@@ -8,7 +8,7 @@ from typing import Any
 
 from modelpress.errors import bad_value, is_int, is_number
 from modelpress.pruning.config import ROUND_TO
-from modelpress.tasks.train import OPTIMIZERS, SCHEDULES
+from modelpress.tasks.train import check_training_config
 
 __all__ = ["Distill", "check_kd_weights"]
 
@@ -117,18 +117,8 @@ class Distill:
             if not is_number(value) or value < 0:
                 raise bad_value(name, own, "a float ≥ 0 (the weight of that loss term)", value)
         object.__setattr__(self, "layer_map", _layer_map(self.layer_map))
-        if not is_int(self.epochs, 1):
-            raise bad_value("epochs", own, "an int ≥ 1", self.epochs)
-        if not is_number(self.lr) or not 0 < self.lr < 10:
-            raise bad_value("lr", own, "a float in (0, 10)", self.lr, "a typical value is 1e-3.")
-        if self.batch_size is not None and not is_int(self.batch_size, 1):
-            raise bad_value("batch_size", own, "an int ≥ 1 or null", self.batch_size)
-        if self.optimizer not in OPTIMIZERS:
-            raise bad_value("optimizer", own, f"one of {list(OPTIMIZERS)}", self.optimizer)
-        if not is_number(self.weight_decay) or self.weight_decay < 0:
-            raise bad_value("weight_decay", own, "a float ≥ 0", self.weight_decay)
-        if self.schedule not in SCHEDULES:
-            raise bad_value("schedule", own, f"one of {list(SCHEDULES)}", self.schedule)
+        check_training_config(own, self.epochs, self.lr, self.batch_size, self.optimizer, self.weight_decay,
+                              self.schedule)
 
     @property
     def uses_features(self) -> bool:

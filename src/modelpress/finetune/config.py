@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from modelpress.distillation.config import check_kd_weights
-from modelpress.errors import bad_value, is_int, is_number
-from modelpress.tasks.train import OPTIMIZERS, SCHEDULES
+from modelpress.errors import bad_value
+from modelpress.tasks.train import check_training_config
 
 __all__ = ["FineTune"]
 
@@ -41,18 +41,8 @@ class FineTune:
     temperature: float = 4.0
 
     def __post_init__(self) -> None:
-        if not is_int(self.epochs, 1):
-            raise bad_value("epochs", "FineTune", "an int ≥ 1", self.epochs)
-        if not is_number(self.lr) or not 0 < self.lr < 10:
-            raise bad_value("lr", "FineTune", "a float in (0, 10)", self.lr, "a typical value is 1e-3.")
-        if self.batch_size is not None and not is_int(self.batch_size, 1):
-            raise bad_value("batch_size", "FineTune", "an int ≥ 1 or null", self.batch_size)
-        if self.optimizer not in OPTIMIZERS:
-            raise bad_value("optimizer", "FineTune", f"one of {list(OPTIMIZERS)}", self.optimizer)
-        if not is_number(self.weight_decay) or self.weight_decay < 0:
-            raise bad_value("weight_decay", "FineTune", "a float ≥ 0", self.weight_decay)
-        if self.schedule not in SCHEDULES:
-            raise bad_value("schedule", "FineTune", f"one of {list(SCHEDULES)}", self.schedule)
+        check_training_config("FineTune", self.epochs, self.lr, self.batch_size, self.optimizer,
+                              self.weight_decay, self.schedule)
         if not isinstance(self.distill, bool):
             raise bad_value("distill", "FineTune", "true or false", self.distill)
         check_kd_weights("FineTune", self.alpha, self.temperature)

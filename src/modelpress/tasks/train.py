@@ -12,13 +12,32 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
-from modelpress.errors import bad_value, is_int
+from modelpress.errors import bad_value, is_int, is_number
 from modelpress.tasks.task import Predict, Split, Task
 
-__all__ = ["OPTIMIZERS", "SCHEDULES", "evaluate", "torch_predict", "train"]
+__all__ = ["OPTIMIZERS", "SCHEDULES", "check_training_config", "evaluate", "torch_predict", "train"]
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("constant", "cosine")
+
+
+def check_training_config(owner: str, epochs: object, lr: object, batch_size: object, optimizer: object,
+                          weight_decay: object, schedule: object) -> None:
+    """Validate the training fields of a step config named ``owner`` (`FineTune`, `Distill`): epochs an int
+    ≥ 1, lr in (0, 10), batch_size an int ≥ 1 or None (the task's default), optimizer in `OPTIMIZERS`,
+    weight_decay ≥ 0, schedule in `SCHEDULES`. Raises `BadInputError` naming the field and ``owner``."""
+    if not is_int(epochs, 1):
+        raise bad_value("epochs", owner, "an int ≥ 1", epochs)
+    if not is_number(lr) or not 0 < lr < 10:
+        raise bad_value("lr", owner, "a float in (0, 10)", lr, "a typical value is 1e-3.")
+    if batch_size is not None and not is_int(batch_size, 1):
+        raise bad_value("batch_size", owner, "an int ≥ 1 or null", batch_size)
+    if optimizer not in OPTIMIZERS:
+        raise bad_value("optimizer", owner, f"one of {list(OPTIMIZERS)}", optimizer)
+    if not is_number(weight_decay) or weight_decay < 0:
+        raise bad_value("weight_decay", owner, "a float ≥ 0", weight_decay)
+    if schedule not in SCHEDULES:
+        raise bad_value("schedule", owner, f"one of {list(SCHEDULES)}", schedule)
 
 
 def _device(model: nn.Module) -> torch.device:
