@@ -7,7 +7,9 @@ data is not augmented, so a distillation epoch costs about one student epoch plu
 pass. That pass is remembered (`teacher_logits`) for the same teacher weights on the same data, so a
 recipe that distils twice from its input model, or a benchmark over seeds, pays it once. With feature
 matching on, the teacher runs beside every batch instead (its hidden states and attention maps would not
-fit in memory for a whole split).
+fit in memory for a whole split). With ``Distill.augment`` every epoch trains on one of a few shifted,
+mixed-up views of the split instead (`views`), the teacher's logits of each view computed once and cached
+on disk, so teacher and student always see the same image.
 """
 
 from __future__ import annotations
