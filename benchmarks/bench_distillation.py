@@ -93,7 +93,7 @@ WIDE_TRAIN = {**HINTON_TRAIN, "epochs": 6}
 # Function matching (Beyer et al. 2022): both arms train on the same shifted, mixed-up views (the label arm
 # on the mixed labels), the distilled arm on pure KL to the teacher's logits of those very images at T 1,
 # their published settings (alpha 1, temperature 1, mixup); views cached on disk, one teacher pass each.
-VIEWS_AUGMENT = {"shift": 2, "mixup": 1.0, "views": 6}
+VIEWS_AUGMENT = {"shift": 2, "mixup": 1.0, "views": 3}
 VIEWS_KD = {"alpha": 1.0, "temperature": 1.0}
 HINTON_ROWS = {  # row -> (student, teacher, training settings[, distilled arm's alpha / temperature])
     "hinton": ("lenet-300-100", "resnet-s", HINTON_TRAIN),
