@@ -248,6 +248,19 @@ def _ms(values: list[float], scale: float = 100.0, digits: int = 2) -> str:
     return f"{m:.{digits}f} ± {s:.{digits}f}"
 
 
+def _plain_reference(rows: list[dict], aug: dict | None) -> list[str]:
+    """For a row on augmented views: the same student on labels alone on the plain images (row ``hinton``,
+    same seeds, init and schedule), so a reader sees what the views themselves cost or gave."""
+    plain = {r["seed"]: r["labels_acc"] for r in _stored("hinton")}
+    seeds = [r["seed"] for r in rows if r["seed"] in plain]
+    if not aug or not seeds:
+        return []
+    views = [r["distilled_acc"] for r in rows if r["seed"] in plain]
+    return [(f"| for reference: labels alone on the plain images (row `hinton`, seeds {seeds}) | | accuracy "
+             f"{_ms([plain[s] for s in seeds])}%; distilled on views minus it: "
+             f"{_ms([v - plain[s] for v, s in zip(views, seeds)])} points |")]
+
+
 def _render_hinton(rows: list[dict], row: str) -> list[str]:
     student, teacher, settings, _ = _hinton_row(row)
     aug = settings.get("augment")
@@ -267,7 +280,7 @@ def _render_hinton(rows: list[dict], row: str) -> list[str]:
         f"(accuracy {_ms([r['labels_acc'] for r in rows])}%) |"),
         (f"| student, distilled | 74 errors | {_ms([r['distilled_errors'] for r in rows], 1, 1)} errors "
         f"(accuracy {_ms([r['distilled_acc'] for r in rows])}%) |"),
-        f"| share of the gap closed | 91% | {_ms(g, 100, 1)}% |", "",
+        f"| share of the gap closed | 91% | {_ms(g, 100, 1)}% |", *_plain_reference(rows, aug), "",
         "Per seed, labels alone → distilled (share of the gap closed; training seconds per arm; load): " + "; ".join(
             f"seed {r['seed']}: {100 * r['labels_acc']:.2f}% → {100 * r['distilled_acc']:.2f}% "
             f"({100 * r['gap_closed']:.1f}%; " + (f"{r['labels_seconds']} s / {r['distilled_seconds']} s; "
