@@ -267,8 +267,35 @@ def _et_candidates(task: Task, fp32: torch.nn.Module, tmp: Path, int8_mode: str)
     return cands, notes
 
 
-def _et_section(title: str, task: Task, fp32: torch.nn.Module, tmp: Path, int8_mode: str) -> list[str]:
+def _et_int4(task: Task, fp32: torch.nn.Module, tmp: Path) -> tuple[list[Candidate], list[str]]:
+    """ExecuTorch int4 programs of modelpress's ``int4-weight`` recipe (group 32, embeddings included):
+    its default asymmetric codes (re-quantized symmetric for XNNPACK's kernels) and ``symmetric: true``
+    codes (carried bit for bit)."""
+    from modelpress.measure.executorch_runtime import pte_predict
+    from modelpress.quantization.executorch_export import export_pte
+
+    cands, notes = [], []
+    ctx = StepContext(task=task, progress=False, target=DeployTarget(runtime="executorch"))
+    for symmetric, how in ((None, "recipe int4-weight, asymmetric codes re-quantized symmetric"),
+                           (True, "int4-weight symmetric: true, codes carried")):
+        q = copy.deepcopy(fp32)
+        apply_quantize(q, Quantize(mode="int4-weight", group_size=32, symmetric=symmetric), ctx)
+        e = export_pte(q, task.example_inputs, tmp / f"int4-{bool(symmetric)}.pte", mode="int4-dynamic")
+        cands.append(Candidate(f"ExecuTorch XNNPACK int4-dynamic ({how})", "executorch", "int4-dynamic g32",
+                               pte_predict(e.path), e.bytes))
+        kinds = sorted({n.split(": ", 1)[1].split(" (")[0] for n in e.notes
+                        if ": " in n and not n.startswith("some ops fall back")})
+        notes.append(f"ExecuTorch int4-dynamic ({how}): {e.ops.describe()}; carried from modelpress: "
+                     f"{e.carried}; per layer: {'; '.join(kinds)}")
+    return cands, notes
+
+
+def _et_section(title: str, task: Task, fp32: torch.nn.Module, tmp: Path, int8_mode: str,
+                int4: bool = False) -> list[str]:
     cands, notes = _et_candidates(task, fp32.eval(), tmp, int8_mode)
+    if int4 and cands:
+        more, more_notes = _et_int4(task, fp32, tmp)
+        cands, notes = cands + more, notes + more_notes
     rows = _table(task, cands, [("batch 1", tuple(t[:1] for t in task.test.inputs))]) if cands else []
     return [f"## ExecuTorch: {title}", "", *rows, "", *[f"- {n}" for n in notes],
             f"- load average when the section finished: {os.getloadavg()[0]:.2f}", ""]
@@ -289,7 +316,7 @@ def et_resnet(tmp: Path) -> list[str]:
 def et_minilm(tmp: Path) -> list[str]:
     task = get("bbc-news")
     return _et_section("MiniLM on bbc-news (batch 1 × 128 tokens, 1 thread, timed interleaved)", task,
-                       task.model(), tmp, "int8-dynamic")
+                       task.model(), tmp, "int8-dynamic", int4=True)
 
 
 def _versions() -> str:
