@@ -1,4 +1,4 @@
-"""Export a model to an ExecuTorch program (``.pte``) lowered to XNNPACK, in fp32 or int8.
+"""Export a model to an ExecuTorch program (``.pte``) lowered to XNNPACK, in fp32, int8 or with 4-bit weights.
 
 Why these choices (each measured or found on this machine, docs/bench-runtimes.md):
 
@@ -14,6 +14,8 @@ Why these choices (each measured or found on this machine, docs/bench-runtimes.m
 - **Word embeddings as int8 rows.** XNNPACK's quantizer leaves ``nn.Embedding`` tables in fp32 (the MiniLM
   int8 program stayed at 51 MB); they become ``quantized_decomposed::embedding_byte`` with
   modelpress's own row codes (or symmetric per-row codes for a float table), a portable kernel.
+- **4-bit weights** (``int4-dynamic``) as XNNPACK's int4 group-wise Linear kernels and ``embedding_4bit``
+  tables, built from modelpress's codes without a second quantizer (`modelpress.quantization.executorch_int4`).
 - **Eager attention** for Hugging Face models: with ``sdpa`` the softmax's masking ops are not delegated
   and the fp32 program ran 1.4× slower than eager.
 - **No-op integer adds dropped before quantizing**: ``transform_for_annotation`` turns the int64
