@@ -290,12 +290,33 @@ def _et_int4(task: Task, fp32: torch.nn.Module, tmp: Path) -> tuple[list[Candida
     return cands, notes
 
 
+def _et_flips(task: Task, cands: list[Candidate]) -> list[str]:
+    """Per quantized candidate, the test examples whose top-1 differs from torch fp32's: index, fp32's
+    logit margin (top-1 minus runner-up) and whether fp32 or the candidate was right — an accuracy gap of
+    an example or two is read off these, not off the accuracy column alone."""
+    ref = cands[0].predict(task.test.inputs).float()
+    top2 = ref.topk(2, dim=1).values
+    margin, target = top2[:, 0] - top2[:, 1], task.test.targets
+    out = []
+    for c in cands[1:]:
+        if c.label in ("f32", "fp32"):
+            continue
+        pred = c.predict(task.test.inputs).float().argmax(1)
+        flips = (pred != ref.argmax(1)).nonzero().flatten().tolist()
+        cells = [f"#{i} (fp32 margin {float(margin[i]):.3f}, "
+                 f"{'fp32 right' if ref[i].argmax() == target[i] else 'candidate right' if pred[i] == target[i] else 'both wrong'})"
+                 for i in flips]
+        out.append(f"{c.name}: {len(flips)} top-1 flips vs torch fp32" + (f": {', '.join(cells)}" if cells else ""))
+    return out
+
+
 def _et_section(title: str, task: Task, fp32: torch.nn.Module, tmp: Path, int8_mode: str,
                 int4: bool = False) -> list[str]:
     cands, notes = _et_candidates(task, fp32.eval(), tmp, int8_mode)
     if int4 and cands:
         more, more_notes = _et_int4(task, fp32, tmp)
         cands, notes = cands + more, notes + more_notes
+    notes += _et_flips(task, cands) if cands else []
     rows = _table(task, cands, [("batch 1", tuple(t[:1] for t in task.test.inputs))]) if cands else []
     return [f"## ExecuTorch: {title}", "", *rows, "", *[f"- {n}" for n in notes],
             f"- load average when the section finished: {os.getloadavg()[0]:.2f}", ""]
