@@ -32,6 +32,7 @@ import torch
 from torch import nn
 
 from benchmarks.results import store, stored
+from benchmarks.sharing_per_channel import per_channel, per_channel_doc
 from modelpress.artifact import folder_bytes, save
 from modelpress.pipeline import Recipe, run
 from modelpress.pipeline.recipe import builtin_recipes
@@ -54,7 +55,7 @@ DC_ROWS = {
     # a variant, not the recipe, so the doc shows what `augment: true` changed
     "dc-mnist-lenet5-noaug": ("mnist-5k", "lenet-5", {k: {"augment": False} for k in ("prune", "finetune", "share")}),
 }
-ROWS = (*DC_ROWS, "decode", "hash", "tie-minilm")
+ROWS = (*DC_ROWS, "decode", "hash", "tie-minilm", "per-channel")
 # Deep Compression rows measured before this version (indented manifest, fp32 biases, no distillation; 4: no
 # training on the task's augmentation) are not shown: the recipe that produced them is gone.
 DC_VERSION = 4
@@ -509,6 +510,8 @@ def write_doc(rows: dict[str, dict]) -> None:
         lines += [f"Not run yet: {', '.join(missing)}.", ""]
     if "tie-minilm" in rows:
         lines += _tie_doc(rows["tie-minilm"])
+    if "per-channel" in rows:
+        lines += per_channel_doc(rows["per-channel"])
     DOC.write_text("\n".join(lines))
 
 
@@ -527,6 +530,8 @@ def main(argv: list[str] | None = None) -> None:
             result = hashed_nets()
         elif row == "tie-minilm":
             result = tie_minilm()
+        elif row == "per-channel":
+            result = per_channel()
         else:
             raise SystemExit(f"unknown row {row!r}; rows: {list(ROWS)}")
         print(json.dumps({k: v for k, v in result.items() if k != "layers"}, indent=1), flush=True)
