@@ -20,7 +20,7 @@ from typing import Any
 from torch import nn
 
 from modelpress.context import StepContext
-from modelpress.errors import CompressionError
+from modelpress.errors import BadInputError, CompressionError
 from modelpress.quantization.config import Quantize
 
 __all__ = ["ExecuTorchCandidate", "executorch_candidates", "executorch_forms", "ship_executorch"]
@@ -71,6 +71,14 @@ def executorch_forms(model: nn.Module, ctx: StepContext, tmp: Path, config: Quan
             predict = pte_predict(pte.path, threads=ctx.target.threads)
         except CompressionError as e:
             notes.append(f"executorch {mode}: {e}")
+            continue
+        except BadInputError:
+            if mode != "int4-dynamic":
+                raise
+            # no 4-bit layer XNNPACK's kernels take (every group fails to divide its row): an all-8-bit
+            # program would ship larger than the recipe asked, so it is not offered in its place
+            notes.append("executorch int4-dynamic: not offered, no 4-bit layer fits XNNPACK's 4-bit kernels "
+                         "(the group size must divide each layer's inputs)")
             continue
         notes += [f"executorch {mode}: {n}" for n in pte.notes]
         info = {"runtime": "executorch", "format": mode, "label": "float32" if mode == "fp32" else mode,
