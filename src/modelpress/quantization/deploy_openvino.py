@@ -26,9 +26,13 @@ from modelpress.quantization.config import Quantize
 from modelpress.quantization.onnx_rewrite import Matched
 from modelpress.quantization.onnx_weight_dq import to_weight_dequantize
 
-__all__ = ["OpenVINOCandidate", "openvino_candidates", "ship_openvino"]
+__all__ = ["OPENVINO_ONLY", "OpenVINOCandidate", "openvino_candidates", "ship_openvino"]
 
 _KIND = {"f32": "float32", "bf16": "bf16", "f16": "fp16"}
+# Formats `modelpress.quantization.deploy.build_candidate` writes for OpenVINO alone: static-matmul (Q/DQ
+# on the quantized layers' inputs only) is the scope OpenVINO's int8 kernels want for a transformer, while
+# onnxruntime runs such a graph's unfused Q/DQ pairs slower than its dynamic int8.
+OPENVINO_ONLY = ("static-matmul",)
 
 
 @dataclass(frozen=True)
