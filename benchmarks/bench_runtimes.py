@@ -116,8 +116,8 @@ def _nncf(xml: Path, task: Task, out: Path, transformer: bool) -> tuple[list[Can
     cands = []
     for hint in hints:
         compiled = ovr.compile_openvino(out, threads=1, precision=hint)
-        what = "default" if hint == default else "same as modelpress's"
-        cands.append(Candidate(f"NNCF int8 + OpenVINO, {hint} hint ({what})", "openvino",
+        what = " (OpenVINO's default)" if hint == default else ""
+        cands.append(Candidate(f"NNCF int8 + OpenVINO, {hint} hint{what}", "openvino",
                                ovr.executed_format(compiled).label, ovr.predict_compiled(compiled), ovr.ir_bytes(out)))
     return cands, ""
 
