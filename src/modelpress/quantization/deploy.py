@@ -116,7 +116,8 @@ def candidates_for(config: Quantize, matched: list[Matched], has_conv: bool) -> 
         return ["dynamic", *(["dynamic-matmul"] if has_conv and linear else []), "float"]
     if acts == "static":
         # convs: u8 activations × s8 per-channel weights, with and without reduce-range;
-        # matmul-only graphs: static QDQ does not fuse well here, dynamic int8 does.
+        # matmul-only graphs: onnxruntime's static QDQ does not fuse well here, dynamic int8 does; OpenVINO
+        # gets the static graph in the simulation's scope (static-matmul, OpenVINO only).
         out = ["static-reduce-range", "static"]
         if linear and not has_conv:
             out += ["dynamic", "static-matmul"]
