@@ -17,10 +17,15 @@ result on a shared machine). Candidates:
   that this CPU executes (read back from the compiled model; a hint it lowers is reported, not timed);
 - OpenVINO int8 weights from modelpress's codes (weight-only DequantizeLinear, the int8 model of the
   onnxruntime row): OpenVINO quantizes the activations per call, as the int8-dynamic simulation does;
-- OpenVINO int8 from modelpress's QDQ graph (int8-static, ``quantize_static`` QDQ with modelpress's
-  calibrated ranges), with the f32 hint and with the 16-bit hint for the layers left float;
+- OpenVINO int8 from modelpress's static QDQ graph, with the f32 hint and with the 16-bit hint for the
+  layers left float: for MiniLM in the simulation's scope (`modelpress.quantization.onnx_static_qdq`:
+  Q/DQ only into the quantized layers), for resnet-s ``quantize_static``'s graph with modelpress's ranges;
+- MiniLM: modelpress's int8-static deployment with ``--runtime auto`` (every runtime's candidates, the
+  normal choice), the shipped file timed; the acceptance line (its latency over the fastest peer's) and
+  OpenVINO's per-layer profile of both IRs (`modelpress.measure.openvino_runtime.profile_layers`);
 - the peer: NNCF's ``quantize`` (its defaults; ``model_type=TRANSFORMER`` for MiniLM) on the fp32 IR,
-  run with OpenVINO's own default precision for this CPU.
+  run with OpenVINO's own default precision for this CPU and with every other hint modelpress's forms get
+  (same compile settings: 1 thread, 1 stream, LATENCY hint, no pinning).
 
 ExecuTorch rows (the phone runtime; its XNNPACK delegate runs the same kernels on ARM as here), one
 section per model, batch 1 (MiniLM 1 × 128): torch fp32, onnxruntime fp32, onnxruntime int8 (modelpress's
