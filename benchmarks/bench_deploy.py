@@ -120,3 +120,7 @@ def _write(lines: list[str], whys: list[str], missing: list[str]) -> None:
     if missing:
         out += [f"Not run (baseline not cached; `modelpress tasks` trains it): {', '.join(missing)}.", ""]
     DOC.write_text("\n".join(out))
+
+
+if __name__ == "__main__":
+    main()
