@@ -10,7 +10,7 @@ uint8 scale and zero point (``act_scale``, ``act_zp``) and feeds that layer alon
 same tensor with the same grid share one pair: Q, K and V); weights are modelpress's int8 codes behind
 ``DequantizeLinear`` (`modelpress.quantization.onnx_weight_dq.to_weight_dequantize`). Softmax, layer
 norm, GELU, residual adds and the attention matmuls stay float. OpenVINO folds each pair into a
-FakeQuantize and runs the layer with its int8 kernels (MiniLM: cosine 0.99865, the simulation's 0.99868,
+FakeQuantize and runs the layer with its int8 kernels (MiniLM bbc-news: logit cosine 0.99865 to fp32,
 at NNCF's int8 latency; docs/bench-runtimes.md). Quantized embedding tables with one 8-bit grid per
 row are written the same way (int8 rows behind a per-row ``DequantizeLinear``), which OpenVINO gathers
 from its compressed constant, so the file is as small as the artifact (MiniLM's word table is half of
