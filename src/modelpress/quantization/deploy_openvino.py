@@ -34,9 +34,9 @@ __all__ = ["OPENVINO_ONLY", "OpenVINOCandidate", "openvino_candidates", "ship_op
 _KIND = {"f32": "float32", "bf16": "bf16", "f16": "fp16"}
 # Formats `modelpress.quantization.deploy.build_candidate` writes for OpenVINO alone: static-matmul (Q/DQ
 # on the quantized layers' inputs only, `modelpress.quantization.onnx_static_qdq`). Measured on MiniLM
-# bbc-news, 1 thread, AVX-512 VNNI EPYC: OpenVINO ran it at NNCF's int8 speed (7.57 vs 7.58 ms, cosine
-# 0.9987 = the simulation's), onnxruntime 1.44x slower (10.9 ms, its dynamic int8's speed), so onnxruntime
-# does not spend judging time on it.
+# bbc-news, 1 thread, AVX-512 VNNI EPYC (docs/bench-runtimes.md): OpenVINO ran it at NNCF's int8 speed
+# (logit cosine 0.99865); onnxruntime ran the same graph about 1.4x slower than OpenVINO, at its dynamic
+# int8's speed, so onnxruntime does not spend judging time on it.
 OPENVINO_ONLY = ("static-matmul",)
 
 
