@@ -5,7 +5,9 @@
    student's gap to the teacher that distillation closes (target ≥ 40%; Hinton et al.: 146 → 74 test
    errors on MNIST, teacher 67, i.e. 91%). ``hinton-lenet5``: the same with the LeNet-5 teacher;
    ``hinton-wide``: the same with Hinton et al.'s own 800-800 student (``mlp-800-800``); ``hinton-long``:
-   LeNet-300-100 again with twice the epochs (24).
+   LeNet-300-100 again with twice the epochs (24); ``hinton-views`` / ``hinton-views-long``: function
+   matching (Beyer et al. 2022) — both arms on the same shifted, mixed-up views (`Distill.augment`), the
+   distilled arm on pure KL to the teacher's logits of those very images, 12 and 36 epochs.
 2. ``minilm``: the bbc-news MiniLM classifier (6 layers) → layers [0, 2, 4] (recipe ``distill-layers``),
    distilled vs the same 3-layer student fine-tuned on labels alone; accuracy share of the teacher's
    (target ≥ 97%, DistilBERT's figure) and latency at batch 1 × 128 tokens timed interleaved with the
@@ -47,7 +49,8 @@ from modelpress.tasks import get
 from modelpress.tasks.builtin import cache_dir
 from modelpress.tasks.train import evaluate, torch_predict
 
-ROWS = ("hinton", "hinton-lenet5", "hinton-wide", "hinton-long", "minilm", "recovery")
+ROWS = ("hinton", "hinton-lenet5", "hinton-wide", "hinton-long", "hinton-views", "hinton-views-long", "minilm",
+        "recovery")
 DOC = Path(__file__).resolve().parent.parent / "docs" / "bench-distillation.md"
 
 # The LeNet baseline's own schedule (tasks.builtin.RECIPES): 12 epochs, batch 128, Adam 1e-3, cosine.
@@ -90,12 +93,27 @@ def _stored(row: str) -> list[dict]:
 # one epoch of it costs about 7× one of LeNet-300-100 here (measured ~20 s vs ~3 s per 60k, 1 thread): 6
 # epochs keep its 3 seeds × 2 arms in one 15-minute run.
 WIDE_TRAIN = {**HINTON_TRAIN, "epochs": 6}
-HINTON_ROWS = {  # row -> (student, teacher, training settings)
+# Function matching (Beyer et al. 2022): both arms train on the same shifted, mixed-up views (the label arm
+# on the mixed labels), the distilled arm on pure KL to the teacher's logits of those very images at T 1,
+# their published settings (alpha 1, temperature 1, mixup); views cached on disk, one teacher pass each.
+VIEWS_AUGMENT = {"shift": 2, "mixup": 1.0, "views": 3}
+VIEWS_KD = {"alpha": 1.0, "temperature": 1.0}
+HINTON_ROWS = {  # row -> (student, teacher, training settings[, distilled arm's alpha / temperature])
     "hinton": ("lenet-300-100", "resnet-s", HINTON_TRAIN),
     "hinton-lenet5": ("lenet-300-100", "lenet-5", HINTON_TRAIN),
     "hinton-wide": ("mlp-800-800", "resnet-s", WIDE_TRAIN),
     "hinton-long": ("lenet-300-100", "resnet-s", {**HINTON_TRAIN, "epochs": 24}),  # twice the schedule
+    "hinton-views": ("lenet-300-100", "resnet-s", {**HINTON_TRAIN, "augment": VIEWS_AUGMENT}, VIEWS_KD),
+    # "patient": three times the schedule on the same views (each view seen 12 times); ~10 min for 3 seeds
+    "hinton-views-long": ("lenet-300-100", "resnet-s", {**HINTON_TRAIN, "epochs": 36, "augment": VIEWS_AUGMENT},
+                          VIEWS_KD),
 }
+
+
+def _hinton_row(row: str) -> tuple[str, str, dict, dict]:
+    """``(student, teacher, settings, kd)`` of a `HINTON_ROWS` row (kd: `HINTON_KD` unless the row says)."""
+    student, teacher, settings, *kd = HINTON_ROWS[row]
+    return student, teacher, settings, (kd[0] if kd else HINTON_KD)
 
 
 HINTON_NOTE = (
@@ -103,28 +121,36 @@ HINTON_NOTE = (
     "inputs), so the student could represent the function it was taught; here the teachers are CNNs, and "
     "the students see the same 60,000 un-augmented training images in both arms (the teacher's logits "
     "computed once per image). Each row above changes one thing from the LeNet-300-100 / resnet-s / "
-    "12-epoch row: the teacher, the student's width, or (``hinton-long``) the number of epochs.")
+    "12-epoch row: the teacher, the student's width, or (``hinton-long``) the number of epochs; "
+    "``hinton-views`` changes the method (function matching, Beyer et al. 2022): both arms train on the "
+    "same shifted and mixed-up views, the distilled arm on the teacher's logits of those very images "
+    "(alpha 1, T 1), so the comparison isolates what the teacher adds on the same data; "
+    "``hinton-views-long`` trains three times as long on the same views (Beyer et al.'s \"patient\").")
 
 
 def row_hinton(seed: int, cache: dict, row: str = "hinton") -> dict:
     """Labels alone vs distilled, one student and teacher per row (`HINTON_ROWS`): the same
     initialization, epochs, schedule and data per seed; only ``alpha`` / ``temperature`` differ."""
-    student_name, teacher_name, settings = HINTON_ROWS[row]
+    student_name, teacher_name, settings, kd_cfg = _hinton_row(row)
     task = get("fashion-mnist")
     if teacher_name not in cache:
         teacher = task.model(teacher_name).eval()
         cache[teacher_name] = (teacher, evaluate(teacher, task))
     teacher, t_acc = cache[teacher_name]
-    logits = teacher_logits(teacher, task.train)  # one pass for all seeds and both arms (remembered)
-    accs = {}
-    for name, kd in (("labels", {"alpha": 0.0}), ("distilled", HINTON_KD)):
+    # one pass for all seeds and both arms (remembered); augmented views keep theirs on disk instead
+    logits = None if settings.get("augment") else teacher_logits(teacher, task.train)
+    accs, secs = {}, {}
+    for name, kd in (("labels", {"alpha": 0.0}), ("distilled", kd_cfg)):
         student, _ = build_student(student_name, None, teacher, task, seed=seed)  # same init for both
+        t0 = time.perf_counter()
         train_student(student, teacher, task, Distill(**settings, **kd), seed=seed, progress=False, cached=logits)
+        secs[name] = round(time.perf_counter() - t0)
         accs[name] = evaluate(student, task)
     n = len(task.test)
     return {
         "command": f"python -m benchmarks.bench_distillation {row}", "seed": seed, "teacher": teacher_name,
-        "student": student_name, "config": f"Distill(student={student_name}, {HINTON_KD}) vs alpha=0; {settings}",
+        "student": student_name, "config": f"Distill(student={student_name}, {kd_cfg}) vs alpha=0; {settings}",
+        "labels_seconds": secs["labels"], "distilled_seconds": secs["distilled"],
         "teacher_acc": t_acc, "labels_acc": accs["labels"], "distilled_acc": accs["distilled"],
         "teacher_errors": round((1 - t_acc) * n), "labels_errors": round((1 - accs["labels"]) * n),
         "distilled_errors": round((1 - accs["distilled"]) * n), "test_examples": n,
@@ -229,9 +255,24 @@ def _ms(values: list[float], scale: float = 100.0, digits: int = 2) -> str:
     return f"{m:.{digits}f} ± {s:.{digits}f}"
 
 
+def _plain_reference(rows: list[dict], aug: dict | None) -> list[str]:
+    """For a row on augmented views: the same student on labels alone on the plain images (row ``hinton``,
+    same seeds, init and schedule), so a reader sees what the views themselves cost or gave."""
+    plain = {r["seed"]: r["labels_acc"] for r in _stored("hinton")}
+    seeds = [r["seed"] for r in rows if r["seed"] in plain]
+    if not aug or not seeds:
+        return []
+    views = [r["distilled_acc"] for r in rows if r["seed"] in plain]
+    return [(f"| for reference: labels alone on the plain images (row `hinton`, seeds {seeds}) | | accuracy "
+             f"{_ms([plain[s] for s in seeds])}%; distilled on views minus it: "
+             f"{_ms([v - plain[s] for v, s in zip(views, seeds)])} points |")]
+
+
 def _render_hinton(rows: list[dict], row: str) -> list[str]:
-    student, teacher, settings = HINTON_ROWS[row]
-    title = f"## Hinton et al. on Fashion-MNIST: {student} student, {teacher} teacher, {settings['epochs']} epochs"
+    student, teacher, settings, _ = _hinton_row(row)
+    aug = settings.get("augment")
+    title = (f"## Hinton et al. on Fashion-MNIST: {student} student, {teacher} teacher, {settings['epochs']} epochs"
+             + (f", function matching on augmented views {aug}" if aug else ""))
     if not rows:
         return [title, "", "Not run yet.", ""]
     g = [r["gap_closed"] for r in rows if r["gap_closed"] is not None]
@@ -246,7 +287,12 @@ def _render_hinton(rows: list[dict], row: str) -> list[str]:
         f"(accuracy {_ms([r['labels_acc'] for r in rows])}%) |"),
         (f"| student, distilled | 74 errors | {_ms([r['distilled_errors'] for r in rows], 1, 1)} errors "
         f"(accuracy {_ms([r['distilled_acc'] for r in rows])}%) |"),
-        f"| share of the gap closed | 91% | {_ms(g, 100, 1)}% |", "",
+        f"| share of the gap closed | 91% | {_ms(g, 100, 1)}% |", *_plain_reference(rows, aug), "",
+        "Per seed, labels alone → distilled (share of the gap closed; training seconds per arm; load): " + "; ".join(
+            f"seed {r['seed']}: {100 * r['labels_acc']:.2f}% → {100 * r['distilled_acc']:.2f}% "
+            f"({100 * r['gap_closed']:.1f}%; " + (f"{r['labels_seconds']} s / {r['distilled_seconds']} s; "
+            if "labels_seconds" in r else "") + f"load {r.get('loadavg', '?')})"
+            for r in rows if r["gap_closed"] is not None) + ".", "",
     ]  # fmt: skip
 
 
@@ -322,7 +368,7 @@ def _verdicts(hs: dict[str, list[dict]], ms: dict[str, list[dict]], rec: list[di
     for row, h in hs.items():
         if not h:
             continue
-        student, teacher, settings = HINTON_ROWS[row]
+        student, teacher, settings, _ = _hinton_row(row)
         g = statistics.mean(r["gap_closed"] for r in h if r["gap_closed"] is not None)
         lines.append(f"- Hinton, {student} student, {teacher} teacher, {settings['epochs']} epochs: distillation closes ≥ 40% of the gap: "
                      f"{100 * g:.1f}% ({len(h)} seed(s)): {'met' if g >= 0.4 else 'NOT met'}")  # fmt: skip

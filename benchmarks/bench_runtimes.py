@@ -356,8 +356,56 @@ def _et_candidates(task: Task, fp32: torch.nn.Module, tmp: Path, int8_mode: str)
     return cands, notes
 
 
-def _et_section(title: str, task: Task, fp32: torch.nn.Module, tmp: Path, int8_mode: str) -> list[str]:
+def _et_int4(task: Task, fp32: torch.nn.Module, tmp: Path) -> tuple[list[Candidate], list[str]]:
+    """ExecuTorch int4 programs of modelpress's ``int4-weight`` recipe (group 32, embeddings included):
+    its default asymmetric codes (re-quantized symmetric for XNNPACK's kernels) and ``symmetric: true``
+    codes (carried bit for bit)."""
+    from modelpress.measure.executorch_runtime import pte_predict
+    from modelpress.quantization.executorch_export import export_pte
+
+    cands, notes = [], []
+    ctx = StepContext(task=task, progress=False, target=DeployTarget(runtime="executorch"))
+    for symmetric, how in ((None, "recipe int4-weight, asymmetric codes re-quantized symmetric"),
+                           (True, "int4-weight symmetric: true, codes carried")):
+        q = copy.deepcopy(fp32)
+        apply_quantize(q, Quantize(mode="int4-weight", group_size=32, symmetric=symmetric), ctx)
+        e = export_pte(q, task.example_inputs, tmp / f"int4-{bool(symmetric)}.pte", mode="int4-dynamic")
+        cands.append(Candidate(f"ExecuTorch XNNPACK int4-dynamic ({how})", "executorch", "int4-dynamic g32",
+                               pte_predict(e.path), e.bytes))
+        kinds = sorted({n.split(": ", 1)[1].split(" (")[0] for n in e.notes
+                        if ": " in n and not n.startswith("some ops fall back")})
+        notes.append(f"ExecuTorch int4-dynamic ({how}): {e.ops.describe()}; carried from modelpress: "
+                     f"{e.carried}; per layer: {'; '.join(kinds)}")
+    return cands, notes
+
+
+def _et_flips(task: Task, cands: list[Candidate]) -> list[str]:
+    """Per quantized candidate, the test examples whose top-1 differs from torch fp32's: index, fp32's
+    logit margin (top-1 minus runner-up) and whether fp32 or the candidate was right — an accuracy gap of
+    an example or two is read off these, not off the accuracy column alone."""
+    ref = cands[0].predict(task.test.inputs).float()
+    top2 = ref.topk(2, dim=1).values
+    margin, target = top2[:, 0] - top2[:, 1], task.test.targets
+    out = []
+    for c in cands[1:]:
+        if c.label in ("f32", "fp32"):
+            continue
+        pred = c.predict(task.test.inputs).float().argmax(1)
+        flips = (pred != ref.argmax(1)).nonzero().flatten().tolist()
+        cells = [f"#{i} (fp32 margin {float(margin[i]):.3f}, "
+                 f"{'fp32 right' if ref[i].argmax() == target[i] else 'candidate right' if pred[i] == target[i] else 'both wrong'})"
+                 for i in flips]
+        out.append(f"{c.name}: {len(flips)} top-1 flips vs torch fp32" + (f": {', '.join(cells)}" if cells else ""))
+    return out
+
+
+def _et_section(title: str, task: Task, fp32: torch.nn.Module, tmp: Path, int8_mode: str,
+                int4: bool = False) -> list[str]:
     cands, notes = _et_candidates(task, fp32.eval(), tmp, int8_mode)
+    if int4 and cands:
+        more, more_notes = _et_int4(task, fp32, tmp)
+        cands, notes = cands + more, notes + more_notes
+    notes += _et_flips(task, cands) if cands else []
     rows = _table(task, cands, [("batch 1", tuple(t[:1] for t in task.test.inputs))]) if cands else []
     return [f"## ExecuTorch: {title}", "", *rows, "", *[f"- {n}" for n in notes],
             f"- load average when the section finished: {os.getloadavg()[0]:.2f}", ""]
@@ -378,7 +426,7 @@ def et_resnet(tmp: Path) -> list[str]:
 def et_minilm(tmp: Path) -> list[str]:
     task = get("bbc-news")
     return _et_section("MiniLM on bbc-news (batch 1 × 128 tokens, 1 thread, timed interleaved)", task,
-                       task.model(), tmp, "int8-dynamic")
+                       task.model(), tmp, "int8-dynamic", int4=True)
 
 
 def _versions() -> str:

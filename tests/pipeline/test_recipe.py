@@ -54,7 +54,7 @@ def test_from_list_accepts_configs():
     assert recipe.to_list() == [{"finetune": {"epochs": 1, "lr": 0.001, "batch_size": None,
                                               "optimizer": "adam", "weight_decay": 0.0,
                                               "schedule": "constant", "distill": False, "alpha": 0.5,
-                                              "temperature": 4.0}}]
+                                              "temperature": 4.0, "augment": False}}]
 
 
 def test_exponent_floats_and_comment_first_text():

@@ -59,3 +59,20 @@ def test_compress_for_a_phone_then_evaluate_the_pte(tmp_path, capsys):
     assert "runtime executorch" in printed and "ops: 1 XNNPACK delegate call(s), 0 portable" in printed
     stats = json.loads((tmp_path / "s.json").read_text())
     assert stats["metric"] == pytest.approx(deployed["metric"], abs=1e-9)  # the same file, the same data
+
+
+@needs_et
+def test_compress_int4_for_a_phone_offers_the_int4_program(tmp_path, capsys):
+    """The built-in int4-weight recipe with --runtime executorch: the int4 program is a measured candidate
+    beside fp32, and the report says what XNNPACK's 4-bit kernels could not take as modelpress made it."""
+    out = tmp_path / "phone4"
+    assert main(["compress", "--task", "digits", "--recipe", "int4-weight", "--out", str(out),
+                 "--runtime", "executorch", "--runs", "3"]) == 0
+    capsys.readouterr()
+    report = json.loads((out / "report.json").read_text())
+    d = report["deploy"]["quantize"]
+    int4 = [c for c in d["candidates"] if c.get("format") == "int4-dynamic"]
+    assert int4 and "error" not in int4[0], d["candidates"]
+    notes = " ".join(d["executorch_notes"])
+    assert "re-quantized symmetric" in notes and "does not divide its 300 inputs" in notes
+    assert report["deploy"]["shipped"]["runtime"] == "executorch" and (out / "model.pte").is_file()

@@ -58,3 +58,11 @@ def test_tie_needs_fewer_unique_than_blocks_and_two_matches():
         plan_groups(_Blocks([8, 8]), r"layer\.\d+", 2)
     with pytest.raises(BadInputError, match="at least two blocks"):
         plan_groups(_Blocks([8, 8]), r"nothing", 1)
+
+
+def test_deep_compression_recipe_trains_on_the_task_augmentation():
+    # without it LeNet-5 / MNIST-5k lost 0.67 points (docs/bench-sharing.md, the noaug row)
+    from modelpress.pipeline import Recipe
+
+    steps = Recipe.resolve("deep-compression").steps
+    assert {s.key: s.config.augment for s in steps} == {"prune": True, "finetune": True, "share": True}

@@ -5,10 +5,11 @@
 ...              mp.tasks.get("bbc-news"))                                        # doctest: +SKIP
 
 Layers, one direction: `losses` (pure tensor functions) ← `features` / `layers` (hooks, projections,
-layer maps) ← `loop` (the training hook) and `student` (building students, loading teachers) ← `step`.
+layer maps) and `views` (consistent augmented views, their teacher logits cached on disk) ← `loop` (the
+training hook) and `student` (building students, loading teachers) ← `step`.
 """
 
-from modelpress.distillation.config import Distill
+from modelpress.distillation.config import Augment, Distill
 from modelpress.distillation.loop import KDResult, teacher_logits, train_student
 from modelpress.distillation.losses import (
     attention_kl,
@@ -20,6 +21,6 @@ from modelpress.distillation.losses import (
 from modelpress.distillation.step import apply_distill, gap_closed
 
 __all__ = [
-    "Distill", "KDResult", "apply_distill", "attention_kl", "attention_probs", "gap_closed", "hidden_mse",
+    "Augment", "Distill", "KDResult", "apply_distill", "attention_kl", "attention_probs", "gap_closed", "hidden_mse",
     "kd_loss", "teacher_logits", "train_student", "uniform_layer_map",
 ]

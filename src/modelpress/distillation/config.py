@@ -10,7 +10,7 @@ from modelpress.errors import bad_value, is_int, is_number
 from modelpress.pruning.config import ROUND_TO
 from modelpress.tasks.train import check_training_config
 
-__all__ = ["Distill", "check_kd_weights"]
+__all__ = ["Augment", "Distill", "check_kd_weights"]
 
 
 def check_kd_weights(owner: str, alpha: object, temperature: object) -> None:
@@ -21,6 +21,50 @@ def check_kd_weights(owner: str, alpha: object, temperature: object) -> None:
     if not is_number(temperature) or not 0 < temperature <= 100:
         raise bad_value("temperature", owner, "a float in (0, 100]", temperature,
                         "Hinton et al. used 2-20; 4 is a common start.")  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Augment:
+    """Consistent augmented views of the training images for ``Distill.augment`` (`views` module).
+
+    - ``shift``: each image moved by a random integer offset in ``[-shift, shift]`` pixels on each axis
+      (0: off; at most 8).
+    - ``mixup``: each image mixed with a random partner, weight ``lam ~ Beta(mixup, mixup)`` (Zhang et al.
+      2018; 0: off; 1 draws ``lam`` uniformly).
+    - ``views``: how many different views are drawn; epoch ``e`` trains on view ``e mod views``; the
+      teacher's logits are computed once per view and cached on disk.
+
+    Raises BadInputError for a bad field or when neither augmentation is on.
+    """
+
+    shift: int = 2
+    mixup: float = 1.0
+    views: int = 4
+
+    def __post_init__(self) -> None:
+        own = "Distill.augment"
+        if not is_int(self.shift, 0) or self.shift > 8:
+            raise bad_value("shift", own, "an int in [0, 8] (pixels)", self.shift, "2 suits 28×28 images.")
+        if not is_number(self.mixup) or not 0 <= self.mixup <= 100:
+            raise bad_value("mixup", own, "a float in [0, 100] (the Beta concentration; 0 is off)", self.mixup)
+        if not is_int(self.views, 1) or self.views > 1000:
+            raise bad_value("views", own, "an int in [1, 1000]", self.views,
+                            "each view costs one teacher pass over the training split, once.")  # fmt: skip
+        if self.shift == 0 and self.mixup == 0:
+            raise bad_value("augment", "Distill", "a shift > 0 or a mixup > 0", "shift 0, mixup 0",
+                            "omit `augment` (null) to train on the images as they are.")  # fmt: skip
+        object.__setattr__(self, "mixup", float(self.mixup))
+
+
+def _augment(augment: Any) -> Augment | None:
+    if augment is None or isinstance(augment, Augment):
+        return augment
+    keys = {"shift", "mixup", "views"}
+    if not isinstance(augment, Mapping) or not set(augment) <= keys:
+        raise bad_value("augment", "Distill", f"null or a mapping with keys among {sorted(keys)}",
+                        augment if not isinstance(augment, Mapping) else sorted(augment),
+                        "e.g. {shift: 2, mixup: 1.0, views: 12}.")  # fmt: skip
+    return Augment(**augment)
 
 
 def _student(student: Any) -> str | dict[str, Any] | None:
@@ -86,6 +130,13 @@ class Distill:
     - ``hidden``, ``attention``: weights (≥ 0) of the feature terms; ``layer_map``: student module name →
       teacher module name for them (None: transformer layers mapped uniformly, student layer m ↔ teacher
       layer m·L_t/L_s, as TinyBERT's g(m) = 3m).
+    - ``augment``: None — the training images as they are (the teacher's logits computed once per
+      image); or `Augment` fields ``{shift, mixup, views}`` — "function matching" (Beyer et al. 2022):
+      every epoch trains on a view in which each image is shifted and mixed with a partner, and the
+      teacher's logits are those of that very image (consistent), so the student matches the teacher
+      off the training images too. The label term then uses the mixed labels, so ``alpha: 0`` is label
+      training on the same views (the fair baseline); image inputs ``(n, C, H, W)`` with integer
+      class labels only. Beyer et al. use ``alpha: 1``, ``temperature: 1`` and long schedules.
     - ``epochs``, ``lr``, ``batch_size``, ``optimizer``, ``weight_decay``, ``schedule``: as `FineTune`.
 
     The whole student trains; a step ``select`` does not apply (freeze parameters with
@@ -99,6 +150,7 @@ class Distill:
     hidden: float = 0.0
     attention: float = 0.0
     layer_map: Any = None
+    augment: Any = None
     epochs: int = 3
     lr: float = 1e-3
     batch_size: int | None = None
@@ -117,6 +169,10 @@ class Distill:
             if not is_number(value) or value < 0:
                 raise bad_value(name, own, "a float ≥ 0 (the weight of that loss term)", value)
         object.__setattr__(self, "layer_map", _layer_map(self.layer_map))
+        object.__setattr__(self, "augment", _augment(self.augment))
+        if self.augment is not None and self.uses_features:
+            raise bad_value("augment", own, "null when hidden or attention matching is on", "a mapping",
+                            "augmented views are for logit distillation; set hidden and attention to 0.")  # fmt: skip
         check_training_config(own, self.epochs, self.lr, self.batch_size, self.optimizer, self.weight_decay,
                               self.schedule)
 

@@ -7,7 +7,9 @@ data is not augmented, so a distillation epoch costs about one student epoch plu
 pass. That pass is remembered (`teacher_logits`) for the same teacher weights on the same data, so a
 recipe that distils twice from its input model, or a benchmark over seeds, pays it once. With feature
 matching on, the teacher runs beside every batch instead (its hidden states and attention maps would not
-fit in memory for a whole split).
+fit in memory for a whole split). With ``Distill.augment`` every epoch trains on one of a few shifted,
+mixed-up views of the split instead (`views`), the teacher's logits of each view computed once and cached
+on disk, so teacher and student always see the same image.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import copy
 import hashlib
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
@@ -24,6 +27,8 @@ from modelpress.distillation.config import Distill
 from modelpress.distillation.features import Tap, make_projections, project
 from modelpress.distillation.layers import feature_map
 from modelpress.distillation.losses import attention_kl, attention_probs, hidden_mse, kd_loss
+from modelpress.distillation.views import ViewPlan, mixed_labels, plan, view_images, view_logits
+from modelpress.errors import BadInputError
 from modelpress.tasks.task import Split, Task
 from modelpress.tasks.train import torch_predict, train
 
@@ -103,6 +108,49 @@ def _feature_terms(config: Distill, pairs, projections, s_tap: Tap, t_tap: Tap, 
     return total
 
 
+def _check_views(task: Task) -> None:
+    """BadInputError unless ``task.train`` is image classification (augmented views need one)."""
+    x, y = task.train.inputs, task.train.targets
+    if len(x) != 1 or x[0].dim() != 4 or not x[0].is_floating_point() or y.dim() != 1 or y.is_floating_point():
+        raise BadInputError(
+            "`augment` of `Distill` needs one image input (n, C, H, W) and integer class labels; got inputs "
+            f"{[tuple(t.shape) for t in x]}, targets {tuple(y.shape)} {y.dtype}. Fix: set augment to null.")
+
+
+def _views_loss(student: nn.Module, teacher: nn.Module, task: Task, config: Distill, batch_size: int,
+                result: KDResult) -> Callable[[nn.Module, tuple[Tensor, ...], Tensor], Tensor]:  # fmt: skip
+    """The loss hook for ``config.augment``: epoch ``e`` trains on view ``e mod views`` (its images made per
+    batch from the plan, its teacher logits from the on-disk bank); mixed labels for the label term.
+    The views do not depend on the training seed: like the data set itself, they are the same for every
+    seed and for both arms of a labels-vs-distilled comparison."""
+    aug = config.augment
+    _check_views(task)
+    images, targets = task.train.inputs[0], task.train.targets
+    bank = view_logits(teacher, task.train, aug, _fingerprint(teacher, task.train)) if config.alpha > 0 else None
+    result.teacher_outputs = f"once per example of each of {aug.views} views (cached on disk)" if bank is not None else "none"
+    steps = -(-len(task.train) // batch_size)
+    plans: dict[int, ViewPlan] = {}
+    calls = [0]
+
+    def loss_fn(_: nn.Module, inputs: tuple[Tensor, ...], targets_: Tensor) -> Tensor:
+        v = (calls[0] // steps) % aug.views
+        calls[0] += 1
+        if v not in plans:
+            plans.clear()  # one view's plan in memory at a time
+            plans[v] = plan(len(images), aug, v)
+        idx = inputs[-1].cpu()
+        out = student(view_images(images, idx, plans[v], aug).to(inputs[0].device))
+        value = torch.zeros((), device=out.device)
+        if config.alpha < 1:
+            soft_labels = mixed_labels(targets, idx, plans[v], out.shape[-1]).to(out.device)
+            value = value + (1 - config.alpha) * torch.nn.functional.cross_entropy(out, soft_labels)
+        if bank is not None:
+            value = value + config.alpha * kd_loss(out, bank[v, idx].to(out.device), config.temperature)
+        return value
+
+    return loss_fn
+
+
 def train_student(student: nn.Module, teacher: nn.Module, task: Task, config: Distill, *, seed: int = 0,
                   progress: bool = True, cached: Tensor | None = None) -> KDResult:  # fmt: skip
     """Train ``student`` in place on ``task.train`` with ``config``'s loss against ``teacher`` (not changed).
@@ -114,6 +162,7 @@ def train_student(student: nn.Module, teacher: nn.Module, task: Task, config: Di
     Raises BadInputError for a bad layer map or unmatched feature shapes.
     """
     soft = config.alpha > 0
+    batch_size = config.batch_size or task.batch_size
     pairs = feature_map(student, teacher, config.layer_map) if config.uses_features else []
     result = KDResult([], pairs)
     s_tap = t_tap = None
@@ -126,11 +175,13 @@ def train_student(student: nn.Module, teacher: nn.Module, task: Task, config: Di
                                        _probe(teacher, t_tap, task.example_inputs))  # fmt: skip
         result.projections = {k: [p.in_features, p.out_features] for k, p in projections.items()}
         result.teacher_outputs = "every batch"
+    elif config.augment is not None:
+        loss_fn = _views_loss(student, teacher, task, config, batch_size, result)
     elif soft:
         cached = teacher_logits(teacher, task.train) if cached is None else cached
         result.teacher_outputs = "once per example"
 
-    def loss_fn(_: nn.Module, inputs: tuple[Tensor, ...], targets: Tensor) -> Tensor:
+    def plain_loss_fn(_: nn.Module, inputs: tuple[Tensor, ...], targets: Tensor) -> Tensor:
         *x, idx = inputs
         out = student(*x)
         if not soft and not pairs:
@@ -154,9 +205,9 @@ def train_student(student: nn.Module, teacher: nn.Module, task: Task, config: Di
     try:
         result.epoch_losses = train(
             _Trainee(student, projections), indexed, task.loss, epochs=config.epochs, lr=config.lr,
-            batch_size=config.batch_size or task.batch_size, optimizer=config.optimizer,
+            batch_size=batch_size, optimizer=config.optimizer,
             weight_decay=config.weight_decay, schedule=config.schedule, seed=seed, progress=progress,
-            loss_fn_override=loss_fn,
+            loss_fn_override=loss_fn if config.augment is not None and not pairs else plain_loss_fn,
         )  # fmt: skip
     finally:
         for tap in (s_tap, t_tap):

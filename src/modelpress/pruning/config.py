@@ -39,6 +39,8 @@ class Prune:
       with ``lr``; ``"gradual"`` (weight only) — train ``epochs`` while ``steps`` pruning events raise the
       sparsity by Zhu & Gupta's cubic schedule ``s_t = s_f (1 − (1 − t/(nΔt))³)`` over the first
       ``ramp`` fraction of the training steps. iterative / gradual need a task (its train split and loss).
+    - ``augment``: the training of ``iterative`` / ``gradual`` uses the task's augmented training split
+      (``Task.augment``, as `FineTune`'s ``augment``); a task without one trains on its split as it is.
     - ``per_layer``: ``{name_regex: sparsity}`` (or pairs) overriding ``sparsity`` for the layers whose
       qualified name fully matches (first match wins); stored as a tuple of pairs.
     - ``round_to``: keep a multiple of this many channels / neurons per layer (a power of two up to 64;
@@ -62,6 +64,7 @@ class Prune:
     per_layer: Any = None
     round_to: int = 1
     ffn: bool | float = True
+    augment: bool = False
 
     def __post_init__(self) -> None:
         own = "Prune"
@@ -104,6 +107,8 @@ class Prune:
             )  # fmt: skip
         if not isinstance(self.ffn, bool) and not is_fraction(self.ffn):
             raise bad_value("ffn", own, "true, false or a fraction in [0, 1)", self.ffn)
+        if not isinstance(self.augment, bool):
+            raise bad_value("augment", own, "true or false", self.augment)
         object.__setattr__(self, "per_layer", self._pairs(self.per_layer))
 
     @staticmethod

@@ -92,10 +92,12 @@ def _geometric(fraction: float) -> Callable[[float], float]:
     return lambda s: 1.0 - (1.0 - s) ** fraction
 
 
-def _train(model: nn.Module, config: Prune, ctx: StepContext, on_step=None) -> list[float]:
-    from modelpress.tasks.train import train
+def _train(model: nn.Module, config: Prune, ctx: StepContext, log: StepLog, on_step=None) -> list[float]:
+    from modelpress.tasks.train import train, training_task
 
-    task = ctx.require_task(f"prune (schedule {config.schedule})")
+    task, note = training_task(ctx.require_task(f"prune (schedule {config.schedule})"), config.augment)
+    if note:
+        log.details["augment"] = note
     return train(model, task.train, task.loss, epochs=config.epochs, lr=config.lr, batch_size=task.batch_size,
                  seed=ctx.seed, progress=ctx.progress, on_step=on_step)  # fmt: skip
 
@@ -123,7 +125,7 @@ def _weight(model: nn.Module, config: Prune, ctx: StepContext, log: StepLog) -> 
         for k in range(1, config.steps + 1):
             reached = prune(_geometric(k / config.steps))
             events.append([k, round(sum(reached.values()) / len(reached), 6)])
-            log.details.setdefault("round_losses", []).append(_train(model, config, ctx)[-1])
+            log.details.setdefault("round_losses", []).append(_train(model, config, ctx, log)[-1])
     else:  # gradual: Zhu & Gupta over the first `ramp` of the training steps
         state = {"every": 1}
 
@@ -135,7 +137,7 @@ def _weight(model: nn.Module, config: Prune, ctx: StepContext, log: StepLog) -> 
                 prune(lambda s: s * frac)
                 events.append([step, round(config.sparsity * frac, 6)])
 
-        _train(model, config, ctx, on_step)
+        _train(model, config, ctx, log, on_step)
         reached = prune()  # no-op when the schedule reached s_f; else completes it
         log.details["every_steps"] = state["every"]
     log.details["pruning_events"] = events
@@ -201,7 +203,7 @@ def _structured(model: nn.Module, config: Prune, ctx: StepContext, log: StepLog)
         if plan.notes:
             log.details.setdefault("notes", []).extend(plan.notes)
         if config.schedule == "iterative":
-            log.details.setdefault("round_losses", []).append(_train(model, config, ctx)[-1])
+            log.details.setdefault("round_losses", []).append(_train(model, config, ctx, log)[-1])
     model.eval()
     with torch.no_grad():
         model(*inputs)  # fail here, with the step named, rather than later in measuring

@@ -3,10 +3,11 @@
 Which ExecuTorch forms can be right (measured, docs/bench-runtimes.md): the fp32 program lowered to
 XNNPACK (the unchanged form), and for an 8-bit ``Quantize`` the int8 program — static (weights and
 activations) when modelpress calibrated static activations, dynamic (activations quantized per call)
-otherwise, which is also what XNNPACK offers for weight-only 8-bit. Both are written by
-`modelpress.quantization.executorch_export.export_pte`, which carries modelpress's codes, scales and
-float layers into XNNPACK's quantizer. 4-bit and 16-bit programs are not built yet (only fp32 is offered
-then: an 8-bit program would ship a larger file than the recipe asked for), and the notes say so.
+otherwise, which is also what XNNPACK offers for weight-only 8-bit; for 4-bit weights the int4
+program (``int4-dynamic``: XNNPACK's int4 group-wise Linear kernels with int8 per-token inputs, 4-bit
+embedding tables). All are written by `modelpress.quantization.executorch_export.export_pte`, which
+carries modelpress's codes, scales and float layers into the program. 16-bit programs are not built yet
+(only fp32 is offered then), and the notes say so.
 """
 
 from __future__ import annotations
@@ -44,9 +45,8 @@ def _modes(config: Quantize | None, notes: list[str]) -> list[str]:
         if config is not None:
             notes.append("ExecuTorch: 16-bit weights are not offered; its fp32 program is")
         return ["fp32"]
-    if config.weight_bits != 8:  # an 8-bit program would ship larger than asked: not offered in its place
-        notes.append(f"ExecuTorch: {config.weight_bits}-bit weight programs are not built yet; its fp32 one is")
-        return ["fp32"]
+    if config.weight_bits == 4:  # not an 8-bit program in its place: it would ship larger than asked
+        return ["int4-dynamic", "fp32"]
     return ["int8-static" if config.activations == "static" else "int8-dynamic", "fp32"]
 
 

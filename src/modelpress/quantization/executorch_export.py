@@ -1,4 +1,4 @@
-"""Export a model to an ExecuTorch program (``.pte``) lowered to XNNPACK, in fp32 or int8.
+"""Export a model to an ExecuTorch program (``.pte``) lowered to XNNPACK, in fp32, int8 or with 4-bit weights.
 
 Why these choices (each measured or found on this machine, docs/bench-runtimes.md):
 
@@ -14,6 +14,8 @@ Why these choices (each measured or found on this machine, docs/bench-runtimes.m
 - **Word embeddings as int8 rows.** XNNPACK's quantizer leaves ``nn.Embedding`` tables in fp32 (the MiniLM
   int8 program stayed at 51 MB); they become ``quantized_decomposed::embedding_byte`` with
   modelpress's own row codes (or symmetric per-row codes for a float table), a portable kernel.
+- **4-bit weights** (``int4-dynamic``) as XNNPACK's int4 group-wise Linear kernels and ``embedding_4bit``
+  tables, built from modelpress's codes without a second quantizer (`modelpress.quantization.executorch_int4`).
 - **Eager attention** for Hugging Face models: with ``sdpa`` the softmax's masking ops are not delegated
   and the fp32 program ran 1.4× slower than eager.
 - **No-op integer adds dropped before quantizing**: ``transform_for_annotation`` turns the int64
@@ -48,7 +50,7 @@ from modelpress.tasks.task import Split
 
 __all__ = ["MODES", "ByteEmbedding", "PteExport", "export_pte"]
 
-MODES = ("fp32", "int8-static", "int8-dynamic")
+MODES = ("fp32", "int8-static", "int8-dynamic", "int4-dynamic")
 _WEIGHTED = ("aten.linear.default", "aten.conv2d.default", "aten.conv1d.default")
 _ACT_QMAX = 255  # modelpress's activations are uint8
 # Ops whose output shares its input's quantization parameters in XNNPACK (a pooled or reshaped int8
@@ -125,36 +127,67 @@ def _eager_attention(model: nn.Module) -> None:
                 config._attn_implementation = "eager"
 
 
-def _plan(model: nn.Module, quantize: bool, notes: list[str]) -> tuple[nn.Module, dict[str, _Layer]]:
-    """The export form of ``model`` (a baked copy, every other swap in its deploy form) and, when
-    ``quantize``, modelpress's decisions per quantized layer; embedding tables become `ByteEmbedding`."""
+def _plan(model: nn.Module, mode: str, notes: list[str]) -> tuple[nn.Module, dict[str, _Layer], dict[str, str]]:
+    """The export form of ``model`` (a baked copy, every other swap in its deploy form); when quantizing,
+    modelpress's decisions per layer left to XNNPACK's int8 quantizer, and (``int4-dynamic``) the layers
+    already in their 4-bit export form (name → ``carried`` / ``requantized`` / ``embedding``); embedding
+    tables become `ByteEmbedding` (or `NibbleEmbedding` for 4-bit codes)."""
     from modelpress.artifact import bake
     from modelpress.artifact.packed import export_view
 
+    quantize = mode != "fp32"
     work = bake(model).eval()
     layers: dict[str, _Layer] = {}
+    four: dict[str, str] = {}
     for name, m in list(work.named_modules()):
-        if isinstance(m, _Half):
+        if isinstance(m, _Half) or (isinstance(m, _Quantized) and not quantize):
             _replace(work, name, m.to_dense())
+        elif isinstance(m, _Quantized) and mode == "int4-dynamic" and m.spec.bits == 4:
+            new = _int4_form(name, m, notes)
+            if new is None:
+                layers[name] = _Layer(None, "dynamic", None)
+            else:
+                four[name] = "embedding" if m.meta["kind"] == "embedding" else \
+                    "carried" if m.spec.symmetric else "requantized"
+                _replace(work, name, new)
         elif isinstance(m, _Quantized) and m.meta["kind"] == "embedding":
-            _replace(work, name, _embedding(m) if quantize else m.to_dense())
+            _replace(work, name, _embedding(m))
         elif isinstance(m, _Quantized):
-            if not quantize:
-                _replace(work, name, m.to_dense())
-                continue
-            spec = m.spec
-            exact = spec.bits == 8 and spec.granularity == "channel" and spec.symmetric
-            if not exact:
-                notes.append(f"{name}: {spec.bits}-bit {spec.granularity} weights re-quantized per channel "
-                             "by XNNPACK's quantizer (its int8 kernels take 8-bit per-channel weights)")
-            lo, hi = (0 - m.act_zp) * m.act_scale, (_ACT_QMAX - m.act_zp) * m.act_scale
-            layers[name] = _Layer(m.scale.reshape(-1).clone() if exact else None, m.act,
-                                  (lo, hi) if m.act == "static" else None)
+            layers[name] = _int8_layer(name, m, notes)
         elif quantize and type(m) is nn.Embedding:
             _replace(work, name, ByteEmbedding.from_float(m.weight, m.padding_idx))
     work = export_view(work)
     _eager_attention(work)
-    return work, layers
+    return work, layers, four
+
+
+def _int4_form(name: str, m: _Quantized, notes: list[str]) -> nn.Module | None:
+    """A 4-bit layer's XNNPACK / portable form (`modelpress.quantization.executorch_int4`), None when it
+    has none (a Linear whose group does not divide its rows: left to the 8-bit path)."""
+    from modelpress.quantization.executorch_int4 import int4_embedding, int4_linear
+
+    if m.meta["kind"] == "linear":
+        return int4_linear(name, m, notes)
+    if m.meta["kind"] == "embedding":
+        emb = int4_embedding(m)
+        if emb is None:
+            notes.append(f"{name}: 4-bit table stored as int8 rows (its row length does not split into its groups)")
+        return emb if emb is not None else _embedding(m)
+    notes.append(f"{name}: 4-bit {m.meta['kind']} left to XNNPACK's 8-bit quantizer (its 4-bit kernels are "
+                 "for Linear layers)")
+    return None
+
+
+def _int8_layer(name: str, m: _Quantized, notes: list[str]) -> _Layer:
+    """modelpress's decisions for a layer XNNPACK's int8 quantizer takes: its per-channel scale when it is
+    8-bit symmetric per channel (else re-quantized, noted), its activation mode and static range."""
+    spec = m.spec
+    exact = spec.bits == 8 and spec.granularity == "channel" and spec.symmetric
+    if not exact:
+        notes.append(f"{name}: {spec.bits}-bit {spec.granularity} weights re-quantized per channel "
+                     "by XNNPACK's quantizer (its int8 kernels take 8-bit per-channel weights)")
+    lo, hi = (0 - m.act_zp) * m.act_scale, (_ACT_QMAX - m.act_zp) * m.act_scale
+    return _Layer(m.scale.reshape(-1).clone() if exact else None, m.act, (lo, hi) if m.act == "static" else None)
 
 
 def _embedding(m: _Quantized) -> nn.Module:
@@ -195,19 +228,21 @@ def _drop_noop_adds(gm: torch.fx.GraphModule) -> int:
     return dropped
 
 
-def _quantizer(mode: str, layers: dict[str, _Layer], weighted_float: set[str]) -> Any:
+def _quantizer(mode: str, layers: dict[str, _Layer], weighted_float: set[str], own: set[str]) -> Any:
+    """XNNPACK's quantizer, per channel, static or dynamic, skipping the layers in ``weighted_float``
+    (kept float) and ``own`` (already in their 4-bit form)."""
     from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
         XNNPACKQuantizer,
         get_symmetric_quantization_config,
     )
 
-    config = get_symmetric_quantization_config(is_per_channel=True, is_dynamic=mode == "int8-dynamic")
+    config = get_symmetric_quantization_config(is_per_channel=True, is_dynamic=mode != "int8-static")
 
     def keep(node: Any) -> bool:  # layers modelpress kept float stay float
-        return not (str(node.target) in _WEIGHTED and _module_of(node) in weighted_float)
+        return not (str(node.target) in _WEIGHTED and _module_of(node) in weighted_float | own)
 
     quantizer = XNNPACKQuantizer().set_global(config)
-    return quantizer.set_filter_function(keep) if layers or weighted_float else quantizer
+    return quantizer.set_filter_function(keep) if layers or weighted_float or own else quantizer
 
 
 def _carry_over(prepared: torch.fx.GraphModule, layers: dict[str, _Layer]) -> dict[str, int]:
@@ -296,11 +331,15 @@ def export_pte(model: nn.Module, example_inputs: tuple[Tensor, ...], path: str |
     """Write ``path`` (.pte): ``model`` exported with ``batch_size`` rows of ``example_inputs`` (the
     program's fixed input shape), lowered to XNNPACK, in ``mode`` ``fp32``, ``int8-static`` (int8
     weights per channel and activations, ranges from modelpress or, for ops modelpress did not
-    quantize, calibrated on ``calibration``) or ``int8-dynamic`` (activations quantized per call).
+    quantize, calibrated on ``calibration``), ``int8-dynamic`` (activations quantized per call) or
+    ``int4-dynamic`` (modelpress's 4-bit Linear layers as XNNPACK's int4 group-wise kernels with int8
+    per-token inputs, its 4-bit tables as ``embedding_4bit``, its other quantized layers as in
+    ``int8-dynamic``: see `modelpress.quantization.executorch_int4`; needs a model with 4-bit layers).
     ``threads``: the size the process's ExecuTorch thread pool is set to first (see
     `modelpress.measure.executorch_runtime.set_threads`: resizing it after lowering crashed here).
     ``model`` is not modified. Raises `BadInputError` for a bad mode, without ExecuTorch, or for a
-    static mode without calibration data; `CompressionError` when export or lowering fails."""
+    static mode without calibration data, or ``int4-dynamic`` for a model without 4-bit layers;
+    `CompressionError` when export or lowering fails."""
     require_executorch("export_pte")
     if mode not in MODES:
         raise bad_value("mode", "export_pte", f"one of {list(MODES)}", mode)
@@ -313,12 +352,18 @@ def export_pte(model: nn.Module, example_inputs: tuple[Tensor, ...], path: str |
     notes: list[str] = []
     inputs = tuple(t[:1].expand(batch_size, *t.shape[1:]).contiguous() for t in example_inputs)
     with _quiet(), torch.no_grad():
-        work, layers = _plan(model, mode != "fp32", notes)
+        work, layers, four = _plan(model, mode, notes)
+        if mode == "int4-dynamic" and not four:
+            raise bad_value("mode", "export_pte", "int4-dynamic only for a model with modelpress 4-bit layers",
+                            mode, "quantize it with bits 4 first (e.g. mode int4-weight), or export int8-dynamic.")
         try:
             ep = torch.export.export(work, inputs)
             carried: dict[str, Any] = {}
             if mode != "fp32":
-                ep, carried = _quantize(ep, inputs, mode, layers, work, calibration, batch_size, notes)
+                ep, carried = _quantize(ep, inputs, mode, layers, set(four), work, calibration, batch_size,
+                                        notes)
+                if four:
+                    carried["int4"] = dict(Counter(four.values()))
             edge, ops = _lower(ep)
             program = edge.to_executorch()
         except (RuntimeError, ValueError, TypeError, AssertionError, NotImplementedError) as exc:
@@ -336,17 +381,21 @@ def export_pte(model: nn.Module, example_inputs: tuple[Tensor, ...], path: str |
     return PteExport(out, mode, out.stat().st_size, ops, carried, tuple(notes))
 
 
-def _quantize(ep: Any, inputs: tuple[Tensor, ...], mode: str, layers: dict[str, _Layer], work: nn.Module,
-              calibration: Split | None, batch_size: int, notes: list[str]) -> tuple[Any, dict[str, Any]]:
-    """pt2e: prepare with XNNPACK's quantizer (modelpress's float layers filtered out), calibrate,
-    carry modelpress's scales and ranges into the observers, convert, re-export."""
+def _quantize(ep: Any, inputs: tuple[Tensor, ...], mode: str, layers: dict[str, _Layer], own: set[str],
+              work: nn.Module, calibration: Split | None, batch_size: int, notes: list[str]
+              ) -> tuple[Any, dict[str, Any]]:
+    """pt2e: prepare with XNNPACK's quantizer (modelpress's float layers and the 4-bit layers ``own``
+    filtered out), calibrate, carry modelpress's scales and ranges into the observers, convert, re-export.
+    Nothing to do (``ep`` back) when every quantized layer is already in its 4-bit form."""
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
     weighted = {n for n, m in work.named_modules() if isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d))}
-    weighted_float = weighted - set(layers) if layers else set()
+    weighted_float = weighted - set(layers) if layers or own else set()
+    if own and not layers:
+        return ep, {"layers_kept_float": sorted(weighted_float)}
     gm = ep.module()
     dropped = _drop_noop_adds(gm)
-    prepared = prepare_pt2e(gm, _quantizer(mode, layers, weighted_float))
+    prepared = prepare_pt2e(gm, _quantizer(mode, layers, weighted_float, own))
     calibrated = 0
     if mode == "int8-static" and calibration is not None:
         calibrated = _calibrate(prepared, calibration, batch_size)

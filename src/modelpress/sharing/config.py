@@ -45,6 +45,8 @@ class Share:
       training split; 0 skips it.
     - ``distill``: that fine-tuning learns from the model the recipe started from (the reference: its soft
       targets at ``temperature``, weighted ``alpha``, beside the labels) instead of labels alone.
+    - ``augment``: that fine-tuning trains on the task's augmented training split (``Task.augment``, as
+      `FineTune`'s ``augment``); a task without one trains on its split as it is.
     - ``entropy``: entropy-code the index streams (range coder or zstd, whichever is smaller per stream);
       False stores fixed-width bit-packed indices.
     - ``codebook``: the stored codebook values: ``float32``, ``float16`` or ``int8`` (symmetric per layer;
@@ -83,6 +85,7 @@ class Share:
     distill: bool = False
     alpha: float = 0.5
     temperature: float = 4.0
+    augment: bool = False
 
     def __post_init__(self) -> None:
         own = "Share"
@@ -121,6 +124,8 @@ class Share:
                             "`layer` is Deep Compression's one codebook per layer.")
         if not isinstance(self.distill, bool):
             raise bad_value("distill", own, "true or false", self.distill)
+        if not isinstance(self.augment, bool):
+            raise bad_value("augment", own, "true or false", self.augment)
         check_kd_weights(own, self.alpha, self.temperature)
         self._check_blocks()
 

@@ -64,11 +64,13 @@ def _only_trainable(model: nn.Module, modules: list[nn.Module]) -> Iterator[None
 
 def _finetune(model: nn.Module, config: Share, ctx: StepContext, modules: list[nn.Module] | None,
               log: StepLog) -> None:
-    from modelpress.tasks.train import train
+    from modelpress.tasks.train import train, training_task
 
     if config.epochs == 0:
         return
-    task = ctx.require_task(f"share ({config.method}, epochs {config.epochs})")
+    task, note = training_task(ctx.require_task(f"share ({config.method}, epochs {config.epochs})"), config.augment)
+    if note:
+        log.details["augment"] = note
     with _only_trainable(model, modules) if modules is not None else nullcontext():
         if config.distill:
             losses = _distill(model, config, ctx, task)

@@ -7,6 +7,7 @@ A model is called as ``model(*inputs)``; for every built-in task it returns logi
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
@@ -101,6 +102,9 @@ class Task:
     - ``example_inputs``: a batch of 1 for tracing, export, MAC counting and latency.
     - ``extra_metrics``: more metrics in torch only, ``fn(model) -> float`` (e.g. embedding cosine to a
       reference model).
+    - ``augment``: the task's label-preserving training augmentation, ``augment(train) -> Split`` (a
+      larger split: the examples plus transformed copies), or None when it has none. Training steps use it
+      only when asked (their ``augment: true``), through :meth:`augmented`; metrics never see it.
     """
 
     name: str
@@ -115,6 +119,14 @@ class Task:
     model_names: tuple[str, ...] = ()
     batch_size: int = 64
     extra_metrics: dict[str, Callable[[nn.Module], float]] = field(default_factory=dict)
+    augment: Callable[[Split], Split] | None = None
+
+    def augmented(self) -> Task:
+        """This task with ``train`` replaced by ``augment(train)`` (and no further augmentation); the task
+        itself when it has no ``augment``. A new split each call (no memory held between steps)."""
+        if self.augment is None:
+            return self
+        return dataclasses.replace(self, train=self.augment(self.train), augment=None)
 
     @property
     def example_inputs(self) -> tuple[Tensor, ...]:

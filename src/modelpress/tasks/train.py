@@ -15,7 +15,7 @@ from torch import Tensor, nn
 from modelpress.errors import bad_value, is_int, is_number
 from modelpress.tasks.task import Predict, Split, Task
 
-__all__ = ["OPTIMIZERS", "SCHEDULES", "check_training_config", "evaluate", "torch_predict", "train"]
+__all__ = ["OPTIMIZERS", "SCHEDULES", "check_training_config", "evaluate", "torch_predict", "train", "training_task"]
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("constant", "cosine")
@@ -38,6 +38,22 @@ def check_training_config(owner: str, epochs: object, lr: object, batch_size: ob
         raise bad_value("weight_decay", owner, "a float ≥ 0", weight_decay)
     if schedule not in SCHEDULES:
         raise bad_value("schedule", owner, f"one of {list(SCHEDULES)}", schedule)
+
+
+def training_task(task: Task, augment: bool) -> tuple[Task, str | None]:
+    """The task a training step learns from, and what its log should say about augmentation.
+
+    ``augment`` false: ``(task, None)``. True: ``(task.augmented(), note)`` — the task's training split
+    replaced by its augmentation (``Task.augment``), the note naming the split and its size; a task without
+    one trains on its split as it is, and the note says so (a recipe that asks for augmentation stays usable
+    on every task, and the log shows where it had no effect).
+    """
+    if not augment:
+        return task, None
+    if task.augment is None:
+        return task, f"none: task {task.name} defines no augmentation; trained on its {len(task.train):,} examples as they are"
+    aug = task.augmented()
+    return aug, f"{aug.train.name}: {len(aug.train):,} examples ({len(task.train):,} before augmentation)"
 
 
 def _device(model: nn.Module) -> torch.device:
