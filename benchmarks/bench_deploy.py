@@ -2,7 +2,8 @@
 from its graph, and why each winner won.
 
 Run: ``HF_HUB_OFFLINE=1 .venv/bin/python -m benchmarks.run deploy`` (``BENCH_DEPLOY_ROWS=lenet-300-100,lenet-5``
-to run part). Writes docs/bench-deploy.md.
+and / or ``BENCH_DEPLOY_MODES=int4-weight`` to run part: the rows measured replace theirs in the doc, the
+others are kept). Writes docs/bench-deploy.md.
 
 For each trained baseline and mode: quantize a copy (`apply_quantize`), export, let the deployment build its
 candidates, check each against its graph and choose (`deploy_onnx`: fidelity to the fp32 baseline on 512
@@ -23,7 +24,7 @@ from pathlib import Path
 import torch
 
 from modelpress.artifact.onnx import export_onnx
-from modelpress.context import StepContext
+from modelpress.context import DeployTarget, StepContext
 from modelpress.measure.onnx_size import onnx_bytes
 from modelpress.measure.runtime import ort_predict
 from modelpress.quantization import Quantize, apply_quantize
@@ -49,7 +50,10 @@ def _row(task_name: str, model_name: str, mode: str, tmp: Path) -> tuple[str, st
     apply_quantize(model, cfg, StepContext(task=task, progress=False))
     path = export_onnx(model, task.example_inputs, tmp / f"{model_name}-{mode}.onnx")
     fp32_bytes = onnx_bytes(export_onnx(ref, task.example_inputs, tmp / "fp32.onnx"))
-    d = deploy_onnx(path, model, cfg, StepContext(task=task, progress=False, reference=ref))
+    # onnxruntime's candidates only: this doc is about the labels of the ONNX file (docs/bench-runtimes.md
+    # has the cross-runtime choice)
+    d = deploy_onnx(path, model, cfg, StepContext(task=task, progress=False, reference=ref,
+                                                  target=DeployTarget(runtime="onnxruntime")))
     seconds = time.perf_counter() - t0
     acc = task.metric(ort_predict(path), task.test)
     table = {c["name"]: c for c in d["candidates"]}
@@ -62,6 +66,7 @@ def _row(task_name: str, model_name: str, mode: str, tmp: Path) -> tuple[str, st
 
 def main() -> None:
     want = set(os.environ.get("BENCH_DEPLOY_ROWS", ",".join(m for _, m in MODELS)).split(","))
+    modes = [m for m in MODES if m in os.environ.get("BENCH_DEPLOY_MODES", ",".join(MODES)).split(",")]
     lines = ["# Deployment labels benchmark", "", f"Command: `{COMMAND}`", "",
              (f"Machine: {os.cpu_count()} CPU cores; torch {torch.__version__}; 1 thread, batch 1 for every "
               "timing. Every candidate's graph is checked against its name before it is measured; the label is "
@@ -78,7 +83,7 @@ def main() -> None:
             if not baseline_path(task_name, model_name).is_file():
                 missing.append(f"{model_name} on {task_name}")
                 continue
-            for mode in MODES:
+            for mode in modes:
                 print(f"  {model_name} {mode} ...", flush=True)
                 row, why = _row(task_name, model_name, mode, Path(d))
                 lines.append(row)
@@ -88,8 +93,34 @@ def main() -> None:
     print(f"wrote {DOC}")
 
 
+def _kept(lines: list[str], whys: list[str]) -> tuple[list[str], list[str]]:
+    """The doc's rows and whys with this run's replacing those of the same model and mode (a partial run
+    keeps the rest), in the order of MODELS × MODES."""
+    def key_row(line: str) -> tuple[str, str]:
+        cells = [c.strip() for c in line.split("|")]
+        return cells[1], cells[2]
+
+    def key_why(line: str) -> tuple[str, str]:
+        model, mode = line[2:].split(":", 1)[0].split(", ")
+        return model, mode
+
+    old = DOC.read_text().splitlines() if DOC.exists() else []
+    rows = {key_row(r): r for r in old if r.startswith("| ") and not r.startswith("| model")}
+    why = {key_why(w): w for w in old if w.startswith("- ") and ", " in w.split(":", 1)[0]}
+    rows.update({key_row(r): r for r in lines if r.startswith("| ") and not r.startswith("| model")})
+    why.update({key_why(w): w for w in whys})
+    order = [(model, mode) for _, model in MODELS for mode in MODES]
+    return ([rows[k] for k in order if k in rows], [why[k] for k in order if k in why])
+
+
 def _write(lines: list[str], whys: list[str], missing: list[str]) -> None:
-    out = [*lines, "", "Why each winner won (measured figures, from report.json's `why`):", "", *whys, ""]
+    head = [r for r in lines if not r.startswith("| ") or r.startswith("| model")]
+    rows, whys = _kept(lines, whys)
+    out = [*head, *rows, "", "Why each winner won (measured figures, from report.json's `why`):", "", *whys, ""]
     if missing:
         out += [f"Not run (baseline not cached; `modelpress tasks` trains it): {', '.join(missing)}.", ""]
     DOC.write_text("\n".join(out))
+
+
+if __name__ == "__main__":
+    main()

@@ -17,10 +17,15 @@ result on a shared machine). Candidates:
   that this CPU executes (read back from the compiled model; a hint it lowers is reported, not timed);
 - OpenVINO int8 weights from modelpress's codes (weight-only DequantizeLinear, the int8 model of the
   onnxruntime row): OpenVINO quantizes the activations per call, as the int8-dynamic simulation does;
-- OpenVINO int8 from modelpress's QDQ graph (int8-static, ``quantize_static`` QDQ with modelpress's
-  calibrated ranges), with the f32 hint and with the 16-bit hint for the layers left float;
+- OpenVINO int8 from modelpress's static QDQ graph, with the f32 hint and with the 16-bit hint for the
+  layers left float: for MiniLM in the simulation's scope (`modelpress.quantization.onnx_static_qdq`:
+  Q/DQ only into the quantized layers), for resnet-s ``quantize_static``'s graph with modelpress's ranges;
+- MiniLM: modelpress's int8-static deployment with ``--runtime auto`` (every runtime's candidates, the
+  normal choice), the shipped file timed; the acceptance line (its latency over the fastest peer's) and
+  OpenVINO's per-layer profile of both IRs (`modelpress.measure.openvino_runtime.profile_layers`);
 - the peer: NNCF's ``quantize`` (its defaults; ``model_type=TRANSFORMER`` for MiniLM) on the fp32 IR,
-  run with OpenVINO's own default precision for this CPU.
+  run with OpenVINO's own default precision for this CPU and with every other hint modelpress's forms get
+  (same compile settings: 1 thread, 1 stream, LATENCY hint, no pinning).
 
 ExecuTorch rows (the phone runtime; its XNNPACK delegate runs the same kernels on ARM as here), one
 section per model, batch 1 (MiniLM 1 × 128): torch fp32, onnxruntime fp32, onnxruntime int8 (modelpress's
@@ -53,6 +58,7 @@ from modelpress.measure.onnx_size import onnx_bytes
 from modelpress.measure.runtime import ort_predict
 from modelpress.quantization import Quantize, apply_quantize, deploy_quantize
 from modelpress.quantization.onnx_rewrite import match_layers
+from modelpress.quantization.onnx_static_qdq import to_static_qdq
 from modelpress.quantization.onnx_weight_dq import to_weight_dequantize
 from modelpress.tasks import get
 from modelpress.tasks.task import Predict, Task
@@ -86,13 +92,15 @@ def _ov_candidates(xml: Path, name: str, hints: tuple[str, ...]) -> list[Candida
     return out
 
 
-def _nncf(xml: Path, task: Task, out: Path, transformer: bool) -> tuple[Candidate | None, str]:
-    """NNCF int8 PTQ of the fp32 IR with its defaults (300 calibration examples), run in OpenVINO with
-    the CPU plugin's default precision; (None, why) when nncf is not installed or fails."""
+def _nncf(xml: Path, task: Task, out: Path, transformer: bool) -> tuple[list[Candidate], str]:
+    """NNCF int8 PTQ of the fp32 IR with its defaults (300 calibration examples), run in OpenVINO with the
+    CPU plugin's default precision and with every other hint modelpress's OpenVINO forms get (f32, the
+    16-bit ones this CPU executes): the same runtime settings, the peer's fastest counts. ([], why) when
+    nncf is not installed or fails."""
     try:
         import nncf
     except ImportError:
-        return None, "nncf is not installed (`make bench` installs the [bench] extra)"
+        return [], "nncf is not installed (`make bench` installs the [bench] extra)"
     import openvino as ov
 
     from modelpress.measure import openvino_runtime as ovr
@@ -106,12 +114,42 @@ def _nncf(xml: Path, task: Task, out: Path, transformer: bool) -> tuple[Candidat
     try:
         q = nncf.quantize(model, data, subset_size=len(items), **kwargs)
     except Exception as e:  # noqa: BLE001 - a peer that fails is reported, not fatal
-        return None, f"nncf.quantize failed: {type(e).__name__}: {str(e)[:200]}"
+        return [], f"nncf.quantize failed: {type(e).__name__}: {str(e)[:200]}"
     ov.save_model(q, str(out), compress_to_fp16=False)
     default = core.get_property("CPU", "INFERENCE_PRECISION_HINT").get_type_name()
-    compiled = ovr.compile_openvino(out, threads=1, precision=default if default in ovr.PRECISIONS else "f32")
-    return Candidate(f"NNCF int8 + OpenVINO ({default} default hint)", "openvino",
-                     ovr.executed_format(compiled).label, ovr.predict_compiled(compiled), ovr.ir_bytes(out)), ""
+    hints = [default] + [h for h in ("f32", *ovr.sixteen_bit_precisions()) if h != default]
+    cands = []
+    for hint in hints:
+        compiled = ovr.compile_openvino(out, threads=1, precision=hint)
+        what = " (OpenVINO's default)" if hint == default else ""
+        cands.append(Candidate(f"NNCF int8 + OpenVINO, {hint} hint{what}", "openvino",
+                               ovr.executed_format(compiled).label, ovr.predict_compiled(compiled), ovr.ir_bytes(out)))
+    return cands, ""
+
+
+def _deployed_auto(task: Task, fp32: torch.nn.Module, tmp: Path) -> tuple[Candidate, str, Path]:
+    """modelpress's int8-static deployment with ``--runtime auto`` (every runtime's candidates, the
+    normal choice): the shipped file as a candidate, why it won, and the shipped file's path."""
+    from modelpress.measure import openvino_runtime as ovr
+
+    q = copy.deepcopy(fp32)
+    cfg = Quantize(mode="int8-static")
+    ctx = StepContext(task=task, progress=False, reference=fp32, target=DeployTarget(runtime="auto"))
+    apply_quantize(q, cfg, ctx)
+    path = export_onnx(q, task.example_inputs, tmp / "auto" / "model.onnx")
+    d = deploy_quantize(path, q, cfg, ctx)
+    name = f"modelpress deployed, `--runtime auto` int8-static (`{d['candidate']}`)"
+    if d["runtime"] == "openvino":
+        xml = path.with_suffix(".xml")
+        compiled = ovr.compile_openvino(xml, threads=1)  # the precision recorded in the IR
+        return (Candidate(name, "openvino", ovr.executed_format(compiled).label, ovr.predict_compiled(compiled),
+                          ovr.ir_bytes(xml)), d["why"], xml)
+    if d["runtime"] == "executorch":
+        from modelpress.measure.executorch_runtime import pte_predict
+
+        pte = path.with_suffix(".pte")
+        return Candidate(name, "executorch", d["format"], pte_predict(pte), pte.stat().st_size), d["why"], pte
+    return Candidate(name, "onnxruntime", d["format"], ort_predict(path), onnx_bytes(path)), d["why"], path
 
 
 def _fidelity(out: torch.Tensor, ref: torch.Tensor) -> tuple[float, float]:
@@ -161,26 +199,37 @@ def _candidates(task: Task, fp32: torch.nn.Module, tmp: Path, int8_mode: str,
             notes.append(f"weight-only int8 left {len(left)} layers float: {left[:3]}")
     except ValueError as e:
         notes.append(f"weight-only int8 not built: {e}")
-    # modelpress's QDQ graph: the deployed file when deploy chose a static format, else built for OpenVINO
-    if chosen.startswith("static"):
-        qdq = p8
+    # modelpress's QDQ graph: the deployed file when deploy chose a static format, else built for OpenVINO:
+    # for a transformer in the simulation's scope (Q/DQ into the quantized layers only), for a CNN
+    # onnxruntime's quantize_static graph (every op quantized, which fuses conv chains)
+    if transformer:
+        qs = copy.deepcopy(fp32)
+        apply_quantize(qs, Quantize(mode="int8-static"), ctx)
+        src_s = onnx.load(str(export_onnx(qs, ex, tmp / "static_sim.onnx")))
+        qdq_graph, left = to_static_qdq(src_s, match_layers(src_s, qs))
+        qdq = tmp / "qdq.onnx"
+        onnx.save(qdq_graph, str(qdq))
+        name = "OpenVINO int8 (modelpress static QDQ, quantized layers' inputs only)"
+        notes += [f"static QDQ left as they were: {'; '.join(left)}"] if left else []
+    elif chosen.startswith("static"):
+        qdq, name = p8, "OpenVINO int8 (modelpress QDQ)"
     else:
         qs = copy.deepcopy(fp32)
         cfg_s = Quantize(mode="int8-static", deploy="static")
         apply_quantize(qs, cfg_s, ctx)
-        qdq = export_onnx(qs, ex, tmp / "qdq.onnx")
+        qdq, name = export_onnx(qs, ex, tmp / "qdq.onnx"), "OpenVINO int8 (modelpress QDQ)"
         deploy_quantize(qdq, qs, cfg_s, ctx)
-    cands += _ov_candidates(ovr.to_ir(qdq, tmp / "qdq.xml"), "OpenVINO int8 (modelpress QDQ)", ("f32", *hints16))
-    peer, why = _nncf(x32, task, tmp / "nncf.xml", transformer)
-    if peer is None:
-        notes.append(why)
-    else:
-        cands.append(peer)
+    cands += _ov_candidates(ovr.to_ir(qdq, tmp / "qdq.xml"), name, ("f32", *hints16))
+    peers, why = _nncf(x32, task, tmp / "nncf.xml", transformer)
+    cands += peers
+    notes += [why] if why else []
     return cands, notes
 
 
-def _table(task: Task, cands: list[Candidate], batches: list[tuple[str, tuple]]) -> list[str]:
-    """Fidelity on the test split, then latency per batch shape (interleaved), as markdown rows."""
+def _table(task: Task, cands: list[Candidate], batches: list[tuple[str, tuple]],
+           measured: dict | None = None) -> list[str]:
+    """Fidelity on the test split, then latency per batch shape (interleaved), as markdown rows;
+    ``measured``, when given, receives ``fidelity`` / ``accuracy`` / ``latency`` by candidate name."""
     outs = {c.name: c.predict(task.test.inputs) for c in cands}
     ref = outs[cands[0].name]
     fid = {name: _fidelity(out, ref) for name, out in outs.items()}
@@ -191,6 +240,8 @@ def _table(task: Task, cands: list[Candidate], batches: list[tuple[str, tuple]])
         # with another runtime's code and data in the caches
         times = time_interleaved([c.predict for c in cands], inputs, threads=1, warmup=5, runs=30, rewarm=True)
         lat[label] = {c.name: t.median_ms for c, t in zip(cands, times, strict=True)}
+    if measured is not None:
+        measured.update(fidelity=fid, accuracy=acc, latency=lat)
     heads = " | ".join(f"{b} ms | × torch | × ORT fp32" for b, _ in batches)
     lines = [f"| candidate | runtime | executed format | {heads} | logit cosine | top-1 agree | accuracy | bytes |",
              "|---|---|---|" + "---:|---:|---:|" * len(batches) + "---:|---:|---:|---:|"]
@@ -209,9 +260,47 @@ def minilm(tmp: Path) -> list[str]:
     task = get("bbc-news")
     fp32 = task.model().eval()
     cands, notes = _candidates(task, fp32, tmp, "int8-dynamic", transformer=True)
-    rows = _table(task, cands, [("batch 1 × 128", task.example_inputs)])
+    auto, why, shipped = _deployed_auto(task, fp32, tmp)
+    cands.append(auto)
+    notes.append(f"`--runtime auto` int8-static deploy: {why}")
+    m: dict = {}
+    label = "batch 1 × 128"
+    rows = _table(task, cands, [(label, task.example_inputs)], m)
+    notes += _versus_peer(cands, m, label, auto.name)
+    notes += _profiles(cands, auto, shipped, tmp / "nncf.xml", task.example_inputs)
     return (["## MiniLM on bbc-news (batch 1 × 128 tokens, 1 thread, timed interleaved)", "", *rows, "",
-             *[f"- {n}" for n in notes], ""])
+             *[f"- {n}" for n in notes], f"- load average when the section finished: {os.getloadavg()[0]:.2f}", ""])
+
+
+def _versus_peer(cands: list[Candidate], m: dict, label: str, ours: str) -> list[str]:
+    """The acceptance line: our deployed latency over the fastest peer's in the same run, its cosine and
+    accuracy drop."""
+    lat = m["latency"][label]
+    peers = [c.name for c in cands if c.name.startswith("NNCF")]
+    if not peers:
+        return []
+    best = min(peers, key=lat.get)
+    drop = 100 * (m["accuracy"][cands[0].name] - m["accuracy"][ours])
+    return [(f"**modelpress deployed / fastest peer ({best}): {lat[ours] / lat[best]:.3f}×** "
+            f"({lat[ours]:.2f} vs {lat[best]:.2f} ms); logit cosine {m['fidelity'][ours][0]:.5f}, "
+            f"accuracy drop {drop:.2f} points")]
+
+
+def _profiles(cands: list[Candidate], ours: Candidate, shipped: Path, nncf_xml: Path,
+              inputs: tuple) -> list[str]:
+    """Where the time goes: OpenVINO's per-layer counters of our shipped IR and of NNCF's, top layer kinds."""
+    from modelpress.measure import openvino_runtime as ovr
+
+    if ours.runtime != "openvino" or not nncf_xml.is_file():
+        return []
+    peer_hint = next(c.name.split(", ")[1].split()[0] for c in cands if c.name.startswith("NNCF"))
+    out = []
+    for who, xml, hint in (("modelpress", shipped, None), ("NNCF", nncf_xml, peer_hint)):
+        prof = ovr.profile_layers(xml, inputs, precision=hint)
+        top = ", ".join(f"{k} {v:.2f}" for k, v in list(prof.items())[:8])
+        out.append(f"OpenVINO per-layer time of {who}'s IR ({hint or 'its recorded'} hint; ms per call, "
+                   f"{sum(prof.values()):.2f} in all): {top}")
+    return out
 
 
 def resnet(tmp: Path) -> list[str]:
@@ -222,7 +311,7 @@ def resnet(tmp: Path) -> list[str]:
                ("batch 32", tuple(t[:32] for t in task.test.inputs))]
     rows = _table(task, cands, batches)
     return (["## resnet-s on Fashion-MNIST (batch 1 and 32, 1 thread, timed interleaved)", "", *rows, "",
-             *[f"- {n}" for n in notes], ""])
+             *[f"- {n}" for n in notes], f"- load average when the section finished: {os.getloadavg()[0]:.2f}", ""])
 
 
 def _et_candidates(task: Task, fp32: torch.nn.Module, tmp: Path, int8_mode: str) -> tuple[list[Candidate], list[str]]:

@@ -207,3 +207,17 @@ def test_openvino_forms_without_openvino(monkeypatch, tmp_path):
     monkeypatch.setattr(ovr, "openvino_available", lambda: False)
     forms, notes = ovr.openvino_forms(tmp_path / "model.onnx", tmp_path)
     assert forms == [] and "not installed" in notes[0]
+
+
+@needs_ov
+def test_profile_layers(ir, digits_task):
+    """Per-layer counters: the three Linear layers are FullyConnected kernels (64·300 + 300·100 + 100·10
+    MACs, the first two hold almost all), times are positive ms, largest first; bad runs are bad input."""
+    x = tuple(t[:1] for t in digits_task.test.inputs)
+    prof = ovr.profile_layers(ir[1], x, precision="f32", runs=5)
+    assert prof and all(v > 0 for v in prof.values())
+    assert list(prof.values()) == sorted(prof.values(), reverse=True)
+    assert any(k.startswith("FullyConnected ") for k in prof)
+    assert sum(prof.values()) < 50.0  # a 50k-MAC network: far below 50 ms per call even when counted
+    with pytest.raises(BadInputError, match="runs"):
+        ovr.profile_layers(ir[1], x, runs=0)

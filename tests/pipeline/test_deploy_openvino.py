@@ -101,3 +101,19 @@ def test_a_plain_model_gets_a_runtime_choice(digits, tmp_path):
     with torch.no_grad():
         ref = fp32(*task.test.inputs)
     assert float((out.argmax(1) == ref.argmax(1)).float().mean()) >= 0.99
+
+
+@needs_ov
+def test_static_in_the_simulations_scope_is_an_openvino_candidate(digits, tmp_path):
+    """Linear-only int8-static: the static-matmul graph (Q/DQ into the quantized layers only) is judged in
+    OpenVINO, never in onnxruntime, and runs all three layers in int8 at the simulation's agreement."""
+    task, fp32, q, steps = _quantized(digits)
+    info = export_deployed(q, steps, task, tmp_path / "model.onnx", reference=fp32, target=DeployTarget())
+    rows = [c for c in info["quantize"]["candidates"] if c.get("format") == "static-matmul"]
+    assert rows and all("error" not in c and c["runtime"] == "openvino" for c in rows)
+    assert all(c["executed_layers"] == {"int8": 3} and c["label"] == "int8-static" for c in rows)
+    sim = info["quantize"]["simulation_fidelity"]["agreement"]
+    assert all(c["fidelity"]["agreement"] >= sim - 0.004 for c in rows)
+    ort = export_deployed(q, steps, task, tmp_path / "ort" / "model.onnx", reference=fp32,
+                          target=DeployTarget(runtime="onnxruntime"))
+    assert not any(c.get("format") == "static-matmul" for c in ort["quantize"]["candidates"])

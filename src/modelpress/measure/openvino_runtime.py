@@ -49,6 +49,7 @@ __all__ = [
     "openvino_forms",
     "ov_predict",
     "predict_compiled",
+    "profile_layers",
     "require_openvino",
     "sixteen_bit_precisions",
     "stored_precision",
@@ -366,3 +367,35 @@ def sixteen_bit_precisions() -> tuple[str, ...]:
         if executed_format(compiled).precision == hint:
             out.append(hint)
     return tuple(out)
+
+
+def profile_layers(path: str | Path, inputs: tuple[Tensor, ...], *, threads: int = 1, precision: str | None = None,
+                   runs: int = 20) -> dict[str, float]:
+    """Where a compiled model's time goes: OpenVINO's per-layer performance counters (``PERF_COUNT``),
+    summed per executed layer type and kernel (``"FullyConnected jit_avx512_amx_I8"`` ...), in ms per
+    call, median over ``runs`` calls of ``inputs`` (one batch, positional, as for `ov_predict`), largest
+    first. Compiled as `compile_openvino` compiles, with the counters on (they add a little overhead to
+    every layer, so compare profiles with each other, not with `time_interleaved`'s latencies). Raises as
+    `compile_openvino` does."""
+    check_positive_int(runs, "runs", "profile_layers")
+    p = _check_model_file(path, "profile_layers")
+    core = _core()
+    model = core.read_model(str(p))
+    precision = precision or stored_precision(model) or "f32"
+    config = {"INFERENCE_PRECISION_HINT": precision, "INFERENCE_NUM_THREADS": threads, "NUM_STREAMS": 1,
+              "PERFORMANCE_HINT": "LATENCY", "ENABLE_CPU_PINNING": False, "PERF_COUNT": True}
+    compiled = core.compile_model(model, "CPU", config)
+    ins = _input_order(compiled)
+    feed = {i.get_any_name(): np.ascontiguousarray(t.numpy().astype(i.get_element_type().to_dtype(), copy=False))
+            for i, t in zip(ins, inputs, strict=True)}
+    request = compiled.create_infer_request()
+    calls: list[Counter[str]] = []
+    for _ in range(runs + 2):  # two warm-up calls
+        request.infer(feed)
+        calls.append(Counter({f"{i.node_type} {i.exec_type}": 0.0 for i in request.get_profiling_info()}))
+        for info in request.get_profiling_info():
+            if info.status == info.Status.EXECUTED:
+                calls[-1][f"{info.node_type} {info.exec_type}"] += info.real_time.total_seconds() * 1e3
+    kept = calls[2:]
+    out = {k: float(np.median([c[k] for c in kept])) for k in kept[0]}
+    return dict(sorted(((k, v) for k, v in out.items() if v > 0), key=lambda kv: -kv[1]))

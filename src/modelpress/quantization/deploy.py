@@ -39,7 +39,7 @@ from modelpress.context import StepContext
 from modelpress.errors import CompressionError
 from modelpress.quantization.config import Quantize
 from modelpress.quantization.deploy_executorch import executorch_candidates, ship_executorch
-from modelpress.quantization.deploy_openvino import openvino_candidates, ship_openvino
+from modelpress.quantization.deploy_openvino import OPENVINO_ONLY, openvino_candidates, ship_openvino
 from modelpress.quantization.modules import _Half, _Quantized
 from modelpress.quantization.onnx_gather import to_gather_block_quantized
 from modelpress.quantization.onnx_rewrite import (
@@ -49,6 +49,7 @@ from modelpress.quantization.onnx_rewrite import (
     to_fp16_weights,
     to_matmul_nbits,
 )
+from modelpress.quantization.onnx_static_qdq import to_static_qdq
 from modelpress.tasks.task import Split
 
 __all__ = ["CalibrationReader", "build_candidate", "candidates_for", "check_candidate", "deploy_onnx",
@@ -115,10 +116,11 @@ def candidates_for(config: Quantize, matched: list[Matched], has_conv: bool) -> 
         return ["dynamic", *(["dynamic-matmul"] if has_conv and linear else []), "float"]
     if acts == "static":
         # convs: u8 activations × s8 per-channel weights, with and without reduce-range;
-        # matmul-only graphs: static QDQ does not fuse well here, dynamic int8 does.
+        # matmul-only graphs: onnxruntime's static QDQ does not fuse well here, dynamic int8 does; OpenVINO
+        # gets the static graph in the simulation's scope (static-matmul, OpenVINO only).
         out = ["static-reduce-range", "static"]
         if linear and not has_conv:
-            out.append("dynamic")
+            out += ["dynamic", "static-matmul"]
         return [*out, "float"]
     # weight-only: MatMulNBits (fp32 compute and int8 compute), and int8 static for conv models. For
     # matmul-only models also the 4-bit grid's values as int8 per-channel weights with activations
@@ -184,6 +186,10 @@ def build_candidate(fmt: str, src: Path, dst: Path, model: onnx.ModelProto, matc
                          extra_options={"MatMulConstBOnly": True})
         staged.unlink()
         return _quantize_gathers(dst, matched)
+    if fmt == "static-matmul":  # OpenVINO only: the simulation's scope, from its own codes and ranges
+        new, left = to_static_qdq(model, matched)
+        onnx.save(new, str(dst))
+        return left
     if fmt in ("static", "static-reduce-range"):
         if calibration is None:
             raise ValueError("static quantization needs the task's calibration split")
@@ -235,6 +241,8 @@ def expected_layers(fmt: str, matched: list[Matched], config: Quantize, notes: l
         return {"int8-dynamic": len(quantized)}
     if fmt == "dynamic-matmul":
         return {"int8-dynamic": sum(m.op_type != "Conv" for m in quantized)}
+    if fmt == "static-matmul":
+        return {"int8-static": len(quantized) - sum(not n.startswith("embedding kept") for n in notes)}
     if fmt.startswith("static"):
         return {"int8-static": len(quantized)}
     if fmt.startswith("nbits"):
@@ -318,7 +326,8 @@ def _choose(paths: dict[str, Path], info: dict[str, dict], model: nn.Module, con
              else Floor(cosine=sim.cosine - config.deploy_tolerance, sqnr_db=sqnr))
     candidates = [Candidate(f, ort_predict(p, threads=threads), info[f]["bytes"], baseline=f == "float",
                             info={"runtime": "onnxruntime"} | {k: v for k, v in info[f].items() if k != "bytes"})
-                  for f, p in paths.items()] if ctx.target.runtime not in ("openvino", "executorch") else []
+                  for f, p in paths.items() if f not in OPENVINO_ONLY] \
+        if ctx.target.runtime not in ("openvino", "executorch") else []
     candidates += [Candidate(c.name, c.predict, c.bytes, baseline=c.baseline, info=c.info) for c in extra or []]
     choice = choose(candidates, holdout.inputs, ref_out, floor=floor, threads=threads,
                     timing_inputs=batch_of(holdout, ctx.target.batch_size), rewarm=bool(extra))
@@ -341,6 +350,7 @@ def deploy_onnx(onnx_path: Path, model: nn.Module, config: Quantize, ctx: StepCo
     ``why``, ``candidates`` (name, label, bytes, fidelity, latency), ``layers`` and ``ops`` of the shipped
     file. Raises `CompressionError` when no candidate can be built or run."""
     from modelpress.measure.onnx_graph import layer_formats, onnx_format, op_counts
+    from modelpress.measure.openvino_runtime import openvino_available
     from modelpress.quantization.ptq import calibration_split
 
     onnx_path = Path(onnx_path)
@@ -351,6 +361,8 @@ def deploy_onnx(onnx_path: Path, model: nn.Module, config: Quantize, ctx: StepCo
     calibration = calibration_split(ctx.task.calibration, config.calibration_size) if ctx.task else None
     if calibration is None:
         formats = [f for f in formats if not f.startswith("static")] or ["float"]
+    if ctx.target.runtime in ("onnxruntime", "executorch") or not openvino_available():
+        formats = [f for f in formats if f not in OPENVINO_ONLY]
     details: dict[str, Any] = {"requested": requested_format(config), "matched_layers": len(matched),
                                "float_nodes": _float_nodes(src, matched)}
     with tempfile.TemporaryDirectory(prefix="modelpress-deploy-") as tmp:

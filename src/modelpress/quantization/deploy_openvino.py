@@ -3,7 +3,10 @@
 Which OpenVINO forms can be right (measured on an AVX-512 EPYC and an AMX Xeon, docs/bench-runtimes.md):
 the float graph in f32 and in each 16-bit precision the CPU executes (bf16 ran MiniLM as fast as
 onnxruntime's int8 at cosine 0.99999); the int8 QDQ graphs onnxruntime's static quantizer wrote (OpenVINO
-runs them as int8 kernels, so calibrated and QAT ranges carry over); and modelpress's 8-bit codes as
+runs them as int8 kernels, so calibrated and QAT ranges carry over); for linear-only models the static
+graph in the simulation's own scope (``static-matmul``: Q/DQ only into the quantized layers, softmax /
+layer norm / residual adds left float - onnxruntime's graph rounds those too, MiniLM cosine 0.965); and
+modelpress's 8-bit codes as
 weight-only ``DequantizeLinear`` (`modelpress.quantization.onnx_weight_dq`), which OpenVINO runs with int8
 weights and activations quantized per call. onnxruntime's dynamic graph (MatMulInteger) and MatMulNBits
 are not offered: OpenVINO runs the first in f32 and does not read the second.
@@ -26,9 +29,15 @@ from modelpress.quantization.config import Quantize
 from modelpress.quantization.onnx_rewrite import Matched
 from modelpress.quantization.onnx_weight_dq import to_weight_dequantize
 
-__all__ = ["OpenVINOCandidate", "openvino_candidates", "ship_openvino"]
+__all__ = ["OPENVINO_ONLY", "OpenVINOCandidate", "openvino_candidates", "ship_openvino"]
 
 _KIND = {"f32": "float32", "bf16": "bf16", "f16": "fp16"}
+# Formats `modelpress.quantization.deploy.build_candidate` writes for OpenVINO alone: static-matmul (Q/DQ
+# on the quantized layers' inputs only, `modelpress.quantization.onnx_static_qdq`). Measured on MiniLM
+# bbc-news, 1 thread, AVX-512 VNNI EPYC (docs/bench-runtimes.md): OpenVINO ran it at NNCF's int8 speed
+# (logit cosine 0.99865); onnxruntime ran the same graph about 1.4x slower than OpenVINO, at its dynamic
+# int8's speed, so onnxruntime does not spend judging time on it.
+OPENVINO_ONLY = ("static-matmul",)
 
 
 @dataclass(frozen=True)
