@@ -17,7 +17,6 @@ and the delegate calls off the serialized program, so a fallback is always visib
 
 from __future__ import annotations
 
-import importlib.util
 from collections import Counter
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -30,6 +29,7 @@ from torch import Tensor
 
 from modelpress.errors import BadInputError, CompressionError, bad_value
 from modelpress.measure._model import check_positive_int
+from modelpress.measure.optional import is_installed, not_installed
 from modelpress.measure.runtime import chunked_predict
 from modelpress.tasks.task import Predict
 
@@ -44,15 +44,14 @@ _NOT_COMPUTE = frozenset({"executorch_prim::et_view", "aten::sym_size", "executo
 
 def executorch_available() -> bool:
     """Whether the ``executorch`` package is installed (its import is not attempted: it is slow)."""
-    return importlib.util.find_spec("executorch") is not None
+    return is_installed("executorch")
 
 
 def require_executorch(owner: str) -> Any:
     """The ``executorch`` module; `BadInputError` naming ``owner`` and the install command when it is not
     installed (on the command line: exit code 2)."""
     if not executorch_available():
-        raise BadInputError(f"`{owner}` needs ExecuTorch, which is not installed. Fix: {INSTALL_HINT}, "
-                            "or choose the onnxruntime runtime.")
+        raise not_installed(owner, "ExecuTorch", INSTALL_HINT)
     import executorch
 
     return executorch

@@ -19,7 +19,6 @@ the compiled model (`executed_format`), never assumed from the hint.
 
 from __future__ import annotations
 
-import importlib.util
 import re
 from collections import Counter
 from dataclasses import dataclass, field
@@ -32,6 +31,7 @@ from torch import Tensor
 
 from modelpress.errors import BadInputError, CompressionError, bad_value
 from modelpress.measure._model import check_positive_int
+from modelpress.measure.optional import is_installed, not_installed
 from modelpress.measure.runtime import chunked_predict
 from modelpress.tasks.task import Predict
 
@@ -70,15 +70,14 @@ _NAMES = {"u8": "int8", "i8": "int8", "u4": "int4", "i4": "int4", "f32": "f32", 
 
 def openvino_available() -> bool:
     """Whether the ``openvino`` package is installed (its import is not attempted: it is slow)."""
-    return importlib.util.find_spec("openvino") is not None
+    return is_installed("openvino")
 
 
 def require_openvino(owner: str) -> Any:
     """The ``openvino`` module; `BadInputError` naming ``owner`` and the install command when it is
     not installed (on the command line: exit code 2)."""
     if not openvino_available():
-        raise BadInputError(f"`{owner}` needs OpenVINO, which is not installed. Fix: {INSTALL_HINT}, "
-                            "or choose the onnxruntime runtime.")
+        raise not_installed(owner, "OpenVINO", INSTALL_HINT)
     import openvino
 
     return openvino

@@ -36,7 +36,7 @@ def choose_runtime(path: Path, model: nn.Module, ctx: StepContext) -> dict[str, 
     `CompressionError` when no candidate runs."""
     from modelpress.measure._model import batch_of
     from modelpress.measure.choose import HOLDOUT_NOTE, Candidate, Floor, choose, holdout_split
-    from modelpress.measure.executorch_runtime import INSTALL_HINT, executorch_available, require_executorch
+    from modelpress.measure.executorch_runtime import require_executorch
     from modelpress.measure.fidelity import fidelity
     from modelpress.measure.onnx_size import onnx_bytes
     from modelpress.measure.openvino_runtime import (
@@ -46,7 +46,7 @@ def choose_runtime(path: Path, model: nn.Module, ctx: StepContext) -> dict[str, 
         to_ir,
     )
     from modelpress.measure.runtime import ort_predict
-    from modelpress.quantization.deploy_executorch import executorch_forms, ship_executorch
+    from modelpress.quantization.deploy_executorch import executorch_candidates, ship_executorch
     from modelpress.tasks.train import torch_predict
 
     target = ctx.target
@@ -68,13 +68,9 @@ def choose_runtime(path: Path, model: nn.Module, ctx: StepContext) -> dict[str, 
             forms, notes = openvino_forms(path, tmp, threads=target.threads)  # compiled: the files may go
             candidates += [Candidate(f"openvino {f.precision}", f.predict, f.bytes, info={
                 "runtime": "openvino", "precision": f.precision, "executed": f.executed.label}) for f in forms]
-        et: list = []
-        if target.runtime in ("auto", "executorch") and executorch_available():
-            et, more = executorch_forms(model, ctx, Path(tmp))
-            notes += more
-            candidates += [Candidate(c.name, c.predict, c.bytes, info=c.info | {"precision": "f32"}) for c in et]
-        elif target.runtime == "auto":
-            notes.append(f"ExecuTorch candidates skipped: ExecuTorch is not installed ({INSTALL_HINT})")
+        et, more = executorch_candidates(model, None, ctx, Path(tmp))  # the fp32 program, where it may run
+        notes += more
+        candidates += [Candidate(c.name, c.predict, c.bytes, info=c.info | {"precision": "f32"}) for c in et]
         choice = choose(candidates, holdout.inputs, ref, floor=floor, threads=target.threads,
                         timing_inputs=batch_of(holdout, target.batch_size), rewarm=True)
         winner = choice.winner

@@ -87,9 +87,9 @@ def executorch_forms(model: nn.Module, ctx: StepContext, tmp: Path, config: Quan
     return out, notes
 
 
-def executorch_candidates(model: nn.Module, config: Quantize, ctx: StepContext, tmp: Path
+def executorch_candidates(model: nn.Module, config: Quantize | None, ctx: StepContext, tmp: Path
                           ) -> tuple[list[ExecuTorchCandidate], list[str]]:
-    """`executorch_forms` for a ``Quantize`` deployment: nothing unless the target runtime is ``auto`` or
+    """`executorch_forms` for a ``Quantize`` deployment (None: a float model): nothing unless the target runtime is ``auto`` or
     ``executorch``; nothing and a note when ExecuTorch is not installed (a `BadInputError` when the
     target runtime is ``executorch``)."""
     from modelpress.measure.executorch_runtime import INSTALL_HINT, executorch_available, require_executorch
