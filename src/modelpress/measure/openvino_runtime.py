@@ -204,13 +204,16 @@ def ir_params(path: str | Path) -> tuple[int, int]:
     return total, nonzero
 
 
-def compile_openvino(path: str | Path, *, threads: int = 1, precision: str | None = None) -> Any:
+def compile_openvino(path: str | Path, *, threads: int = 1, precision: str | None = None,
+                     perf_count: bool = False) -> Any:
     """An OpenVINO ``CompiledModel`` of the IR (.xml) or ONNX file at ``path`` on the CPU, for latency:
     ``threads`` inference threads, one stream, the LATENCY hint, no core pinning (the machine is
     shared; onnxruntime does not pin either) and ``precision`` as the inference precision hint
     (``f32`` forces f32 execution; ``bf16`` / ``f16`` are hints the plugin may lower to what the CPU
-    has — read `executed_format`; None: the precision `to_ir` recorded in the IR, else ``f32``). Raises `BadInputError` for bad arguments or when OpenVINO is not
-    installed, `CompressionError` when OpenVINO cannot compile the model."""
+    has — read `executed_format`; None: the precision `to_ir` recorded in the IR, else ``f32``);
+    ``perf_count``: OpenVINO's per-layer performance counters on (for `profile_layers`). Raises
+    `BadInputError` for bad arguments or when OpenVINO is not installed, `CompressionError` when OpenVINO
+    cannot compile the model."""
     p = _check_model_file(path, "compile_openvino")
     check_positive_int(threads, "threads", "compile_openvino")
     if precision is not None:
@@ -220,7 +223,7 @@ def compile_openvino(path: str | Path, *, threads: int = 1, precision: str | Non
         model = core.read_model(str(p))
         precision = precision or stored_precision(model) or "f32"
         config = {"INFERENCE_PRECISION_HINT": precision, "INFERENCE_NUM_THREADS": threads, "NUM_STREAMS": 1,
-                  "PERFORMANCE_HINT": "LATENCY", "ENABLE_CPU_PINNING": False}
+                  "PERFORMANCE_HINT": "LATENCY", "ENABLE_CPU_PINNING": False, "PERF_COUNT": perf_count}
         return core.compile_model(model, "CPU", config)
     except Exception as exc:  # OpenVINO's own exception types
         raise CompressionError(f"OpenVINO cannot compile `{p}`: {str(exc).strip()[:400]}") from exc
@@ -377,13 +380,7 @@ def profile_layers(path: str | Path, inputs: tuple[Tensor, ...], *, threads: int
     every layer, so compare profiles with each other, not with `time_interleaved`'s latencies). Raises as
     `compile_openvino` does."""
     check_positive_int(runs, "runs", "profile_layers")
-    p = _check_model_file(path, "profile_layers")
-    core = _core()
-    model = core.read_model(str(p))
-    precision = precision or stored_precision(model) or "f32"
-    config = {"INFERENCE_PRECISION_HINT": precision, "INFERENCE_NUM_THREADS": threads, "NUM_STREAMS": 1,
-              "PERFORMANCE_HINT": "LATENCY", "ENABLE_CPU_PINNING": False, "PERF_COUNT": True}
-    compiled = core.compile_model(model, "CPU", config)
+    compiled = compile_openvino(path, threads=threads, precision=precision, perf_count=True)
     ins = _input_order(compiled)
     feed = {i.get_any_name(): np.ascontiguousarray(t.numpy().astype(i.get_element_type().to_dtype(), copy=False))
             for i, t in zip(ins, inputs, strict=True)}
@@ -391,10 +388,11 @@ def profile_layers(path: str | Path, inputs: tuple[Tensor, ...], *, threads: int
     calls: list[Counter[str]] = []
     for _ in range(runs + 2):  # two warm-up calls
         request.infer(feed)
-        calls.append(Counter({f"{i.node_type} {i.exec_type}": 0.0 for i in request.get_profiling_info()}))
+        call: Counter[str] = Counter()
         for info in request.get_profiling_info():
-            if info.status == info.Status.EXECUTED:
-                calls[-1][f"{info.node_type} {info.exec_type}"] += info.real_time.total_seconds() * 1e3
+            key = f"{info.node_type} {info.exec_type}"
+            call[key] += info.real_time.total_seconds() * 1e3 if info.status == info.Status.EXECUTED else 0.0
+        calls.append(call)
     kept = calls[2:]
     out = {k: float(np.median([c[k] for c in kept])) for k in kept[0]}
     return dict(sorted(((k, v) for k, v in out.items() if v > 0), key=lambda kv: -kv[1]))
