@@ -33,6 +33,9 @@ deployed choice among onnxruntime's forms), OpenVINO fp32 (f32 hint), ExecuTorch
 (`modelpress.quantization.executorch_export.export_pte` of the same modelpress-quantized model: its int8
 codes, scales and calibrated ranges carried into XNNPACK's quantizer; embeddings as int8 rows).
 
+``minilm-ablation`` (opt-in, `benchmarks.runtimes_ablation`): modelpress's deployed MiniLM graph with each of
+NNCF's two differences added (int8 attention matmuls, symmetric activation grids), timed beside NNCF.
+
 Fidelity is to torch fp32 on the test split: mean cosine of the logits per example and top-1 agreement;
 accuracy is the task metric on the same split; bytes are the deployed files (.onnx, or .xml + .bin).
 """
@@ -77,6 +80,13 @@ class Candidate:
     label: str
     predict: Predict
     bytes: int | None
+
+
+def fp32_references(fp32: torch.nn.Module, onnx_path: Path) -> list[Candidate]:
+    """The two rows every table's ratios are taken against: torch eager fp32, then onnxruntime running the
+    fp32 export at ``onnx_path``."""
+    return [Candidate("torch fp32 (eager)", "torch", "f32", torch_predict(fp32, 256), None),
+            Candidate("onnxruntime fp32", "onnxruntime", "f32", ort_predict(onnx_path), onnx_bytes(onnx_path))]
 
 
 def _ov_candidates(xml: Path, name: str, hints: tuple[str, ...]) -> list[Candidate]:
@@ -166,8 +176,7 @@ def _candidates(task: Task, fp32: torch.nn.Module, tmp: Path, int8_mode: str,
     ex = task.example_inputs
     notes: list[str] = []
     p32 = export_onnx(fp32, ex, tmp / "fp32.onnx")
-    cands = [Candidate("torch fp32 (eager)", "torch", "f32", torch_predict(fp32, 256), None),
-             Candidate("onnxruntime fp32", "onnxruntime", "f32", ort_predict(p32), onnx_bytes(p32))]
+    cands = fp32_references(fp32, p32)
     # modelpress's deployed int8 (onnxruntime), its own choice of format
     q = copy.deepcopy(fp32)
     cfg = Quantize(mode=int8_mode)
@@ -332,8 +341,7 @@ def _et_candidates(task: Task, fp32: torch.nn.Module, tmp: Path, int8_mode: str)
     p32 = export_onnx(fp32, ex, tmp / "fp32.onnx")
     p8 = export_onnx(q, ex, tmp / "int8.onnx")
     d = deploy_quantize(p8, q, cfg, ctx)
-    cands = [Candidate("torch fp32 (eager)", "torch", "f32", torch_predict(fp32, 256), None),
-             Candidate("onnxruntime fp32", "onnxruntime", "f32", ort_predict(p32), onnx_bytes(p32)),
+    cands = [*fp32_references(fp32, p32),
              Candidate(f"onnxruntime int8 (modelpress deployed, `{d['candidate']}`)", "onnxruntime",
                        f"int8 {d['candidate']}", ort_predict(p8), onnx_bytes(p8))]
     if not d["format"].startswith("int8"):  # deploy kept the float graph: time an int8 ORT form beside it
@@ -455,10 +463,13 @@ def _machine() -> str:
 
 
 def main() -> None:
+    from benchmarks.runtimes_ablation import minilm_ablation  # it builds on this module's helpers
+
     torch.set_num_threads(1)
     want = set(os.environ.get("BENCH_RUNTIMES_ROWS", "minilm,resnet,et-lenet5,et-resnet,et-minilm").split(","))
     parts: dict[str, Callable[[Path], list[str]]] = {"minilm": minilm, "resnet": resnet, "et-lenet5": et_lenet5,
-                                                     "et-resnet": et_resnet, "et-minilm": et_minilm}
+                                                     "et-resnet": et_resnet, "et-minilm": et_minilm,
+                                                     "minilm-ablation": minilm_ablation}
     lines = ["# Runtimes benchmark", "", f"Command: `{COMMAND}`", "", _machine(), "", f"Versions: {_versions()}.",
              "", ("× torch / × ORT fp32: median latency over that of torch fp32 / onnxruntime fp32 in the same "
                   "interleaved run (lower is faster). Executed format: what the runtime computes in, read off "
