@@ -470,7 +470,9 @@ def main() -> None:
     parts: dict[str, Callable[[Path], list[str]]] = {"minilm": minilm, "resnet": resnet, "et-lenet5": et_lenet5,
                                                      "et-resnet": et_resnet, "et-minilm": et_minilm,
                                                      "minilm-ablation": minilm_ablation}
-    lines = ["# Runtimes benchmark", "", f"Command: `{COMMAND}`", "", _machine(), "", f"Versions: {_versions()}.",
+    lines = ["# Runtimes benchmark", "", f"Command: `{COMMAND}`", "",
+             f"{_machine().replace('Machine:', 'Machine of the latest run:')} Each section names its own.", "",
+             f"Versions: {_versions()}.",
              "", ("× torch / × ORT fp32: median latency over that of torch fp32 / onnxruntime fp32 in the same "
                   "interleaved run (lower is faster). Executed format: what the runtime computes in, read off "
                   "OpenVINO's compiled graph (its matrix-product and convolution layers); for onnxruntime the "
@@ -481,7 +483,9 @@ def main() -> None:
             if key in want:
                 sub = Path(d) / key
                 sub.mkdir()
-                lines += fn(sub)
+                section = fn(sub)
+                # each section names its machine: a partial run keeps sections measured on other machines
+                lines += [*section[:-1], f"- measured on: {_machine().removeprefix('Machine: ')}", section[-1]]
                 _write(lines)  # after every section: a later one may wait long on a baseline being trained
 
 

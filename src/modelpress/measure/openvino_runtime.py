@@ -354,8 +354,10 @@ def openvino_forms(onnx_path: str | Path, workdir: str | Path, *, threads: int =
 def sixteen_bit_precisions() -> tuple[str, ...]:
     """The 16-bit hints (``bf16``, ``f16``) that OpenVINO's CPU plugin really executes on this CPU:
     a one-layer model is compiled with each hint and kept where the executed precision equals it (a
-    f16 hint on a CPU without AVX512-FP16 runs in bf16; one without AVX512-BF16 / AMX runs in f32).
-    Empty when OpenVINO is not installed."""
+    f16 hint on a CPU without AVX512-FP16 runs in bf16). Executing is not being fast: an AVX-512 Xeon
+    without AVX512-BF16 or AMX (no ``BF16`` among OpenVINO's capabilities) still runs the bf16 hint, emulated,
+    slower than f32 (LeNet-5 at batch 1: 1.20 vs 0.57 ms), so its candidates are timed like any other and
+    lose. Empty when OpenVINO is not installed."""
     if not openvino_available():
         return ()
     import openvino as ov
