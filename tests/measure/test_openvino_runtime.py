@@ -75,9 +75,10 @@ def test_16_bit_hint(ir, digits_task, reference, hint):
     compiled = ovr.compile_openvino(ir[1], precision=hint)
     fmt = ovr.executed_format(compiled)
     if hint not in ovr.sixteen_bit_precisions():
-        # the plugin lowers the hint to what this CPU has; the executed format says so
-        assert fmt.precision != hint and hint not in fmt.layers
-        pytest.skip(f"this CPU does not execute {hint} (OpenVINO ran {fmt.label})")
+        # the plugin lowers the hint to what this CPU has (the executed format says so), or emulates it
+        # without the instructions (no capability listed): not offered either way
+        assert fmt.precision != hint or ovr.CAPABILITY_16[hint] not in ovr.openvino_capabilities()
+        pytest.skip(f"this CPU does not execute {hint} natively (OpenVINO ran {fmt.label})")
     assert fmt.precision == hint and fmt.layers.get(hint, 0) >= 2
     out = ovr.predict_compiled(compiled)(digits_task.test.inputs)
     diff = float((out - reference).abs().max())

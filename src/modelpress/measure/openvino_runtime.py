@@ -36,6 +36,7 @@ from modelpress.measure.runtime import chunked_predict
 from modelpress.tasks.task import Predict
 
 __all__ = [
+    "CAPABILITY_16",
     "INSTALL_HINT",
     "PRECISIONS",
     "ExecutedFormat",
@@ -346,18 +347,26 @@ def openvino_forms(onnx_path: str | Path, workdir: str | Path, *, threads: int =
         if executed.precision != precision:
             notes.append(f"OpenVINO {precision} hint not used: this CPU executes it as {executed.label}")
             continue
+        if precision in CAPABILITY_16 and precision not in sixteen_bit_precisions():
+            notes.append(f"OpenVINO {precision} hint not used: OpenVINO only emulates it on this CPU (no "
+                         f"{CAPABILITY_16[precision]} capability; far slower than f32)")
+            continue
         forms.append(OpenVINOForm(precision, xml, predict_compiled(compiled), ir_bytes(xml), executed))
     return forms, notes
 
 
+# OpenVINO's OPTIMIZATION_CAPABILITIES entry that says a 16-bit hint runs on the CPU's own instructions
+CAPABILITY_16 = {"bf16": "BF16", "f16": "FP16"}
+
+
 @lru_cache(maxsize=1)
 def sixteen_bit_precisions() -> tuple[str, ...]:
-    """The 16-bit hints (``bf16``, ``f16``) that OpenVINO's CPU plugin really executes on this CPU:
-    a one-layer model is compiled with each hint and kept where the executed precision equals it (a
-    f16 hint on a CPU without AVX512-FP16 runs in bf16). Executing is not being fast: an AVX-512 Xeon
-    without AVX512-BF16 or AMX (no ``BF16`` among OpenVINO's capabilities) still runs the bf16 hint, emulated,
-    slower than f32 (LeNet-5 at batch 1: 1.20 vs 0.57 ms), so its candidates are timed like any other and
-    lose. Empty when OpenVINO is not installed."""
+    """The 16-bit hints (``bf16``, ``f16``) that OpenVINO's CPU plugin executes natively on this CPU: a
+    one-layer model is compiled with each hint and kept where the executed precision equals it (a f16
+    hint on a CPU without AVX512-FP16 runs in bf16) and OpenVINO lists the capability (`CAPABILITY_16`).
+    Executing is not enough: an AVX-512 Xeon without AVX512-BF16 or AMX (no ``BF16`` capability) still
+    runs the bf16 hint, emulated, and MiniLM at batch 1 × 128 took 1332 ms there against 31.9 ms in f32
+    (docs/bench-runtimes.md), so an emulated hint is never offered. Empty when OpenVINO is not installed."""
     if not openvino_available():
         return ()
     import openvino as ov
@@ -365,10 +374,11 @@ def sixteen_bit_precisions() -> tuple[str, ...]:
 
     x = ops.parameter([1, 16], np.float32, name="x")
     model = ov.Model([ops.matmul(x, ops.constant(np.ones((16, 16), np.float32)), False, False)], [x], "probe")
+    caps = set(openvino_capabilities())
     out = []
     for hint in ("bf16", "f16"):
         compiled = _core().compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": hint})
-        if executed_format(compiled).precision == hint:
+        if executed_format(compiled).precision == hint and CAPABILITY_16[hint] in caps:
             out.append(hint)
     return tuple(out)
 
