@@ -278,7 +278,7 @@ def _plain_reference(rows: list[dict], aug: dict | None) -> list[str]:
 def _render_hinton(rows: list[dict], row: str) -> list[str]:
     student, teacher, settings, _ = _hinton_row(row)
     aug = settings.get("augment")
-    title = (f"## Hinton et al. on Fashion-MNIST: {student} student, {teacher} teacher, {settings['epochs']} epochs"
+    title = (f"## Hinton et al. on Fashion-MNIST (`{row}`): {student} student, {teacher} teacher, {settings['epochs']} epochs"
              + (f", function matching on augmented views {aug}" if aug else ""))
     if not rows:
         return [title, "", "Not run yet.", ""]
