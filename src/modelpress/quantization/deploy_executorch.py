@@ -89,9 +89,9 @@ def executorch_forms(model: nn.Module, ctx: StepContext, tmp: Path, config: Quan
 
 def executorch_candidates(model: nn.Module, config: Quantize | None, ctx: StepContext, tmp: Path
                           ) -> tuple[list[ExecuTorchCandidate], list[str]]:
-    """`executorch_forms` for a ``Quantize`` deployment (None: a float model): nothing unless the target runtime is ``auto`` or
-    ``executorch``; nothing and a note when ExecuTorch is not installed (a `BadInputError` when the
-    target runtime is ``executorch``)."""
+    """`executorch_forms` for a ``Quantize`` deployment (``config`` None: a float model, its fp32 program):
+    nothing unless the target runtime is ``auto`` or ``executorch``; nothing and a note when ExecuTorch is
+    not installed (a `BadInputError` when the target runtime is ``executorch``)."""
     from modelpress.measure.executorch_runtime import INSTALL_HINT, executorch_available, require_executorch
 
     if ctx.target.runtime not in ("auto", "executorch") or ctx.task is None:
