@@ -36,17 +36,18 @@ from pathlib import Path
 
 import torch
 
+from benchmarks.results import store, stored_glob
 from modelpress.context import StepContext
 from modelpress.distillation import Distill, gap_closed, teacher_logits, train_student
 from modelpress.distillation.student import build_student, size_row
 from modelpress.finetune import FineTune, apply_finetune
 from modelpress.measure import time_interleaved
 from modelpress.measure._model import batch_of
+from modelpress.measure.cpu import cpu_info
 from modelpress.pipeline.recipe import Recipe
 from modelpress.pruning import Prune, apply_prune
 from modelpress.quantization import Quantize, apply_quantize
 from modelpress.tasks import get
-from modelpress.tasks.builtin import cache_dir
 from modelpress.tasks.train import evaluate, torch_predict
 
 ROWS = ("hinton", "hinton-lenet5", "hinton-wide", "hinton-long", "hinton-views", "hinton-views-long",
@@ -70,24 +71,18 @@ def _distill_layers() -> Distill:
     return Recipe.resolve("distill-layers").steps[0].config
 
 
-def _path(row: str, seed: int) -> Path:
-    return cache_dir() / "bench" / f"distillation-{row}-s{seed}.json"
-
-
 def _store(row: str, seed: int, result: dict) -> None:
-    _path(row, seed).parent.mkdir(parents=True, exist_ok=True)
-    _path(row, seed).write_text(json.dumps(result, indent=1))
+    store("distillation", f"{row}-s{seed}", result)
 
 
 def _minilm_schedules() -> list[str]:
     """The stored ``minilm-<train examples>x<epochs>`` sets, largest schedule last."""
-    tags = {p.name.removeprefix("distillation-").rsplit("-s", 1)[0]
-            for p in (cache_dir() / "bench").glob("distillation-minilm-*x*-s*.json")}
+    tags = {name.rsplit("-s", 1)[0] for name in stored_glob("distillation", "minilm-*x*-s*")}
     return sorted(tags, key=lambda t: [int(x) for x in t.removeprefix("minilm-").split("x")][::-1])
 
 
 def _stored(row: str) -> list[dict]:
-    return [json.loads(p.read_text()) for p in sorted((cache_dir() / "bench").glob(f"distillation-{row}-s*.json"))]
+    return list(stored_glob("distillation", f"{row}-s[0-9]*").values())  # not `hinton-soft…` for `hinton`
 
 
 # Hinton et al.'s own student size (800-800, unregularized in their label-only baseline); 6 epochs because
@@ -285,6 +280,12 @@ def _plain_reference(rows: list[dict], aug: dict | None) -> list[str]:
              f"{_ms([v - plain[s] for v, s in zip(views, seeds)])} points |")]
 
 
+def _measured_on(rows: list[dict]) -> list[str]:
+    """The machine line of a section: every machine its runs recorded."""
+    machines = sorted({r["machine"] for r in rows if "machine" in r})
+    return [f"Measured on: {'; '.join(machines)}.", ""] if machines else []
+
+
 def _render_hinton(rows: list[dict], row: str) -> list[str]:
     student, teacher, settings, _ = _hinton_row(row)
     aug = settings.get("augment")
@@ -309,7 +310,7 @@ def _render_hinton(rows: list[dict], row: str) -> list[str]:
             f"seed {r['seed']}: {100 * r['labels_acc']:.2f}% → {100 * r['distilled_acc']:.2f}% "
             f"({100 * r['gap_closed']:.1f}%; " + (f"{r['labels_seconds']} s / {r['distilled_seconds']} s; "
             if "labels_seconds" in r else "") + f"load {r.get('loadavg', '?')})"
-            for r in rows if r["gap_closed"] is not None) + ".", "",
+            for r in rows if r["gap_closed"] is not None) + ".", "", *_measured_on(rows),
     ]  # fmt: skip
 
 
@@ -337,7 +338,7 @@ def _render_minilm(rows: list[dict]) -> list[str]:
         f"(ratio {lat['ratio']}, {lat['ratio_range'][0]}–{lat['ratio_range'][1]} over 3 interleaved rounds) |"), "",
         (f"Distilled minus labels alone: {_ms([r['distilled_acc'] - r['labels_acc'] for r in rows])} points over "
          f"{len(rows)} seed(s)" + (" — one seed gives no spread, so this difference is not shown to exceed "
-                                   "run-to-run noise." if len(rows) == 1 else ".")), "",
+                                   "run-to-run noise." if len(rows) == 1 else ".")), "", *_measured_on(rows),
     ]  # fmt: skip
 
 
@@ -361,7 +362,7 @@ def _render_recovery(rows: list[dict]) -> list[str]:
         (f"| after fine-tuning | {_ms([r['labels_acc'] for r in rows])}% | {_ms([r['distilled_acc'] for r in rows])}% "
          f"({_ms(diff)} points; gap closed {_ms([r['gap_closed'] for r in rows], 100, 1)}%) |"),
         (f"| then int4 QAT | {_ms([r['labels_qat_acc'] for r in rows])}% | {_ms([r['distilled_qat_acc'] for r in rows])}% "
-         f"({_ms(diff_q)} points) |"), "",
+         f"({_ms(diff_q)} points) |"), "", *_measured_on(rows),
     ]  # fmt: skip
 
 
@@ -405,21 +406,63 @@ def _verdicts(hs: dict[str, list[dict]], ms: dict[str, list[dict]], rec: list[di
     return lines + [""]
 
 
+KEPT = "(Kept from the page as it stood: this section's runs are not stored in `benchmarks/runs/`.)"
+
+
+def _sections(text: str) -> dict[str, list[str]]:
+    """The ``## `` sections of a page by their heading line, each without the heading."""
+    out: dict[str, list[str]] = {}
+    current: list[str] | None = None
+    for line in text.splitlines():
+        if line.startswith("## "):
+            current = out.setdefault(line, [])
+        elif current is not None and line != HINTON_NOTE:  # the note follows the last Hinton section
+            current.append(line)
+    return out
+
+
+def _keep_unrun(body: list[str], old: dict[str, list[str]]) -> list[str]:
+    """``body`` with every "Not run yet." section replaced by the same section of the page as it stood,
+    where it had figures (marked as kept), so re-rendering after a partial re-run loses nothing."""
+    out: list[str] = []
+    for i, line in enumerate(body):
+        prior = old.get(body[i - 2], []) if i >= 2 and line == "Not run yet." else []
+        figures = "\n".join(x for x in prior if x != KEPT).strip().splitlines()
+        out += [KEPT, "", *figures] if figures and figures != ["Not run yet."] else [line]
+    return out
+
+
+def _kept_verdicts(new: list[str], old: dict[str, list[str]]) -> list[str]:
+    """The old page's acceptance lines for rows the new page has none for (the text before ":" names a row)."""
+    keys = {line.split(":", 1)[0] for line in new if line.startswith("- ")}
+    return [x for x in old.get("## Acceptance (issue 10)", []) if x.startswith("- ") and x.split(":", 1)[0] not in keys]
+
+
 def render() -> str:
+    old = _sections(DOC.read_text()) if DOC.is_file() else {}
     hs = {row: _stored(row) for row in HINTON_ROWS}
     ms = {tag: _stored(tag) for tag in _minilm_schedules()}
     r = _stored("recovery")
     head = ["# Distillation benchmark", "",
-            ("Measured on this machine (CPU, torch 2.13; latency 1 thread, timed interleaved in one process). "
+            ("Each section names the machine it was measured on (CPU, torch 2.13; latency 1 thread, timed "
+             "interleaved in one process). "
             "Accuracy is on the held-out test split; errors are counted on it. Each row gives the command "
             "that produced it; `load` is the 1-minute load average when a run finished (2 shared cores)."), ""]  # fmt: skip
     loads = sorted({x["loadavg"] for rows in (*hs.values(), *ms.values(), r) for x in rows if "loadavg" in x})
     if loads:
         head += [f"Load averages while these runs finished: {loads}.", ""]
     body = [line for row, rows in hs.items() for line in _render_hinton(rows, row)] + [HINTON_NOTE, ""]
-    body += [line for rows in ms.values() for line in _render_minilm(rows)] or _render_minilm([])
+    body += [line for rows in ms.values() for line in _render_minilm(rows)] or _kept_minilm(old)
     body += _render_recovery(r)
-    return "\n".join(head + body + _verdicts(hs, ms, r))
+    verdicts = _verdicts(hs, ms, r)
+    return "\n".join(head + _keep_unrun(body, old) + verdicts[:-1] + _kept_verdicts(verdicts, old) + [""])
+
+
+def _kept_minilm(old: dict[str, list[str]]) -> list[str]:
+    """With no MiniLM schedule stored: the page's MiniLM sections as they stood (marked), else "Not run yet"."""
+    kept = [[h, "", KEPT, *"\n".join(x for x in lines if x != KEPT).rstrip().splitlines(), ""]
+            for h, lines in old.items() if h.startswith("## MiniLM 6 → 3")]
+    return [line for section in kept for line in section] or _render_minilm([])
 
 
 def main(rows: list[str] | None = None) -> None:
@@ -446,6 +489,7 @@ def main(rows: list[str] | None = None) -> None:
             result = fns[row](seed, cache)
             result["seconds"] = round(time.perf_counter() - t0)
             result["loadavg"] = round(os.getloadavg()[0], 1)
+            result["machine"] = f"{os.cpu_count()} CPU cores, {cpu_info().describe()}"
             _store(result.pop("store_as", row), seed, result)
             print(json.dumps({row: result}, indent=1), flush=True)
             DOC.write_text(render())  # after every run, so a stopped benchmark still leaves its figures
