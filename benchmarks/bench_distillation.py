@@ -15,7 +15,7 @@
 3. ``recovery``: resnet-s channel-pruned to ≤ 30% of its MACs, then equal epochs of label fine-tuning vs
    ``finetune: {distill: true}``, each followed by the same int4 QAT step.
 
-Every run of a row with one seed is stored under ``$MODELPRESS_CACHE/bench/distillation-<row>-s<seed>.json``,
+Every run of a row with one seed is stored under ``benchmarks/runs/distillation-<row>-s<seed>.json``,
 so rows and seeds run separately end up in one docs/bench-distillation.md (mean ± std over the seeds run).
 Run: ``python -m benchmarks.bench_distillation hinton minilm`` (``MODELPRESS_BENCH_DISTILL_SEEDS=0,1,2``,
 ``MODELPRESS_BENCH_DISTILL_ROWS=hinton`` for ``make bench``; ``... render`` rewrites the page from the

@@ -17,7 +17,7 @@
 
 Run: ``python -m benchmarks.bench_factorization tucker cp lenet minilm`` (or ``python -m benchmarks.run
 factorization``; ``MODELPRESS_BENCH_FACTORIZATION_ROWS=tucker,cp``). Each row's result is kept under
-``$MODELPRESS_CACHE/bench/`` so rows run separately end up in one docs/bench-factorization.md.
+``benchmarks/runs/`` so rows run separately end up in one docs/bench-factorization.md.
 """
 
 from __future__ import annotations

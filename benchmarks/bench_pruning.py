@@ -12,7 +12,7 @@
 
 Run: ``python -m benchmarks.run pruning`` (all rows) or ``python -m benchmarks.bench_pruning lenet resnet``.
 ``MODELPRESS_BENCH_PRUNING_ROWS=lenet,resnet`` does the same through ``make bench``. Each row's result is
-kept under ``$MODELPRESS_CACHE/bench/`` so rows run separately end up in one docs/bench-pruning.md.
+kept under ``benchmarks/runs/`` so rows run separately end up in one docs/bench-pruning.md.
 """
 
 from __future__ import annotations

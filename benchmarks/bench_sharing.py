@@ -13,7 +13,7 @@
    scratch on MNIST-5k for the same epochs, 3 seeds each.
 
 Run: ``python -m benchmarks.run sharing`` (all rows) or ``python -m benchmarks.bench_sharing decode hash``.
-Each row's result is kept under ``$MODELPRESS_CACHE/bench/`` so rows run separately end up in one
+Each row's result is kept under ``benchmarks/runs/`` so rows run separately end up in one
 docs/bench-sharing.md.
 """
 
