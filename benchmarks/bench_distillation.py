@@ -52,7 +52,7 @@ from modelpress.tasks.train import evaluate, torch_predict
 
 ROWS = ("hinton", "hinton-lenet5", "hinton-wide", "hinton-long", "hinton-views", "hinton-views-long",
         "hinton-soft-long", "hinton-lenet5-soft-long", "hinton-wide-soft-long", "hinton-lenet5-wide-soft-long",
-        "minilm", "recovery")
+        "hinton-soft-long-matched", "hinton-wide-soft-long-matched", "minilm", "recovery")
 DOC = Path(__file__).resolve().parent.parent / "docs" / "bench-distillation.md"
 
 # The LeNet baseline's own schedule (tasks.builtin.RECIPES): 12 epochs, batch 128, Adam 1e-3, cosine.
@@ -95,6 +95,7 @@ WIDE_TRAIN = {**HINTON_TRAIN, "epochs": 6}
 VIEWS_AUGMENT = {"shift": 2, "mixup": 1.0, "views": 3}
 VIEWS_KD = {"alpha": 1.0, "temperature": 1.0}
 SOFT_KD = {"alpha": 1.0, "temperature": 4.0}  # the teacher's soft targets alone, no label term
+MATCHED_KD = {"alpha": 1.0, "temperature": 2.3}  # the same, at resnet-s's entropy-matched temperature
 HINTON_ROWS = {  # row -> (student, teacher, training settings[, distilled arm's alpha / temperature])
     "hinton": ("lenet-300-100", "resnet-s", HINTON_TRAIN),
     "hinton-lenet5": ("lenet-300-100", "lenet-5", HINTON_TRAIN),
@@ -115,6 +116,12 @@ HINTON_ROWS = {  # row -> (student, teacher, training settings[, distilled arm's
     # 40.7% of the gap on that validation split (lenet-300-100: 27.1%); ~4 min per arm over 60,000 images.
     "hinton-wide-soft-long": ("mlp-800-800", "resnet-s", {**HINTON_TRAIN, "epochs": 24}, SOFT_KD),
     "hinton-lenet5-wide-soft-long": ("mlp-800-800", "lenet-5", {**HINTON_TRAIN, "epochs": 24}, SOFT_KD),
+    # T 4 was chosen with the lenet-5 teacher; resnet-s's logits are flatter (mean entropy of its T-4 targets
+    # on the training images 1.505 nats, lenet-5's 0.706), so "the same softness" for resnet-s is the T at
+    # which its training-image targets have lenet-5's T-4 entropy: 2.3 (bisection on the training images,
+    # no test data). The "-matched" rows use it.
+    "hinton-soft-long-matched": ("lenet-300-100", "resnet-s", {**HINTON_TRAIN, "epochs": 24}, MATCHED_KD),
+    "hinton-wide-soft-long-matched": ("mlp-800-800", "resnet-s", {**HINTON_TRAIN, "epochs": 24}, MATCHED_KD),
 }
 
 
