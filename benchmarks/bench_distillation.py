@@ -144,7 +144,9 @@ HINTON_NOTE = (
     "The ``*soft-long`` rows change two things, both chosen on a validation split "
     "(docs/bench-distillation-validation.md): soft targets alone (alpha 1, T 4, no label term) and 24 "
     "epochs for both arms (with the plain 12 epochs the same loss gave nothing on validation); "
-    "``*wide-soft-long`` also uses the 800-800 student.")
+    "``*wide-soft-long`` also uses the 800-800 student. The ``*-matched`` rows keep that setting but give "
+    "the resnet-s teacher the temperature (2.3) at which its targets on the training images are as soft as "
+    "lenet-5's at T 4 (resnet-s's logits are flatter), since T 4 was chosen with the lenet-5 teacher.")
 
 
 def row_hinton(seed: int, cache: dict, row: str = "hinton") -> dict:
@@ -423,7 +425,7 @@ def _sections(text: str) -> dict[str, list[str]]:
     for line in text.splitlines():
         if line.startswith("## "):
             current = out.setdefault(line, [])
-        elif current is not None and line != HINTON_NOTE:  # the note follows the last Hinton section
+        elif current is not None and not line.startswith(HINTON_NOTE[:40]):  # the note ends the Hinton sections
             current.append(line)
     return out
 
