@@ -19,7 +19,7 @@ Every run of a row with one seed is stored under ``benchmarks/runs/distillation-
 so rows and seeds run separately end up in one docs/bench-distillation.md (mean ± std over the seeds run).
 Run: ``python -m benchmarks.bench_distillation hinton minilm`` (``MODELPRESS_BENCH_DISTILL_SEEDS=0,1,2``,
 ``MODELPRESS_BENCH_DISTILL_ROWS=hinton`` for ``make bench``; ``... render`` rewrites the page from the
-stored runs).
+stored runs; ``... softness`` prints how soft each teacher's targets are).
 """
 
 from __future__ import annotations
@@ -474,12 +474,41 @@ def _kept_minilm(old: dict[str, list[str]]) -> list[str]:
     return [line for section in kept for line in section] or _render_minilm([])
 
 
+def target_entropy(logits: torch.Tensor, temperature: float) -> float:
+    """Mean entropy (nats) of ``softmax(logits / temperature)`` over the rows of ``logits`` ``(n, classes)``."""
+    p = torch.softmax(logits / temperature, 1)
+    return float(-(p * p.clamp_min(1e-12).log()).sum(1).mean())
+
+
+def matched_temperature(logits: torch.Tensor, entropy: float, lo: float = 0.25, hi: float = 20.0) -> float:
+    """The temperature at which ``logits``' targets have mean entropy ``entropy`` (bisection; the entropy
+    grows with the temperature)."""
+    for _ in range(40):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if target_entropy(logits, mid) < entropy else (lo, mid)
+    return (lo + hi) / 2
+
+
+def softness() -> str:
+    """The Fashion-MNIST teachers' training-image accuracy and target entropy at T 4, and the temperature
+    at which resnet-s's targets are as soft as lenet-5's at T 4 (the ``-matched`` rows' 2.3)."""
+    task = get("fashion-mnist")
+    logits = {name: teacher_logits(task.model(name).eval(), task.train) for name in ("lenet-5", "resnet-s")}
+    lines = [f"{name}: training-image accuracy {float((z.argmax(1) == task.train.targets).float().mean()):.4f}, "
+             f"target entropy at T 4 {target_entropy(z, 4.0):.3f} nats" for name, z in logits.items()]
+    t = matched_temperature(logits["resnet-s"], target_entropy(logits["lenet-5"], 4.0))
+    return "\n".join([*lines, f"resnet-s temperature with lenet-5's T-4 entropy: {t:.2f}"])
+
+
 def main(rows: list[str] | None = None) -> None:
     # 1 thread: on a shared, oversubscribed CPU two OpenMP threads spend their time waiting at barriers
     torch.set_num_threads(int(os.environ.get("MODELPRESS_BENCH_THREADS", "1")))  # latency is timed at 1 too
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     env = os.environ.get("MODELPRESS_BENCH_DISTILL_ROWS")
     rows = rows or (env.split(",") if env else ["hinton", "minilm"])
+    if rows == ["softness"]:  # how soft each teacher's targets are, and resnet-s's matched temperature
+        print(softness())
+        return
     if rows == ["render"]:  # rewrite the page from the stored runs only
         DOC.write_text(render())
         print(DOC.read_text())
