@@ -36,7 +36,7 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.results import store, stored_glob
+from benchmarks.results import NOT_RUN, keep_unrun, kept, page_sections, store, stored_glob
 from modelpress.context import StepContext
 from modelpress.distillation import Distill, gap_closed, teacher_logits, train_student
 from modelpress.distillation.student import build_student, size_row
@@ -301,7 +301,7 @@ def _render_hinton(rows: list[dict], row: str) -> list[str]:
     title = (f"## Hinton et al. on Fashion-MNIST (`{row}`): {student} student, {teacher} teacher, {settings['epochs']} epochs"
              + (f", function matching on augmented views {aug}" if aug else ""))
     if not rows:
-        return [title, "", "Not run yet.", ""]
+        return [title, "", NOT_RUN, ""]
     g = [r["gap_closed"] for r in rows if r["gap_closed"] is not None]
     return [
         title, "",
@@ -325,7 +325,7 @@ def _render_hinton(rows: list[dict], row: str) -> list[str]:
 
 def _render_minilm(rows: list[dict]) -> list[str]:
     if not rows:
-        return ["## MiniLM 6 → 3 layers on bbc-news", "", "Not run yet.", ""]
+        return ["## MiniLM 6 → 3 layers on bbc-news", "", NOT_RUN, ""]
     r0, lat = rows[0], rows[-1]["latency"]
     sz = r0["sizes"]
     return [
@@ -354,7 +354,7 @@ def _render_minilm(rows: list[dict]) -> list[str]:
 def _render_recovery(rows: list[dict]) -> list[str]:
     title = "## Recovery: resnet-s channel-pruned, label fine-tuning vs `finetune: {distill: true}`, then int4 QAT"
     if not rows:
-        return [title, "", "Not run yet.", ""]
+        return [title, "", NOT_RUN, ""]
     r0 = rows[0]
     sz = r0["sizes"]
     diff = [r["distilled_acc"] - r["labels_acc"] for r in rows]
@@ -415,32 +415,6 @@ def _verdicts(hs: dict[str, list[dict]], ms: dict[str, list[dict]], rec: list[di
     return lines + [""]
 
 
-KEPT = "(Kept from the page as it stood: this section's runs are not stored in `benchmarks/runs/`.)"
-
-
-def _sections(text: str) -> dict[str, list[str]]:
-    """The ``## `` sections of a page by their heading line, each without the heading."""
-    out: dict[str, list[str]] = {}
-    current: list[str] | None = None
-    for line in text.splitlines():
-        if line.startswith("## "):
-            current = out.setdefault(line, [])
-        elif current is not None and not line.startswith(HINTON_NOTE[:40]):  # the note ends the Hinton sections
-            current.append(line)
-    return out
-
-
-def _keep_unrun(body: list[str], old: dict[str, list[str]]) -> list[str]:
-    """``body`` with every "Not run yet." section replaced by the same section of the page as it stood,
-    where it had figures (marked as kept), so re-rendering after a partial re-run loses nothing."""
-    out: list[str] = []
-    for i, line in enumerate(body):
-        prior = old.get(body[i - 2], []) if i >= 2 and line == "Not run yet." else []
-        figures = "\n".join(x for x in prior if x != KEPT).strip().splitlines()
-        out += [KEPT, "", *figures] if figures and figures != ["Not run yet."] else [line]
-    return out
-
-
 def _kept_verdicts(new: list[str], old: dict[str, list[str]]) -> list[str]:
     """The old page's acceptance lines for rows the new page has none for (the text before ":" names a row)."""
     keys = {line.split(":", 1)[0] for line in new if line.startswith("- ")}
@@ -448,7 +422,7 @@ def _kept_verdicts(new: list[str], old: dict[str, list[str]]) -> list[str]:
 
 
 def render() -> str:
-    old = _sections(DOC.read_text()) if DOC.is_file() else {}
+    old = page_sections(DOC, skip=lambda line: line.startswith(HINTON_NOTE[:40]))  # the note ends the Hinton rows
     hs = {row: _stored(row) for row in HINTON_ROWS}
     ms = {tag: _stored(tag) for tag in _minilm_schedules()}
     r = _stored("recovery")
@@ -464,14 +438,13 @@ def render() -> str:
     body += [line for rows in ms.values() for line in _render_minilm(rows)] or _kept_minilm(old)
     body += _render_recovery(r)
     verdicts = _verdicts(hs, ms, r)
-    return "\n".join(head + _keep_unrun(body, old) + verdicts[:-1] + _kept_verdicts(verdicts, old) + [""])
+    return "\n".join(head + keep_unrun(body, old) + verdicts[:-1] + _kept_verdicts(verdicts, old) + [""])
 
 
 def _kept_minilm(old: dict[str, list[str]]) -> list[str]:
     """With no MiniLM schedule stored: the page's MiniLM sections as they stood (marked), else "Not run yet"."""
-    kept = [[h, "", KEPT, *"\n".join(x for x in lines if x != KEPT).rstrip().splitlines(), ""]
-            for h, lines in old.items() if h.startswith("## MiniLM 6 → 3")]
-    return [line for section in kept for line in section] or _render_minilm([])
+    sections = {h: kept(lines) for h, lines in old.items() if h.startswith("## MiniLM 6 → 3")}
+    return [line for h, body in sections.items() if body for line in (h, "", *body, "")] or _render_minilm([])
 
 
 def target_entropy(logits: torch.Tensor, temperature: float) -> float:
