@@ -95,7 +95,7 @@ WIDE_TRAIN = {**HINTON_TRAIN, "epochs": 6}
 VIEWS_AUGMENT = {"shift": 2, "mixup": 1.0, "views": 3}
 VIEWS_KD = {"alpha": 1.0, "temperature": 1.0}
 SOFT_KD = {"alpha": 1.0, "temperature": 4.0}  # the teacher's soft targets alone, no label term
-MATCHED_KD = {"alpha": 1.0, "temperature": 2.3}  # the same, at resnet-s's entropy-matched temperature
+MATCHED_KD = {"alpha": 1.0, "temperature": 2.3}  # the same at resnet-s's entropy-matched T (`... softness` prints 2.30)
 HINTON_ROWS = {  # row -> (student, teacher, training settings[, distilled arm's alpha / temperature])
     "hinton": ("lenet-300-100", "resnet-s", HINTON_TRAIN),
     "hinton-lenet5": ("lenet-300-100", "lenet-5", HINTON_TRAIN),
