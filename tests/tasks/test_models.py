@@ -39,6 +39,8 @@ def test_mlp_800_800_planted_counts_and_dropout():
     x = torch.randn(4, 1, 28, 28)
     assert torch.equal(d.eval()(x), m.eval()(x))  # and does nothing in eval mode
     assert not torch.equal(d.train()(x), m.train()(x))
+    wide = models.build("mlp-1200-1200")
+    assert _params(wide) == 784 * 1200 + 1200 + 1200 * 1200 + 1200 + 1200 * 10 + 10 == 2_395_210
 
 
 def test_lenet_5_planted_counts_and_small_input_error():
@@ -58,7 +60,7 @@ def test_resnet_s_shapes_and_batchnorm():
     assert models.build("resnet-s", input_shape=(1, 8, 8))(torch.zeros(1, 1, 8, 8)).shape == (1, 10)
 
 
-@pytest.mark.parametrize("name", ["lenet-300-100", "mlp-800-800", "lenet-5", "resnet-s"])
+@pytest.mark.parametrize("name", ["lenet-300-100", "mlp-800-800", "mlp-1200-1200", "lenet-5", "resnet-s"])
 def test_source_records_all_kwargs_and_rebuilds(name):
     m = models.build(name, num_classes=4)
     src = get_source(m)
@@ -82,9 +84,11 @@ def test_bad_names_and_kwargs():
         models.build("resnet-s", num_classes=1)
     with pytest.raises(BadInputError):
         models.rebuild({"kind": "pickle"})
-    assert set(models.MODEL_NAMES) == {"lenet-300-100", "mlp-800-800", "lenet-5", "resnet-s", "minilm-l6"}
+    assert set(models.MODEL_NAMES) == {"lenet-300-100", "mlp-800-800", "mlp-1200-1200", "lenet-5", "resnet-s", "minilm-l6"}
     with pytest.raises(BadInputError, match="dropout"):
         models.build("mlp-800-800", dropout=1.0)
+    with pytest.raises(BadInputError, match="mlp-1200-1200"):
+        models.build("mlp-1200-1200", num_classes=1)
 
 
 def test_mean_pool_ignores_padding():

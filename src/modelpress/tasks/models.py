@@ -8,6 +8,7 @@
 - ``lenet-300-100``: flatten, Linear 784-300-100-10 with ReLU (266,610 params on 1×28×28).
 - ``mlp-800-800``: flatten, Linear 784-800-800-10 with ReLU (1,276,810 params on 1×28×28), optional
   dropout after each hidden layer — the student of Hinton et al. 2015's MNIST distillation experiment.
+- ``mlp-1200-1200``: the same at 1200 wide (2,395,210 params on 1×28×28), the width of their teacher.
 - ``lenet-5``: the Caffe LeNet of Deep Compression — conv 20 5×5, max-pool 2, conv 50 5×5, max-pool 2,
   fc 500 + ReLU, fc 10 (431,080 params on 1×28×28). Needs inputs of at least 16×16.
 - ``resnet-s``: a small residual CNN with batch norm for 28×28 grayscale (3 stages × 2 basic blocks at
@@ -27,9 +28,10 @@ from torch import Tensor, nn
 from modelpress.errors import BadInputError, bad_value
 from modelpress.source import attach_source
 
-__all__ = ["MLP800800", "MODEL_NAMES", "BasicBlock", "LeNet5", "LeNet300100", "ResNetS", "build", "example_inputs", "rebuild"]
+__all__ = ["MLP800800", "MLP12001200", "MODEL_NAMES", "BasicBlock", "LeNet5", "LeNet300100", "ResNetS", "build", "example_inputs", "rebuild"]
 
-MODEL_NAMES: tuple[str, ...] = ("lenet-300-100", "mlp-800-800", "lenet-5", "resnet-s", "minilm-l6")
+MODEL_NAMES: tuple[str, ...] = (
+    "lenet-300-100", "mlp-800-800", "mlp-1200-1200", "lenet-5", "resnet-s", "minilm-l6")
 # Keyword arguments a rebuild from an artifact always uses: the artifact holds every weight, so
 # pretrained weights are never read only to be overwritten.
 _REBUILD_KWARGS: dict[str, dict[str, Any]] = {"minilm-l6": {"pretrained": False}}
@@ -68,31 +70,50 @@ class LeNet300100(nn.Module):
         return self.fc3(self.relu2(self.fc2(self.relu1(self.fc1(self.flatten(x))))))
 
 
-class MLP800800(nn.Module):
-    """Flatten → fc1 (in→800) → ReLU → [dropout] → fc2 (800→800) → ReLU → [dropout] → fc3 (800→classes).
+class _TwoHiddenMLP(nn.Module):
+    """Flatten → fc1 (in→H) → ReLU → [dropout] → fc2 (H→H) → ReLU → [dropout] → fc3 (H→classes), with
+    the hidden width H = ``HIDDEN`` of the subclass.
 
-    Hinton et al. 2015's distillation student (146 MNIST test errors on labels alone, 74 distilled).
     ``dropout`` in [0, 1): the drop probability after each hidden layer (0: none, no Dropout module).
     Input ``(n, C, H, W)`` float; output logits ``(n, num_classes)``.
     """
 
+    HIDDEN = 0
+    NAME = ""
+
     def __init__(self, input_shape: Sequence[int] = (1, 28, 28), num_classes: int = 10, dropout: float = 0.0) -> None:
         super().__init__()
-        c, h, w = _shape(input_shape, "mlp-800-800")
+        c, h, w = _shape(input_shape, self.NAME)
         if not 0 <= dropout < 1:
-            raise bad_value("dropout", "mlp-800-800", "a probability in [0, 1)", dropout)
+            raise bad_value("dropout", self.NAME, "a probability in [0, 1)", dropout)
         self.flatten = nn.Flatten()
-        self.fc1 = nn.Linear(c * h * w, 800)
+        self.fc1 = nn.Linear(c * h * w, self.HIDDEN)
         self.relu1 = nn.ReLU()
         self.drop1: nn.Module = nn.Dropout(dropout) if dropout else nn.Identity()
-        self.fc2 = nn.Linear(800, 800)
+        self.fc2 = nn.Linear(self.HIDDEN, self.HIDDEN)
         self.relu2 = nn.ReLU()
         self.drop2: nn.Module = nn.Dropout(dropout) if dropout else nn.Identity()
-        self.fc3 = nn.Linear(800, _classes(num_classes, "mlp-800-800"))
+        self.fc3 = nn.Linear(self.HIDDEN, _classes(num_classes, self.NAME))
 
     def forward(self, x: Tensor) -> Tensor:
         x = self.drop1(self.relu1(self.fc1(self.flatten(x))))
         return self.fc3(self.drop2(self.relu2(self.fc2(x))))
+
+
+class MLP800800(_TwoHiddenMLP):
+    """784-800-800-10: Hinton et al. 2015's distillation student (146 MNIST test errors on labels alone,
+    74 distilled). See `_TwoHiddenMLP` for the layers and ``dropout``."""
+
+    HIDDEN = 800
+    NAME = "mlp-800-800"
+
+
+class MLP12001200(_TwoHiddenMLP):
+    """784-1200-1200-10: the width of Hinton et al. 2015's MNIST teacher (which also had dropout and
+    jittered inputs). See `_TwoHiddenMLP` for the layers and ``dropout``."""
+
+    HIDDEN = 1200
+    NAME = "mlp-1200-1200"
 
 
 class LeNet5(nn.Module):
@@ -208,7 +229,7 @@ def build(name: str, **kwargs: Any) -> nn.Module:
     """A built-in architecture with random weights and its source attached.
 
     ``kwargs``: ``input_shape`` (C, H, W) and ``num_classes`` for the CNN/MLP models (``widths``,
-    ``blocks`` for resnet-s, ``dropout`` for mlp-800-800); ``num_classes`` and ``pretrained`` for minilm-l6.
+    ``blocks`` for resnet-s, ``dropout`` for the two MLPs); ``num_classes`` and ``pretrained`` for minilm-l6.
     Raises BadInputError for an unknown name or bad kwargs.
     """
     if name not in MODEL_NAMES:
@@ -218,7 +239,8 @@ def build(name: str, **kwargs: Any) -> nn.Module:
         from modelpress.tasks.minilm import build_minilm
 
         return build_minilm(**kwargs)
-    cls = {"lenet-300-100": LeNet300100, "mlp-800-800": MLP800800, "lenet-5": LeNet5, "resnet-s": ResNetS}[name]
+    cls = {"lenet-300-100": LeNet300100, "mlp-800-800": MLP800800, "mlp-1200-1200": MLP12001200, "lenet-5": LeNet5,
+           "resnet-s": ResNetS}[name]
     try:
         # Record every argument, defaults included, so a rebuild never depends on today's defaults.
         bound = inspect.signature(cls).bind(**kwargs)
