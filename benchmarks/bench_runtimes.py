@@ -390,21 +390,46 @@ def _et_int4(task: Task, fp32: torch.nn.Module, tmp: Path) -> tuple[list[Candida
 def _et_flips(task: Task, cands: list[Candidate]) -> list[str]:
     """Per quantized candidate, the test examples whose top-1 differs from torch fp32's: index, fp32's
     logit margin (top-1 minus runner-up) and whether fp32 or the candidate was right — an accuracy gap of
-    an example or two is read off these, not off the accuracy column alone."""
+    an example or two is read off these, not off the accuracy column alone. Then each ExecuTorch quantized
+    candidate paired with onnxruntime int8 on the same examples (`_paired`)."""
     ref = cands[0].predict(task.test.inputs).float()
     top2 = ref.topk(2, dim=1).values
     margin, target = top2[:, 0] - top2[:, 1], task.test.targets
-    out = []
+    out, preds = [], {}
     for c in cands[1:]:
         if c.label in ("f32", "fp32"):
             continue
-        pred = c.predict(task.test.inputs).float().argmax(1)
+        pred = preds[c.name] = c.predict(task.test.inputs).float().argmax(1)
         flips = (pred != ref.argmax(1)).nonzero().flatten().tolist()
         cells = [f"#{i} (fp32 margin {float(margin[i]):.3f}, "
                  f"{'fp32 right' if ref[i].argmax() == target[i] else 'candidate right' if pred[i] == target[i] else 'both wrong'})"
                  for i in flips]
         out.append(f"{c.name}: {len(flips)} top-1 flips vs torch fp32" + (f": {', '.join(cells)}" if cells else ""))
+    ort = next((c for c in cands if c.runtime == "onnxruntime" and c.name in preds), None)
+    if ort is not None:
+        out += [_paired(c.name, preds[c.name], ort.name, preds[ort.name], target)
+                for c in cands if c.runtime == "executorch" and c.name in preds]
     return out
+
+
+def _paired(a: str, pred_a: torch.Tensor, b: str, pred_b: torch.Tensor, target: torch.Tensor) -> str:
+    """Two classifiers on the same examples: where exactly one is right, and the exact two-sided McNemar
+    p-value (a binomial test on those discordant examples) — the chance of a split at least this uneven
+    if the two were equally accurate."""
+    from scipy.stats import binomtest
+
+    right_a, right_b = pred_a == target, pred_b == target
+    only_a = (right_a & ~right_b).nonzero().flatten().tolist()
+    only_b = (right_b & ~right_a).nonzero().flatten().tolist()
+    n = len(only_a) + len(only_b)
+    p = binomtest(len(only_a), n, 0.5).pvalue if n else 1.0
+
+    def ids(xs: list[int]) -> str:
+        return ", ".join(f"#{i}" for i in xs) or "none"
+
+    return (f"{a} vs {b}, paired on the {len(target)} test examples: right only in the first on "
+            f"{len(only_a)} ({ids(only_a)}), only in the second on {len(only_b)} ({ids(only_b)}); accuracy "
+            f"difference {100 * (len(only_a) - len(only_b)) / len(target):+.2f} points, exact McNemar p = {p:.2f}")
 
 
 def _et_section(title: str, task: Task, fp32: torch.nn.Module, tmp: Path, int8_mode: str,
