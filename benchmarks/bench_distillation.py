@@ -50,10 +50,6 @@ from modelpress.quantization import Quantize, apply_quantize
 from modelpress.tasks import get
 from modelpress.tasks.train import evaluate, torch_predict
 
-ROWS = ("hinton", "hinton-lenet5", "hinton-wide", "hinton-long", "hinton-views", "hinton-views-long",
-        "hinton-soft-long", "hinton-lenet5-soft-long", "hinton-wide-soft-long", "hinton-lenet5-wide-soft-long",
-        "hinton-soft-long-matched", "hinton-wide-soft-long-matched", "hinton-xwide-soft-long", "minilm",
-        "recovery")
 DOC = Path(__file__).resolve().parent.parent / "docs" / "bench-distillation.md"
 
 # The LeNet baseline's own schedule (tasks.builtin.RECIPES): 12 epochs, batch 128, Adam 1e-3, cosine.
@@ -127,6 +123,9 @@ HINTON_ROWS = {  # row -> (student, teacher, training settings[, distilled arm's
     # Hinton et al.'s own teacher MLP, with the validated setting; ~6 min per arm at 1 thread.
     "hinton-xwide-soft-long": ("mlp-1200-1200", "resnet-s", {**HINTON_TRAIN, "epochs": 24}, SOFT_KD),
 }
+
+
+ROWS = (*HINTON_ROWS, "minilm", "recovery")
 
 
 def _hinton_row(row: str) -> tuple[str, str, dict, dict]:
