@@ -122,6 +122,9 @@ HINTON_ROWS = {  # row -> (student, teacher, training settings[, distilled arm's
     # Wider again, the one further width tried (chosen before any run, not tuned): 1200-1200, the width of
     # Hinton et al.'s own teacher MLP, with the validated setting; ~6 min per arm at 1 thread.
     "hinton-xwide-soft-long": ("mlp-1200-1200", "resnet-s", {**HINTON_TRAIN, "epochs": 24}, SOFT_KD),
+    # Not an MLP: the same teacher and setting with a convolutional student (lenet-5, which can represent
+    # a CNN's function), to tell the method's limit from the MLP students'.
+    "hinton-cnn-soft-long": ("lenet-5", "resnet-s", {**HINTON_TRAIN, "epochs": 24}, SOFT_KD),
 }
 
 
@@ -147,7 +150,8 @@ HINTON_NOTE = (
     "The ``*soft-long`` rows change two things, both chosen on a validation split "
     "(docs/bench-distillation-validation.md): soft targets alone (alpha 1, T 4, no label term) and 24 "
     "epochs for both arms (with the plain 12 epochs the same loss gave nothing on validation); "
-    "``*wide-soft-long`` also uses the 800-800 student, ``hinton-xwide-soft-long`` a 1200-1200 one. The "
+    "``*wide-soft-long`` also uses the 800-800 student, ``hinton-xwide-soft-long`` a 1200-1200 one, and "
+    "``hinton-cnn-soft-long`` a convolutional one (lenet-5) under the same teacher and setting. The "
     "``*-matched`` rows keep that setting but give "
     "the resnet-s teacher the temperature (2.3) at which its targets on the training images are as soft as "
     "lenet-5's at T 4 (resnet-s's logits are flatter), since T 4 was chosen with the lenet-5 teacher.")
@@ -327,6 +331,26 @@ def _render_hinton(rows: list[dict], row: str) -> list[str]:
     ]  # fmt: skip
 
 
+def _where_students_stop(hs: dict[str, list[dict]]) -> list[str]:
+    """One line per stored Hinton row: each arm's mean test accuracy beside the accuracy a 40% share of the
+    gap would need (labels + 0.4 × (teacher − labels)), so the distance to the bar reads in points."""
+    lines = []
+    for row, rows in hs.items():
+        if not rows:
+            continue
+        student, teacher, settings, kd = _hinton_row(row)
+        t, lab, dist = (100 * statistics.mean(r[k] for r in rows) for k in ("teacher_acc", "labels_acc", "distilled_acc"))
+        need = lab + 0.4 * (t - lab)
+        lines.append(f"| `{row}` | {student} | {teacher} ({t:.2f}%) | T {kd['temperature']:g}, alpha {kd['alpha']:g}, "
+                     f"{settings['epochs']} epochs | {lab:.2f}% | {dist:.2f}% | {need:.2f}% | {dist - need:+.2f} |")  # fmt: skip
+    if not lines:
+        return []
+    return ["## Where the students stop (rows whose runs are stored)", "",
+            "Mean test accuracy over the row's seeds, and what a 40% share of the gap would need.", "",
+            "| row | student | teacher (accuracy) | distilled arm | labels alone | distilled | 40% needs | distilled − need (points) |",
+            "|---|---|---|---|---:|---:|---:|---:|", *lines, ""]  # fmt: skip
+
+
 def _render_minilm(rows: list[dict]) -> list[str]:
     if not rows:
         return ["## MiniLM 6 → 3 layers on bbc-news", "", NOT_RUN, ""]
@@ -439,6 +463,7 @@ def render() -> str:
     if loads:
         head += [f"Load averages while these runs finished: {loads}.", ""]
     body = [line for row, rows in hs.items() for line in _render_hinton(rows, row)] + [HINTON_NOTE, ""]
+    body += _where_students_stop(hs)
     body += [line for rows in ms.values() for line in _render_minilm(rows)] or _kept_minilm(old)
     body += _render_recovery(r)
     verdicts = _verdicts(hs, ms, r)
