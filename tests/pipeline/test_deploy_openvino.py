@@ -47,10 +47,17 @@ def test_runtime_openvino_ships_the_ir(digits, tmp_path):
     executed = ovr.executed_format(ovr.compile_openvino(xml))
     assert shipped["executed_layers"] == executed.layers and shipped["bytes"] == ovr.ir_bytes(xml)
     assert executed.precision == d["executed"]["precision"]  # the chosen precision is recorded in the IR
-    if shipped["format"].startswith("int8"):
-        assert executed.layers.get("int8", 0) == 3
+    layers = executed.layers
+    assert sum(layers.values()) == 3  # fc1, fc2, fc3, each executed in one precision
+    # which candidate wins is measured on this CPU, so every kind it may ship is checked
+    if shipped["format"] == "int8-static":
+        assert layers == {"int8": 3}
+    elif shipped["format"] == "int8-weight":
+        # weights stored int8: OpenVINO runs a layer in int8 or decompresses its weights to the hint's
+        # precision (seen on an AMX Xeon with the bf16 hint: {'int8': 1, 'bf16': 2}); at least one int8
+        assert layers.get("int8", 0) >= 1 and set(layers) <= {"int8", executed.precision}
     else:
-        assert "int8" not in executed.layers
+        assert "int8" not in layers
     # the shipped IR agrees with the int8 simulation on the test split
     out, sim = ovr.ov_predict(xml)(task.test.inputs), q(*task.test.inputs).detach()
     assert float((out.argmax(1) == sim.argmax(1)).float().mean()) >= 0.98
