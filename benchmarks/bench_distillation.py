@@ -122,8 +122,8 @@ HINTON_ROWS = {  # row -> (student, teacher, training settings[, distilled arm's
     # Wider again, the one further width tried (chosen before any run, not tuned): 1200-1200, the width of
     # Hinton et al.'s own teacher MLP, with the validated setting; ~6 min per arm at 1 thread.
     "hinton-xwide-soft-long": ("mlp-1200-1200", "resnet-s", {**HINTON_TRAIN, "epochs": 24}, SOFT_KD),
-    # Not an MLP: the same teacher and setting with a convolutional student (lenet-5, which can represent
-    # a CNN's function), to tell the method's limit from the MLP students'.
+    # Not an MLP: the same teacher and setting with a convolutional student (lenet-5), to tell a limit of
+    # the MLP students from one of this teacher; ~8 min per arm at 1 thread.
     "hinton-cnn-soft-long": ("lenet-5", "resnet-s", {**HINTON_TRAIN, "epochs": 24}, SOFT_KD),
 }
 
