@@ -128,9 +128,6 @@ HINTON_ROWS = {  # row -> (student, teacher, training settings[, distilled arm's
 }
 
 
-ROWS = (*HINTON_ROWS, "minilm", "recovery")
-
-
 def _hinton_row(row: str) -> tuple[str, str, dict, dict]:
     """``(student, teacher, settings, kd)`` of a `HINTON_ROWS` row (kd: `HINTON_KD` unless the row says)."""
     student, teacher, settings, *kd = HINTON_ROWS[row]

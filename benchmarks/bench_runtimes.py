@@ -235,11 +235,17 @@ def _candidates(task: Task, fp32: torch.nn.Module, tmp: Path, int8_mode: str,
     return cands, notes
 
 
+def _test_outputs(task: Task, cands: list[Candidate]) -> dict[str, torch.Tensor]:
+    """Each candidate's outputs on the whole test split, by name."""
+    return {c.name: c.predict(task.test.inputs) for c in cands}
+
+
 def _table(task: Task, cands: list[Candidate], batches: list[tuple[str, tuple]],
-           measured: dict | None = None) -> list[str]:
+           measured: dict | None = None, outs: dict[str, torch.Tensor] | None = None) -> list[str]:
     """Fidelity on the test split, then latency per batch shape (interleaved), as markdown rows;
-    ``measured``, when given, receives ``fidelity`` / ``accuracy`` / ``latency`` by candidate name."""
-    outs = {c.name: c.predict(task.test.inputs) for c in cands}
+    ``measured``, when given, receives ``fidelity`` / ``accuracy`` / ``latency`` by candidate name;
+    ``outs``: the candidates' `_test_outputs` where the caller already has them."""
+    outs = outs if outs is not None else _test_outputs(task, cands)
     ref = outs[cands[0].name]
     fid = {name: _fidelity(out, ref) for name, out in outs.items()}
     acc = {name: task.metric.on_outputs(out, task.test) for name, out in outs.items()}
@@ -387,19 +393,19 @@ def _et_int4(task: Task, fp32: torch.nn.Module, tmp: Path) -> tuple[list[Candida
     return cands, notes
 
 
-def _et_flips(task: Task, cands: list[Candidate]) -> list[str]:
+def _et_flips(task: Task, cands: list[Candidate], outs: dict[str, torch.Tensor]) -> list[str]:
     """Per quantized candidate, the test examples whose top-1 differs from torch fp32's: index, fp32's
     logit margin (top-1 minus runner-up) and whether fp32 or the candidate was right — an accuracy gap of
     an example or two is read off these, not off the accuracy column alone. Then each ExecuTorch quantized
-    candidate paired with onnxruntime int8 on the same examples (`_paired`)."""
-    ref = cands[0].predict(task.test.inputs).float()
+    candidate paired with onnxruntime int8 on the same examples (`_paired`). ``outs``: `_test_outputs`."""
+    ref = outs[cands[0].name].float()
     top2 = ref.topk(2, dim=1).values
     margin, target = top2[:, 0] - top2[:, 1], task.test.targets
     out, preds = [], {}
     for c in cands[1:]:
         if c.label in ("f32", "fp32"):
             continue
-        pred = preds[c.name] = c.predict(task.test.inputs).float().argmax(1)
+        pred = preds[c.name] = outs[c.name].float().argmax(1)
         flips = (pred != ref.argmax(1)).nonzero().flatten().tolist()
         cells = [f"#{i} (fp32 margin {float(margin[i]):.3f}, "
                  f"{'fp32 right' if ref[i].argmax() == target[i] else 'candidate right' if pred[i] == target[i] else 'both wrong'})"
@@ -438,8 +444,9 @@ def _et_section(title: str, task: Task, fp32: torch.nn.Module, tmp: Path, int8_m
     if int4 and cands:
         more, more_notes = _et_int4(task, fp32, tmp)
         cands, notes = cands + more, notes + more_notes
-    notes += _et_flips(task, cands) if cands else []
-    rows = _table(task, cands, [("batch 1", tuple(t[:1] for t in task.test.inputs))]) if cands else []
+    outs = _test_outputs(task, cands)  # once, for the flips and the table
+    notes += _et_flips(task, cands, outs) if cands else []
+    rows = _table(task, cands, [("batch 1", tuple(t[:1] for t in task.test.inputs))], outs=outs) if cands else []
     return [f"## ExecuTorch: {title}", "", *rows, "", *[f"- {n}" for n in notes],
             f"- load average when the section finished: {os.getloadavg()[0]:.2f}", ""]
 
